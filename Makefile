@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine (Python 3.11, pip, make):
+#   make demo   set up .venv and run the main job on the embedded default
+#   make test   set up .venv and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench-ops setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# CPU build from the local wheel on these machines; GPU users install their own torch first.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/leapformer bench ops --quick
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench-ops: $(STAMP)
+	$(PY) benchmarks/ops.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

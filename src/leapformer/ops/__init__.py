@@ -1,0 +1,33 @@
+"""Pure tensor functions on ``[batch, heads, length, head_dim]``: feature maps,
+proportion re-weighting, linear attention in parallel / chunk / recurrent
+forms, and the softmax reference."""
+
+from leapformer.ops.attention import cosformer_attention, leap_attention, linear_attention
+from leapformer.ops.feature_maps import (
+    FavorPlus,
+    draw_projection,
+    elu_plus_one,
+    get_feature_map,
+    identity,
+    relu,
+)
+from leapformer.ops.proportions import cosformer_proportions, cross_proportions, reweighting
+from leapformer.ops.softmax import softmax_attention
+from leapformer.ops.state import LinearAttentionState
+
+__all__ = [
+    "FavorPlus",
+    "LinearAttentionState",
+    "cosformer_attention",
+    "cosformer_proportions",
+    "cross_proportions",
+    "draw_projection",
+    "elu_plus_one",
+    "get_feature_map",
+    "identity",
+    "leap_attention",
+    "linear_attention",
+    "relu",
+    "reweighting",
+    "softmax_attention",
+]

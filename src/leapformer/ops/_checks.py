@@ -1,0 +1,106 @@
+"""Input validation shared by the public ops entry points.
+
+Every check raises ``ValueError`` (shapes, values) or ``TypeError`` (dtypes,
+devices, types) with the offending argument names and shapes in the message.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+MODES = ("auto", "parallel", "chunk", "recurrent")
+NORMALIZE = ("clamp", "eps", "none")
+
+
+def shape(t: Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def check_qkv(q: Tensor, k: Tensor, v: Tensor, *, causal: bool) -> None:
+    """Check ``q [B,H,M,D]``, ``k [B,H,N,D]``, ``v [B,H,N,Dv]``."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(
+                f"{name} must have shape [batch, heads, length, head_dim], got {shape(t)}"
+            )
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise TypeError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
+        raise ValueError(
+            "q, k, v must agree in batch and heads, got "
+            f"q {shape(q)}, k {shape(k)}, v {shape(v)}"
+        )
+    if k.shape[2] != v.shape[2]:
+        raise ValueError(f"k and v must have the same length, got k {shape(k)}, v {shape(v)}")
+    if q.shape[3] != k.shape[3]:
+        raise ValueError(f"q and k must have the same head_dim, got q {shape(q)}, k {shape(k)}")
+    if q.shape[2] < 1:
+        raise ValueError(f"q must hold at least one query, got q {shape(q)}")
+    if causal and q.shape[2] != k.shape[2]:
+        raise ValueError(
+            "causal attention needs as many queries as keys (self-attention), got "
+            f"q {shape(q)}, k {shape(k)}"
+        )
+
+
+def check_mask(key_padding_mask: Tensor | None, k: Tensor) -> None:
+    """``key_padding_mask`` is bool ``[B, N]``, True = padding (ignored)."""
+    if key_padding_mask is None:
+        return
+    if not isinstance(key_padding_mask, Tensor):
+        raise TypeError(
+            f"key_padding_mask must be a bool tensor, got {type(key_padding_mask).__name__}"
+        )
+    if key_padding_mask.dtype != torch.bool:
+        raise TypeError(
+            f"key_padding_mask must have dtype torch.bool (True = padding), "
+            f"got {key_padding_mask.dtype}"
+        )
+    want = (k.shape[0], k.shape[2])
+    if tuple(key_padding_mask.shape) != want:
+        raise ValueError(
+            f"key_padding_mask must have shape [batch, source_length] = [{want[0]}, {want[1]}] "
+            f"for k {shape(k)}, got {shape(key_padding_mask)}"
+        )
+    if key_padding_mask.device != k.device:
+        raise TypeError(
+            f"key_padding_mask is on {key_padding_mask.device} but k is on {k.device}"
+        )
+
+
+def check_prop(name: str, prop: Tensor, ref: Tensor, ref_name: str) -> None:
+    """Proportions ``[B, H, L]`` for ``ref [B, H, L, D]``; batch/head dims may be 1."""
+    if not isinstance(prop, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(prop).__name__}")
+    if not prop.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {prop.dtype}")
+    if prop.device != ref.device:
+        raise TypeError(f"{name} is on {prop.device} but {ref_name} is on {ref.device}")
+    B, H, L = ref.shape[:3]
+    ok = (
+        prop.dim() == 3
+        and prop.shape[0] in (1, B)
+        and prop.shape[1] in (1, H)
+        and prop.shape[2] == L
+    )
+    if not ok:
+        raise ValueError(
+            f"{name} must have shape [batch, heads, length] = [{B}, {H}, {L}] "
+            f"(batch and heads may be 1 to share) for {ref_name} {shape(ref)}, got {shape(prop)}"
+        )
+
+
+def check_options(mode: str, normalize: str, chunk_size: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")

@@ -1,0 +1,213 @@
+"""Public entry points: linear attention with and without re-weighting.
+
+All functions take ``q [B, H, M, D]``, ``k [B, H, N, D]``, ``v [B, H, N, Dv]``
+(the layout of ``scaled_dot_product_attention``) and return ``o [B, H, M, Dv]``
+in the dtype of ``q``. Computation and state are float32 (float64 for float64
+inputs).
+
+Forms (``mode``), one meaning:
+
+- ``"parallel"``: quadratic oracle; can return the normalised weight matrix.
+- ``"chunk"``: chunkwise-parallel, linear memory; for training.
+- ``"recurrent"``: token-by-token with explicit state; for decoding.
+- ``"auto"``: the fastest exact form: ``chunk``, or ``recurrent`` for a single
+  causal step, or ``parallel`` when weights are requested.
+
+Normalisation (``normalize``): ``"clamp"`` divides by ``max(den, eps)`` with
+``eps = 0.1`` as in the official LeaPformer code; ``"eps"`` divides by
+``den + eps`` (``eps = 1e-6`` by default); ``"none"`` returns the numerator
+only, for a normalisation layer afterwards.
+
+Padding: ``key_padding_mask [B, N]`` (bool, True = pad) zeroes padded keys and
+values after the feature map, so they drop out of numerator and denominator;
+whatever a padded position holds (NaN included) does not leak.
+
+NaN and inf: not checked (a check would cost a device sync); they propagate.
+A NaN in query ``i`` makes row ``i`` (only) NaN. A NaN or inf in an unpadded
+key or value reaches every query that attends to it, and may reach other
+queries of the same call too (a masked-out weight times inf is NaN). Padded
+positions are exempt: they are never read.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from leapformer.ops._checks import check_mask, check_options, check_prop, check_qkv
+from leapformer.ops._fused import augment_values, expand_features, split_output
+from leapformer.ops.feature_maps import FeatureMap, get_feature_map
+from leapformer.ops.linear_chunk import chunk_forward
+from leapformer.ops.linear_parallel import parallel_forward
+from leapformer.ops.linear_recurrent import recurrent_forward
+from leapformer.ops.proportions import cosformer_proportions, reweighting
+from leapformer.ops.state import LinearAttentionState, check_state
+
+DEFAULT_EPS = {"clamp": 0.1, "eps": 1e-6, "none": 0.0}
+
+
+def _divisor(den: Tensor, normalize: str, eps: float) -> Tensor | None:
+    """The stabilised denominator ``[B, H, M, 1]``, or None for ``normalize="none"``."""
+    if normalize == "clamp":
+        return den.clamp_min(eps).unsqueeze(-1)
+    if normalize == "eps":
+        return (den + eps).unsqueeze(-1)
+    return None
+
+
+def _resolve_mode(mode: str, causal: bool, M: int, return_weights: bool) -> str:
+    if return_weights:
+        if mode not in ("auto", "parallel"):
+            raise ValueError(f"return_weights=True needs mode='parallel' (or 'auto'), got {mode!r}")
+        return "parallel"
+    if mode != "auto":
+        return mode
+    return "recurrent" if causal and M == 1 else "chunk"
+
+
+def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_padding_mask,
+                          mode, normalize, eps, chunk_size, initial_state, output_final_state,
+                          return_weights):
+    check_qkv(q, k, v, causal=causal)
+    check_mask(key_padding_mask, k)
+    check_options(mode, normalize, chunk_size)
+    if q_prop is not None:
+        check_prop("q_prop", q_prop, q, "q")
+        check_prop("k_prop", k_prop, k, "k")
+    phi = get_feature_map(feature_map)
+    cdtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    fq = phi(q.to(cdtype), True)
+    fk = phi(k.to(cdtype), False)
+    vc = v.to(cdtype)
+    if fq.shape[-1] != fk.shape[-1]:
+        raise ValueError(f"feature map gave q features {list(fq.shape)} but k features {list(fk.shape)}")
+    if q_prop is not None:
+        q_prop = q_prop.to(cdtype)
+        k_prop = k_prop.to(cdtype)
+    B, H, M, D = fq.shape
+    Dv = v.shape[-1]
+    G = 1 if q_prop is None else 2
+    s0 = None
+    if initial_state is not None:
+        s0 = check_state(initial_state, batch=B, heads=H, groups=G, feature_dim=D, value_dim=Dv,
+                         dtype=cdtype, device=q.device)
+    pad = key_padding_mask
+    if pad is not None:
+        fk = fk.masked_fill(pad[:, None, :, None], 0.0)
+        vc = vc.masked_fill(pad[:, None, :, None], 0.0)
+    form = _resolve_mode(mode, causal, M, return_weights)
+    weights = None
+    if form == "parallel":
+        num, den, final, weights = parallel_forward(
+            fq, fk, vc, q_prop, k_prop, causal=causal, key_padding_mask=pad, s0=s0,
+            want_state=output_final_state)
+    else:
+        wq = wk = None
+        if q_prop is not None:
+            wq = reweighting(q_prop)
+            wk = reweighting(k_prop)
+            if pad is not None:
+                wk = wk.masked_fill(pad[:, None, :, None], 0.0)
+        fq = expand_features(fq, wq)
+        fk = expand_features(fk, wk)
+        s0f = None if s0 is None else s0.reshape(B, H, G * D, -1)
+        forward = chunk_forward if form == "chunk" else recurrent_forward
+        kwargs = {"chunk_size": chunk_size} if form == "chunk" else {}
+        out, final = forward(fq, fk, augment_values(vc), causal=causal, s0=s0f, **kwargs)
+        final = final.view(B, H, G, D, -1)
+        num, den = split_output(out, Dv)
+    if eps is None:
+        eps = DEFAULT_EPS[normalize]
+    div = _divisor(den, normalize, eps)
+    result = [(num if div is None else num / div).to(q.dtype)]
+    if return_weights:
+        result.append(weights if div is None else weights / div)
+    if output_final_state:
+        result.append(LinearAttentionState(final, Dv))
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+def linear_attention(
+    q: Tensor, k: Tensor, v: Tensor, *,
+    feature_map: str | FeatureMap = "relu",
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+    mode: str = "auto",
+    normalize: str = "clamp",
+    eps: float | None = None,
+    chunk_size: int = 64,
+    initial_state: LinearAttentionState | None = None,
+    output_final_state: bool = False,
+    return_weights: bool = False,
+):
+    """Linear attention ``o_i = phi(q_i) S / phi(q_i).z`` without re-weighting.
+
+    Returns ``o [B,H,M,Dv]``; with ``return_weights`` also the normalised
+    weights ``[B,H,M,N]`` (parallel form); with ``output_final_state`` also the
+    :class:`LinearAttentionState` after this call's keys. Order: ``(o, weights, state)``.
+    """
+    return _reweighted_attention(
+        q, k, v, None, None, feature_map=feature_map, causal=causal,
+        key_padding_mask=key_padding_mask, mode=mode, normalize=normalize, eps=eps,
+        chunk_size=chunk_size, initial_state=initial_state,
+        output_final_state=output_final_state, return_weights=return_weights)
+
+
+def leap_attention(
+    q: Tensor, k: Tensor, v: Tensor, q_prop: Tensor, k_prop: Tensor, *,
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+    mode: str = "auto",
+    normalize: str = "clamp",
+    eps: float | None = None,
+    chunk_size: int = 64,
+    initial_state: LinearAttentionState | None = None,
+    output_final_state: bool = False,
+    return_weights: bool = False,
+    feature_map: str | FeatureMap = "relu",
+):
+    """Re-weighted linear attention with proportions (LeaPformer, SPEC §1.3).
+
+    ``w_ij = relu(q_i).relu(k_j) * cos(pi/2 (q_prop_i - k_prop_j))``, normalised
+    over ``j``. ``q_prop [B,H,M]`` and ``k_prop [B,H,N]`` (batch and heads may be
+    1 to share) are proportions, usually in ``[0, 1]``. ReLU is applied to
+    ``q`` and ``k`` here. Returns as :func:`linear_attention`.
+    """
+    if q_prop is None or k_prop is None:
+        raise ValueError("leap_attention needs both q_prop and k_prop; use linear_attention without re-weighting")
+    return _reweighted_attention(
+        q, k, v, q_prop, k_prop, feature_map=feature_map, causal=causal,
+        key_padding_mask=key_padding_mask, mode=mode, normalize=normalize, eps=eps,
+        chunk_size=chunk_size, initial_state=initial_state,
+        output_final_state=output_final_state, return_weights=return_weights)
+
+
+def cosformer_attention(
+    q: Tensor, k: Tensor, v: Tensor, *,
+    max_length: int | Tensor | None = None,
+    offset: int = 0,
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+    mode: str = "auto",
+    normalize: str = "clamp",
+    eps: float | None = None,
+    chunk_size: int = 64,
+    initial_state: LinearAttentionState | None = None,
+    output_final_state: bool = False,
+    return_weights: bool = False,
+):
+    """cosFormer self-attention: weight ``cos(pi/2 (i - j) / L)`` (SPEC §1.1).
+
+    Positions are 1-based; ``L = max_length``, by default ``max(M, N) + offset``
+    as in the official code. ``offset`` shifts both query and key positions
+    (for a chunk of a longer sequence resumed from ``initial_state``).
+    """
+    M, N = q.shape[2], k.shape[2]
+    if max_length is None:
+        max_length = max(M, N) + offset
+    q_prop = cosformer_proportions(M, max_length, offset=offset, device=q.device)
+    k_prop = cosformer_proportions(N, max_length, offset=offset, device=q.device)
+    return leap_attention(
+        q, k, v, q_prop, k_prop, causal=causal, key_padding_mask=key_padding_mask, mode=mode,
+        normalize=normalize, eps=eps, chunk_size=chunk_size, initial_state=initial_state,
+        output_final_state=output_final_state, return_weights=return_weights)

@@ -1,0 +1,106 @@
+"""Bad input raises ValueError/TypeError naming the argument and the shapes."""
+
+import pytest
+import torch
+
+from leapformer.ops import leap_attention, linear_attention, softmax_attention
+
+from .helpers import make_inputs
+
+
+def _inputs():
+    q, k, v, qp, kp, _ = make_inputs(2, 3, 5, 5, 4, dtype=torch.float32)
+    return q, k, v, qp, kp
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(q=torch.zeros(2, 3, 5)), r"q must have shape \[batch, heads, length, head_dim\], got \[2, 3, 5\]"),
+    (dict(k=torch.zeros(1, 3, 5, 4)), r"batch and heads.*k \[1, 3, 5, 4\]"),
+    (dict(v=torch.zeros(2, 3, 6, 4)), r"same length.*v \[2, 3, 6, 4\]"),
+    (dict(k=torch.zeros(2, 3, 5, 2)), r"same head_dim.*k \[2, 3, 5, 2\]"),
+    (dict(q_prop=torch.zeros(2, 3, 4)), r"q_prop must have shape \[batch, heads, length\] = \[2, 3, 5\].*got \[2, 3, 4\]"),
+    (dict(k_prop=torch.zeros(5)), r"k_prop must have shape.*got \[5\]"),
+    (dict(key_padding_mask=torch.zeros(2, 4, dtype=torch.bool)), r"key_padding_mask must have shape.*\[2, 5\].*got \[2, 4\]"),
+    (dict(mode="fast"), r"mode must be one of"),
+    (dict(normalize="layer"), r"normalize must be one of"),
+    (dict(chunk_size=0), r"chunk_size must be a positive int"),
+    (dict(q=torch.zeros(2, 3, 0, 4)), r"at least one query"),
+])
+def test_value_errors(bad, match):
+    q, k, v, qp, kp = _inputs()
+    args = dict(q=q, k=k, v=v, q_prop=qp, k_prop=kp)
+    kw = {n: bad.pop(n) for n in list(bad) if n not in args}
+    args.update(bad)
+    with pytest.raises(ValueError, match=match):
+        leap_attention(args["q"], args["k"], args["v"], args["q_prop"], args["k_prop"], **kw)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(k=torch.zeros(2, 3, 5, 4, dtype=torch.float64)), "share one dtype"),
+    (dict(v=torch.zeros(2, 3, 5, 4, dtype=torch.int64)), "floating-point"),
+    (dict(q_prop=torch.zeros(2, 3, 5, dtype=torch.int64)), "q_prop must be a floating-point"),
+    (dict(key_padding_mask=torch.zeros(2, 5)), "dtype torch.bool"),
+    (dict(q=[[1.0]]), "q must be a torch.Tensor"),
+])
+def test_type_errors(bad, match):
+    q, k, v, qp, kp = _inputs()
+    args = dict(q=q, k=k, v=v, q_prop=qp, k_prop=kp)
+    kw = {n: bad.pop(n) for n in list(bad) if n not in args}
+    args.update(bad)
+    with pytest.raises(TypeError, match=match):
+        leap_attention(args["q"], args["k"], args["v"], args["q_prop"], args["k_prop"], **kw)
+
+
+def test_device_mix_is_a_type_error():
+    q, k, v, qp, kp = _inputs()
+    with pytest.raises(TypeError, match="one device"):
+        linear_attention(q, k.to("meta"), v)
+    with pytest.raises(TypeError, match="key_padding_mask is on"):
+        linear_attention(q, k, v, key_padding_mask=torch.zeros(2, 5, dtype=torch.bool, device="meta"))
+
+
+def test_causal_needs_self_attention():
+    q, k, v, *_ = make_inputs(1, 1, 3, 5, 4)
+    with pytest.raises(ValueError, match=r"causal.*q \[1, 1, 3, 4\], k \[1, 1, 5, 4\]"):
+        linear_attention(q, k, v, causal=True)
+    with pytest.raises(ValueError, match="causal"):
+        softmax_attention(q, k, v, causal=True)
+
+
+def test_weights_need_parallel_form():
+    q, k, v, qp, kp = _inputs()
+    with pytest.raises(ValueError, match="return_weights"):
+        leap_attention(q, k, v, qp, kp, mode="chunk", return_weights=True)
+
+
+def test_unknown_feature_map():
+    q, k, v, *_ = _inputs()
+    with pytest.raises(ValueError, match="feature_map must be one of"):
+        linear_attention(q, k, v, feature_map="gelu")
+
+
+def test_missing_proportions():
+    q, k, v, qp, _ = _inputs()
+    with pytest.raises(ValueError, match="q_prop and k_prop"):
+        leap_attention(q, k, v, qp, None)
+
+
+def test_inputs_untouched_by_errors_and_calls():
+    q, k, v, qp, kp = _inputs()
+    before = [t.clone() for t in (q, k, v, qp, kp)]
+    leap_attention(q, k, v, qp, kp, causal=True)
+    for a, b in zip(before, (q, k, v, qp, kp)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["parallel", "chunk", "recurrent"])
+def test_nan_propagates_as_documented(mode):
+    q, k, v, qp, kp, _ = make_inputs(1, 1, 6, 6, 3)
+    q[0, 0, 2, 0] = float("nan")
+    o = leap_attention(q, k, v, qp, kp, mode=mode)
+    assert torch.isnan(o[0, 0, 2]).all()
+    assert not torch.isnan(o[0, 0, [0, 1, 3, 4, 5]]).any()
+    q, k, v, qp, kp, _ = make_inputs(1, 1, 6, 6, 3)
+    v[0, 0, 3, 0] = float("inf")
+    o = leap_attention(q, k, v, qp, kp, causal=True, mode=mode)
+    assert not torch.isfinite(o[0, 0, 3:, 0]).all()  # queries that see the bad value

@@ -1,0 +1,93 @@
+"""Explicit recurrent state: split-and-resume, token-by-token decoding, extendable cross-attention."""
+
+import pytest
+import torch
+
+from leapformer.ops import LinearAttentionState, cosformer_attention, leap_attention, linear_attention
+
+from .helpers import make_inputs
+
+
+@pytest.mark.parametrize("mode", ["chunk", "recurrent", "parallel"])
+@pytest.mark.parametrize("split", [1, 17, 39])
+def test_split_and_resume_equals_one_call(mode, split):
+    T = 40
+    q, k, v, qp, kp, _ = make_inputs(2, 2, T, T, 5, 3, seed=split)
+    ref, ref_state = leap_attention(q, k, v, qp, kp, causal=True, mode="parallel",
+                                    output_final_state=True)
+    a, st = leap_attention(q[:, :, :split], k[:, :, :split], v[:, :, :split], qp[..., :split],
+                           kp[..., :split], causal=True, mode=mode, chunk_size=8,
+                           output_final_state=True)
+    b, st2 = leap_attention(q[:, :, split:], k[:, :, split:], v[:, :, split:], qp[..., split:],
+                            kp[..., split:], causal=True, mode=mode, chunk_size=8,
+                            initial_state=st, output_final_state=True)
+    torch.testing.assert_close(torch.cat((a, b), dim=2), ref)
+    torch.testing.assert_close(st2.s, ref_state.s)
+
+
+def test_token_by_token_equals_causal_chunk():
+    T = 30
+    q, k, v, qp, kp, _ = make_inputs(1, 3, T, T, 4, 6, seed=2)
+    ref = leap_attention(q, k, v, qp, kp, causal=True, mode="chunk", chunk_size=7)
+    state = LinearAttentionState.zeros(1, 3, 2, 4, 6, dtype=torch.float64)
+    outs = []
+    for t in range(T):
+        s = slice(t, t + 1)
+        o, state = leap_attention(q[:, :, s], k[:, :, s], v[:, :, s], qp[..., s], kp[..., s],
+                                  causal=True, initial_state=state, output_final_state=True)
+        outs.append(o)
+    torch.testing.assert_close(torch.cat(outs, dim=2), ref)
+
+
+def test_cosformer_decoding_with_offset():
+    T, L = 12, 20
+    q, k, v, *_ = make_inputs(1, 2, T, T, 4, seed=3)
+    ref = cosformer_attention(q, k, v, causal=True, max_length=L)
+    state = None
+    outs = []
+    for t in range(T):
+        s = slice(t, t + 1)
+        o, state = cosformer_attention(q[:, :, s], k[:, :, s], v[:, :, s], causal=True,
+                                       max_length=L, offset=t, initial_state=state,
+                                       output_final_state=True)
+        outs.append(o)
+    torch.testing.assert_close(torch.cat(outs, dim=2), ref)
+
+
+def test_cross_attention_state_extends_chunk_by_chunk():
+    """MLA Algorithm 1: extend the memory sums as source arrives, never recompute."""
+    M, N = 4, 23
+    q, k, v, qp, kp, _ = make_inputs(2, 2, M, N, 5, 3, seed=4)
+    ref, ref_state = leap_attention(q, k, v, qp, kp, mode="parallel", output_final_state=True)
+    state = None
+    for start in range(0, N, 6):
+        s = slice(start, start + 6)
+        o, state = leap_attention(q, k[:, :, s], v[:, :, s], qp, kp[..., s], mode="recurrent",
+                                  initial_state=state, output_final_state=True)
+    torch.testing.assert_close(o, ref)
+    torch.testing.assert_close(state.s, ref_state.s)
+
+
+def test_state_views_hold_the_running_sums():
+    q, k, v, *_ = make_inputs(1, 1, 6, 6, 3, 2, seed=5)
+    _, st = linear_attention(q, k, v, causal=True, output_final_state=True)
+    fk = torch.relu(k)
+    torch.testing.assert_close(st.kv[:, :, 0], fk.transpose(-1, -2) @ v)
+    torch.testing.assert_close(st.z[:, :, 0], fk.sum(2))
+    assert st.groups == 1
+    assert st.bytes_per_sequence() == st.s[0].numel() * 8
+
+
+def test_state_errors():
+    q, k, v, qp, kp, _ = make_inputs(2, 2, 3, 3, 4)
+    other = LinearAttentionState.zeros(1, 2, 2, 4, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="initial_state"):
+        leap_attention(q, k, v, qp, kp, causal=True, initial_state=other)
+    wrong_groups = LinearAttentionState.zeros(2, 2, 2, 4, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="another layer"):
+        linear_attention(q, k, v, causal=True, initial_state=wrong_groups)
+    f32 = LinearAttentionState.zeros(2, 2, 2, 4, 4)
+    with pytest.raises(TypeError, match="dtype"):
+        leap_attention(q, k, v, qp, kp, causal=True, initial_state=f32)
+    with pytest.raises(TypeError, match="LinearAttentionState"):
+        leap_attention(q, k, v, qp, kp, causal=True, initial_state=torch.zeros(3))
