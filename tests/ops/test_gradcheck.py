@@ -37,3 +37,18 @@ def test_gradcheck_linear_with_state(mode):
         return o, st.s
 
     assert torch.autograd.gradcheck(f, (q, k, v, s))
+
+
+def test_gradcheck_chunk_scan():
+    from leapformer.ops._scan import chunk_states
+
+    g = torch.Generator().manual_seed(0)
+    kv = torch.randn(1, 2, 4, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    s0 = torch.randn(1, 2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    prev, final = chunk_states(kv, s0)
+    want = torch.cat((torch.zeros_like(kv[:, :, :1]), kv.cumsum(2)), 2) + s0.unsqueeze(2)
+    torch.testing.assert_close(prev, want[:, :, :4])
+    torch.testing.assert_close(final, want[:, :, 4])
+    assert torch.autograd.gradcheck(lambda a, b: chunk_states(a, b), (kv, s0))
+    assert torch.autograd.gradcheck(lambda a, b: chunk_states(a, b)[0], (kv, s0))
+    assert torch.autograd.gradcheck(lambda a, b: chunk_states(a, b)[1], (kv, s0))

@@ -7,7 +7,7 @@ Inputs are the expanded features and the augmented values ``[v, 1, 0..]`` of
   one GEMM reads it, ``phi(q) @ s``. O((M + N) d) memory.
 - Causal: the sequence is cut in chunks of ``C``. Inside a chunk the weights are
   a ``C x C`` lower-triangular matrix; across chunks a running state carries the
-  sums of all earlier chunks (exclusive cumulative sum of per-chunk states).
+  sums of all earlier chunks (exclusive prefix sum of per-chunk states, ``_scan.py``).
   All chunks are processed at once (no Python loop over chunks); a ragged last
   chunk is handled as a chunk of its own, so no input is copied or padded.
   Memory is O(N (C + d)): no N x N tensor, forward or backward.
@@ -16,8 +16,9 @@ Inputs are the expanded features and the augmented values ``[v, 1, 0..]`` of
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from leapformer.ops._scan import chunk_states
 
 
 def _causal_chunks(fq: Tensor, fk: Tensor, v1: Tensor, s0: Tensor | None, C: int):
@@ -31,19 +32,8 @@ def _causal_chunks(fq: Tensor, fk: Tensor, v1: Tensor, s0: Tensor | None, C: int
     a = torch.tril(q @ k.transpose(-1, -2))
     out = a @ vc
     kv = k.transpose(-1, -2) @ vc  # per-chunk sums [B,H,n,D,E]
-    if n > 1:
-        cum = kv.cumsum(dim=2)
-        prev = F.pad(cum[:, :, :-1], (0, 0, 0, 0, 1, 0))
-        if s0 is not None:
-            prev = prev + s0.unsqueeze(2)
-        final = cum[:, :, -1]
-        out = out + q @ prev
-    else:
-        final = kv[:, :, 0]
-        if s0 is not None:
-            out = out + q @ s0.unsqueeze(2)
-    if s0 is not None:
-        final = final + s0
+    prev, final = chunk_states(kv, s0)
+    out = out + q @ prev
     return out.reshape(B, H, T, E), final
 
 
