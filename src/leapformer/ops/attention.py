@@ -8,7 +8,9 @@ inputs).
 Forms (``mode``), one meaning:
 
 - ``"parallel"``: quadratic oracle; can return the normalised weight matrix.
-- ``"chunk"``: chunkwise-parallel, linear memory; for training.
+- ``"chunk"``: chunkwise-parallel, linear memory; for training. When nothing
+  needs a gradient, bidirectional calls with a row-wise feature map (relu,
+  elu, identity) run the cache-blocked inference path of ``linear_blocked.py``.
 - ``"recurrent"``: token-by-token with explicit state; for decoding.
 - ``"auto"``: the fastest exact form: ``chunk``, or ``recurrent`` for a single
   causal step, or ``parallel`` when weights are requested.
@@ -36,7 +38,8 @@ from torch import Tensor
 
 from leapformer.ops._checks import check_mask, check_options, check_prop, check_qkv
 from leapformer.ops._fused import augment_values, expand_features, split_output
-from leapformer.ops.feature_maps import FeatureMap, get_feature_map
+from leapformer.ops.feature_maps import ROW_WISE, FeatureMap, get_feature_map
+from leapformer.ops.linear_blocked import blocked_bidirectional
 from leapformer.ops.linear_chunk import chunk_forward
 from leapformer.ops.linear_parallel import parallel_forward
 from leapformer.ops.linear_recurrent import recurrent_forward
@@ -65,6 +68,10 @@ def _resolve_mode(mode: str, causal: bool, M: int, return_weights: bool) -> str:
     return "recurrent" if causal and M == 1 else "chunk"
 
 
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_padding_mask,
                           mode, normalize, eps, chunk_size, initial_state, output_final_state,
                           return_weights):
@@ -74,8 +81,33 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
     if q_prop is not None:
         check_prop("q_prop", q_prop, q, "q")
         check_prop("k_prop", k_prop, k, "k")
+    if eps is None:
+        eps = DEFAULT_EPS[normalize]
     phi = get_feature_map(feature_map)
     cdtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    form = _resolve_mode(mode, causal, q.shape[2], return_weights)
+    B, H = q.shape[:2]
+    Dv = v.shape[-1]
+    G = 1 if q_prop is None else 2
+
+    def state_tensor(feature_dim: int) -> Tensor | None:
+        if initial_state is None:
+            return None
+        return check_state(initial_state, batch=B, heads=H, groups=G, feature_dim=feature_dim,
+                           value_dim=Dv, dtype=cdtype, device=q.device)
+
+    if (form == "chunk" and not causal and phi in ROW_WISE
+            and not _needs_grad(q, k, v, q_prop, k_prop,
+                                None if initial_state is None else initial_state.s)):
+        o, final = blocked_bidirectional(
+            q, k, v, q_prop, k_prop, feature_map=phi,
+            key_padding_mask=key_padding_mask, s0=state_tensor(q.shape[-1]), normalize=normalize,
+            eps=eps, cdtype=cdtype)
+        result = [o]
+        if output_final_state:
+            result.append(LinearAttentionState(final, Dv))
+        return result[0] if len(result) == 1 else tuple(result)
+
     fq = phi(q.to(cdtype), True)
     fk = phi(k.to(cdtype), False)
     vc = v.to(cdtype)
@@ -84,18 +116,12 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
     if q_prop is not None:
         q_prop = q_prop.to(cdtype)
         k_prop = k_prop.to(cdtype)
-    B, H, M, D = fq.shape
-    Dv = v.shape[-1]
-    G = 1 if q_prop is None else 2
-    s0 = None
-    if initial_state is not None:
-        s0 = check_state(initial_state, batch=B, heads=H, groups=G, feature_dim=D, value_dim=Dv,
-                         dtype=cdtype, device=q.device)
+    D = fq.shape[-1]
+    s0 = state_tensor(D)
     pad = key_padding_mask
     if pad is not None:
         fk = fk.masked_fill(pad[:, None, :, None], 0.0)
         vc = vc.masked_fill(pad[:, None, :, None], 0.0)
-    form = _resolve_mode(mode, causal, M, return_weights)
     weights = None
     if form == "parallel":
         num, den, final, weights = parallel_forward(
@@ -116,8 +142,6 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
         out, final = forward(fq, fk, augment_values(vc), causal=causal, s0=s0f, **kwargs)
         final = final.view(B, H, G, D, -1)
         num, den = split_output(out, Dv)
-    if eps is None:
-        eps = DEFAULT_EPS[normalize]
     div = _divisor(den, normalize, eps)
     result = [(num if div is None else num / div).to(q.dtype)]
     if return_weights:

@@ -42,6 +42,10 @@ _NAMED: dict[str, Callable[[Tensor, bool], Tensor]] = {
     "identity": identity,
 }
 
+# Maps that act on each row (position) alone, so they may be applied block by
+# block (FAVOR+ is not: its key stabiliser is a maximum over all keys).
+ROW_WISE: frozenset = frozenset(_NAMED.values())
+
 
 def get_feature_map(feature_map: str | FeatureMap) -> FeatureMap:
     """Resolve a name or pass a callable through."""

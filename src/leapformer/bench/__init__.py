@@ -1,0 +1,35 @@
+"""Benchmarks of the attention core (``leapformer.bench.ops``)."""
+
+from leapformer.bench.ops import (
+    MECHANISMS,
+    ROW_KEYS,
+    SCENARIOS,
+    BenchConfig,
+    BenchResult,
+    evaluate_targets,
+    flop_count,
+    machine_info,
+    median_ms,
+    peak_memory_bytes,
+    plan,
+    render_markdown,
+    run_ops_benchmark,
+    write_results,
+)
+
+__all__ = [
+    "MECHANISMS",
+    "ROW_KEYS",
+    "SCENARIOS",
+    "BenchConfig",
+    "BenchResult",
+    "evaluate_targets",
+    "flop_count",
+    "machine_info",
+    "median_ms",
+    "peak_memory_bytes",
+    "plan",
+    "render_markdown",
+    "run_ops_benchmark",
+    "write_results",
+]

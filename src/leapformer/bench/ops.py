@@ -1,0 +1,555 @@
+"""Ops benchmark: the linear mechanisms against softmax attention (SDPA).
+
+Inputs are ``q, k, v [B, H, N, D]`` (default B=1, H=8, D=Dv=64, float32);
+LeaP proportions are ``[B, H, N]`` uniform in [0, 1]. Scenarios:
+
+- ``fwd``: bidirectional forward under ``torch.no_grad()``.
+- ``causal_fwd``: causal forward under ``torch.no_grad()``.
+- ``causal_fwd_bwd``: causal forward, then ``o.sum().backward()``; q, k, v (and
+  the LeaP proportions) require grad.
+- ``decode``: one token at position ``p``. Linear mechanisms: a call with
+  ``M = N = 1``, ``causal=True``, ``mode="recurrent"`` from a state (the state
+  does not grow with ``p``; cosFormer uses ``offset = p - 1`` and
+  ``max_length`` = the largest position). SDPA: one query attending to a
+  preallocated KV cache of ``p`` keys (cache writes not timed).
+
+Timing: per (scenario, length) every mechanism is warmed up, then the
+mechanisms are timed round-robin (interleaved, same process and inputs) until
+each has its repetitions; the row reports the median in ms. Repetitions adapt to
+the cost: ``target_s / t_warm``, clamped to ``[min_reps, max_reps]``. Decode
+is the exception: SDPA is timed in its own pass right after the linear
+mechanisms, because its KV cache (33 MB per tensor at 16k) evicts the CPU caches
+and doubled the time of a linear step timed after it.
+
+FLOP count per head (reported as ``flop`` for the whole batch; GFLOP/s =
+flop / median time). Linear mechanisms count the GEMM work with feature width
+``F = D`` (relu/elu linear) or ``2D`` (LeaP/cosFormer: sin and cos halves):
+bidirectional ``2 N F (Dv+1) + 2 M F (Dv+1)`` (build the state, read it; the +1
+is the denominator column); causal adds the intra-chunk work
+``2 N C F + 2 N C (Dv+1)`` with ``C = min(chunk_size, N)``; a decode step is the
+bidirectional count with ``M = N = 1``. SDPA: ``2 M N D + 2 M N Dv`` (= 4 M N D)
+bidirectional, half of it causal, ``M = 1, N = p`` for decode. Backward is
+counted as twice the forward, so fwd+bwd = 3x forward. Elementwise work
+(feature maps, re-weighting, softmax) is not counted.
+
+Peak memory (``peak_mb``, 1 MB = 1e6 bytes): the peak of the bytes allocated
+by one call above what was allocated before it (inputs, KV cache and state
+excluded; outputs, saved activations and gradients included). On CUDA:
+``torch.cuda.max_memory_allocated`` minus the allocation before the call. On
+CPU: the CPU allocator's allocation/free events recorded by
+``torch.profiler.profile(profile_memory=True)``, sorted by time; the peak of
+their running sum. Measured in one extra, untimed call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+
+from leapformer.ops import (
+    LinearAttentionState,
+    cosformer_attention,
+    leap_attention,
+    linear_attention,
+    softmax_attention,
+)
+
+logger = logging.getLogger(__name__)
+
+MECHANISMS = ("sdpa", "leap", "cosformer", "linear_relu", "linear_elu")
+BASELINE = "sdpa"
+SCENARIOS = {
+    "fwd": "Forward, bidirectional",
+    "causal_fwd": "Forward, causal",
+    "causal_fwd_bwd": "Forward + backward, causal",
+    "decode": "Recurrent decode step (one token; length = position)",
+}
+ROW_KEYS = ("scenario", "mechanism", "length", "ms", "vs_sdpa", "gflops", "flop", "peak_mb",
+            "reps", "note")
+REWEIGHTED = ("leap", "cosformer")
+MATMUL_SIZE = 2048
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """What to measure. ``positions`` defaults to ``(128, max(lengths))``."""
+
+    lengths: tuple[int, ...] = (1024, 4096, 16384)
+    positions: tuple[int, ...] | None = None
+    scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    mechanisms: tuple[str, ...] = MECHANISMS
+    batch: int = 1
+    heads: int = 8
+    head_dim: int = 64
+    chunk_size: int = 64
+    device: str = "cpu"
+    min_reps: int = 3
+    max_reps: int = 200
+    target_s: float = 1.5  # timed seconds per measurement (before clamping reps)
+    warmup: int = 3  # warm-up calls for calls under 0.5 s; 1 otherwise
+    max_sdpa_bytes: float = 8e9  # skip SDPA where its extrapolated peak exceeds this
+    max_sdpa_seconds: float = 60.0  # ... or its extrapolated time per call
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> "BenchConfig":
+        """Lengths 1k/2k, few repetitions: well under a minute on 2 CPU cores."""
+        base = dict(lengths=(1024, 2048), min_reps=3, max_reps=30, target_s=0.3, warmup=2)
+        return cls(**{**base, **overrides})
+
+    def decode_positions(self) -> tuple[int, ...]:
+        if self.positions is not None:
+            return tuple(sorted(set(self.positions)))
+        return tuple(sorted({128, max(self.lengths)}))
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """Rows (dicts with :data:`ROW_KEYS`), the matmul reference and the targets."""
+
+    machine: dict
+    config: dict
+    matmul: dict
+    rows: list[dict]
+    targets: list[dict]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_once(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds for one call (device synchronised)."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _warm_up(fn, device, warmup: int) -> float:
+    """Run ``fn`` once, and ``warmup - 1`` more times if it is fast; return the last time (s)."""
+    t = _time_once(fn, device)
+    if t < 0.5:
+        for _ in range(warmup - 1):
+            t = _time_once(fn, device)
+    return t
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], *, device: torch.device, warmup: int,
+                     min_reps: int, max_reps: int, target_s: float) -> dict[str, list[float]]:
+    """Warm each function up, then time them round-robin; returns seconds per call per name."""
+    reps = {}
+    for name, fn in fns.items():
+        t = _warm_up(fn, device, warmup)
+        reps[name] = max(min_reps, min(max_reps, int(target_s / max(t, 1e-9))))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(max(reps.values(), default=0)):
+        for name, fn in fns.items():
+            if r < reps[name]:
+                samples[name].append(_time_once(fn, device))
+    return samples
+
+
+def median_ms(fn: Callable[[], object], *, reps: int = 10, warmup: int = 3,
+              device: str | torch.device = "cpu") -> float:
+    """Median wall time of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    return 1e3 * statistics.median(_time_once(fn, device) for _ in range(reps))
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (the profiler's C++ start/stop log lines)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: str | torch.device = "cpu") -> int | None:
+    """Peak bytes allocated during one ``fn()`` above those allocated before it.
+
+    CUDA: from the caching allocator's statistics. CPU: the peak of the running
+    sum of the allocator events recorded by ``torch.profiler`` (allocations
+    positive, frees negative, ordered by time); None if they cannot be read.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        fn()
+    try:
+        events = prof.profiler.kineto_results.events()
+        records = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    except AttributeError:  # profiler internals moved
+        logger.warning("cannot read profiler memory events in torch %s", torch.__version__)
+        return None
+    running = peak = 0
+    for _, nbytes in records:
+        running += nbytes
+        peak = max(peak, running)
+    return peak
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def flop_count(mechanism: str, scenario: str, length: int, *, batch: int = 1, heads: int = 8,
+               head_dim: int = 64, value_dim: int | None = None, chunk_size: int = 64) -> int:
+    """FLOPs of one call as defined in the module docstring (``length`` = position for decode)."""
+    D = head_dim
+    Dv = D if value_dim is None else value_dim
+    causal = scenario.startswith("causal")
+    if mechanism == BASELINE:
+        M, N = (1, length) if scenario == "decode" else (length, length)
+        per_head = (2 * M * N * D + 2 * M * N * Dv) // (2 if causal else 1)
+    else:
+        F = 2 * D if mechanism in REWEIGHTED else D
+        M = N = 1 if scenario == "decode" else length
+        per_head = 2 * N * F * (Dv + 1) + 2 * M * F * (Dv + 1)
+        if causal:
+            C = min(chunk_size, N)
+            per_head += 2 * N * C * F + 2 * N * C * (Dv + 1)
+    if scenario.endswith("bwd"):
+        per_head *= 3
+    return per_head * batch * heads
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def _attend(mechanism: str, q, k, v, qp, kp, *, causal: bool, chunk_size: int, **extra):
+    if mechanism == "sdpa":
+        return softmax_attention(q, k, v, causal=causal)
+    if mechanism == "leap":
+        return leap_attention(q, k, v, qp, kp, causal=causal, chunk_size=chunk_size, **extra)
+    if mechanism == "cosformer":
+        return cosformer_attention(q, k, v, causal=causal, chunk_size=chunk_size, **extra)
+    if mechanism in ("linear_relu", "linear_elu"):
+        return linear_attention(q, k, v, feature_map=mechanism.removeprefix("linear_"),
+                                causal=causal, chunk_size=chunk_size, **extra)
+    raise ValueError(f"unknown mechanism {mechanism!r}; expected one of {MECHANISMS}")
+
+
+def _sequence_cases(cfg: BenchConfig, scenario: str, N: int) -> dict[str, Callable[[], object]]:
+    """Zero-argument calls, one per mechanism, on shared inputs of length ``N``."""
+    device = torch.device(cfg.device)
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    shape = (cfg.batch, cfg.heads, N, cfg.head_dim)
+    q, k, v = (torch.randn(shape, generator=g, device=device) for _ in range(3))
+    qp, kp = (torch.rand(shape[:3], generator=g, device=device) for _ in range(2))
+    causal = scenario != "fwd"
+    backward = scenario == "causal_fwd_bwd"
+    leaves = (q, k, v, qp, kp)
+    if backward:
+        for t in leaves:
+            t.requires_grad_(True)
+
+    def case(mech):
+        def call():
+            if not backward:
+                with torch.no_grad():
+                    return _attend(mech, q, k, v, qp, kp, causal=causal, chunk_size=cfg.chunk_size)
+            for t in leaves:
+                t.grad = None
+            o = _attend(mech, q, k, v, qp, kp, causal=causal, chunk_size=cfg.chunk_size)
+            o.sum().backward()
+            return o
+        return call
+
+    return {m: case(m) for m in cfg.mechanisms}
+
+
+def _decode_cases(cfg: BenchConfig, position: int) -> dict[str, Callable[[], object]]:
+    """One-token calls at ``position``: a state (linear) or a KV cache of ``position`` keys (SDPA)."""
+    device = torch.device(cfg.device)
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    B, H, D = cfg.batch, cfg.heads, cfg.head_dim
+    q, k, v = (torch.randn(B, H, 1, D, generator=g, device=device) for _ in range(3))
+    k_cache, v_cache = (torch.randn(B, H, position, D, generator=g, device=device) for _ in range(2))
+    budget = max(cfg.decode_positions())
+    prop = torch.full((B, H, 1), position / budget, device=device)
+
+    def case(mech):
+        if mech == BASELINE:
+            return lambda: softmax_attention(q, k_cache, v_cache)
+        groups = 2 if mech in REWEIGHTED else 1
+        state = LinearAttentionState.zeros(B, H, groups, D, D, device=device)
+        state.s.uniform_(generator=g)
+        extra = dict(mode="recurrent", initial_state=state, output_final_state=True)
+        if mech == "cosformer":
+            extra.update(offset=position - 1, max_length=budget)
+        return lambda: _attend(mech, q, k, v, prop, prop, causal=True, chunk_size=cfg.chunk_size,
+                               **extra)
+
+    def no_grad(fn):
+        def call():
+            with torch.no_grad():
+                return fn()
+        return call
+
+    return {m: no_grad(case(m)) for m in cfg.mechanisms}
+
+
+# --------------------------------------------------------------------------- running
+
+
+def plan(cfg: BenchConfig) -> list[tuple[str, int]]:
+    """The measurement list: ``("matmul", 2048)``, then ``(scenario, length)`` groups."""
+    tasks = [("matmul", MATMUL_SIZE)]
+    for scenario in cfg.scenarios:
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}; expected one of {tuple(SCENARIOS)}")
+        sizes = cfg.decode_positions() if scenario == "decode" else sorted(set(cfg.lengths))
+        tasks.extend((scenario, n) for n in sizes)
+    return tasks
+
+
+def _measure_matmul(cfg: BenchConfig) -> dict:
+    device = torch.device(cfg.device)
+    n = MATMUL_SIZE
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    samples = time_interleaved({"matmul": lambda: a @ b}, device=device, warmup=cfg.warmup,
+                               min_reps=cfg.min_reps, max_reps=cfg.max_reps, target_s=cfg.target_s)
+    ms = 1e3 * statistics.median(samples["matmul"])
+    return {"size": n, "ms": ms, "gflops": 2 * n**3 / ms / 1e6, "reps": len(samples["matmul"])}
+
+
+def _sdpa_skip_reason(cfg: BenchConfig, rows: list[dict], scenario: str, n: int) -> str | None:
+    """Skip SDPA when the last smaller length, scaled quadratically, predicts too much time or memory."""
+    prev = [r for r in rows if r["scenario"] == scenario and r["mechanism"] == BASELINE
+            and r["ms"] is not None and r["length"] < n]
+    if not prev:
+        return None
+    last = max(prev, key=lambda r: r["length"])
+    scale = (n / last["length"]) ** 2
+    est_s = last["ms"] * scale / 1e3
+    est_bytes = (last["peak_mb"] or 0.0) * 1e6 * scale
+    if est_s > cfg.max_sdpa_seconds or est_bytes > cfg.max_sdpa_bytes:
+        return f"skipped: predicted {est_s:.0f} s, {est_bytes / 1e9:.1f} GB per call"
+    return None
+
+
+def _measure_group(cfg: BenchConfig, scenario: str, n: int, rows: list[dict]) -> list[dict]:
+    device = torch.device(cfg.device)
+    cases = _decode_cases(cfg, n) if scenario == "decode" else _sequence_cases(cfg, scenario, n)
+    notes = {}
+    if BASELINE in cases:
+        reason = _sdpa_skip_reason(cfg, rows, scenario, n)
+        if reason:
+            logger.info("%s at %d: SDPA %s", scenario, n, reason)
+            notes[BASELINE] = reason
+            del cases[BASELINE]
+    # Decode: SDPA reads a KV cache that grows with the position and evicts the CPU
+    # caches, which would slow the (position-independent) linear steps timed after it;
+    # so it is timed in a pass of its own there.
+    passes = [cases]
+    if scenario == "decode" and BASELINE in cases:
+        passes = [{m: f for m, f in cases.items() if m != BASELINE}, {BASELINE: cases[BASELINE]}]
+    samples = {}
+    for fns in passes:
+        gc.collect()
+        samples.update(time_interleaved(fns, device=device, warmup=cfg.warmup,
+                                        min_reps=cfg.min_reps, max_reps=cfg.max_reps,
+                                        target_s=cfg.target_s))
+    group = []
+    for mech in cfg.mechanisms:
+        row = dict.fromkeys(ROW_KEYS)
+        row.update(scenario=scenario, mechanism=mech, length=n, note=notes.get(mech, ""),
+                   flop=flop_count(mech, scenario, n, batch=cfg.batch, heads=cfg.heads,
+                                   head_dim=cfg.head_dim, chunk_size=cfg.chunk_size))
+        if mech in samples:
+            ms = 1e3 * statistics.median(samples[mech])
+            peak = peak_memory_bytes(cases[mech], device)
+            row.update(ms=ms, reps=len(samples[mech]), gflops=row["flop"] / ms / 1e6,
+                       peak_mb=None if peak is None else peak / 1e6)
+        group.append(row)
+    base = next((r["ms"] for r in group if r["mechanism"] == BASELINE), None)
+    for row in group:
+        if base is not None and row["ms"] is not None:
+            row["vs_sdpa"] = base / row["ms"]
+    return group
+
+
+def run_ops_benchmark(cfg: BenchConfig | None = None,
+                      progress: Callable[[Iterable], Iterable] | None = None) -> BenchResult:
+    """Run :func:`plan` in order; ``progress`` may wrap the task list (e.g. ``tqdm``)."""
+    cfg = cfg or BenchConfig()
+    tasks = plan(cfg)
+    rows: list[dict] = []
+    matmul: dict = {}
+    for scenario, n in (progress(tasks) if progress else tasks):
+        logger.debug("measuring %s at %d", scenario, n)
+        if scenario == "matmul":
+            matmul = _measure_matmul(cfg)
+        else:
+            rows.extend(_measure_group(cfg, scenario, n, rows))
+    return BenchResult(machine=machine_info(cfg.device), config=dataclasses.asdict(cfg),
+                       matmul=matmul, rows=rows, targets=evaluate_targets(rows, matmul))
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _row(rows, scenario, mechanism, length):
+    return next((r for r in rows if (r["scenario"], r["mechanism"], r["length"])
+                 == (scenario, mechanism, length)), None)
+
+
+def _get(rows, scenario, mechanism, length, key):
+    row = _row(rows, scenario, mechanism, length)
+    return None if row is None else row[key]
+
+
+def evaluate_targets(rows: list[dict], matmul: dict | None = None) -> list[dict]:
+    """The LeaP targets as dicts ``{name, target, value, status}``; status PASS, MISS or n/a."""
+    out = []
+
+    def add(name, target, value, ok, fmt):
+        status = "n/a" if value is None else ("PASS" if ok(value) else "MISS")
+        out.append({"name": name, "target": target, "value": value, "status": status,
+                    "shown": "-" if value is None else fmt.format(value)})
+
+    for n, want in ((4096, 12.0), (16384, 50.0)):
+        add(f"LeaP bidirectional forward vs SDPA at {n // 1024}k", f">= {want:g}x faster",
+            _get(rows, "fwd", "leap", n, "vs_sdpa"), lambda x, w=want: x >= w, "{:.1f}x")
+    add("LeaP causal fwd+bwd vs SDPA at 4k", ">= 3x faster",
+        _get(rows, "causal_fwd_bwd", "leap", 4096, "vs_sdpa"), lambda x: x >= 3.0, "{:.1f}x")
+    p16, p4 = (_get(rows, "causal_fwd_bwd", "leap", n, "peak_mb") for n in (16384, 4096))
+    add("LeaP causal fwd+bwd peak memory 16k / 4k", "linear: ~4 (pass <= 5; quadratic = 16)",
+        p16 / p4 if p16 and p4 else None, lambda x: x <= 5.0, "{:.2f}")
+    d16, d128 = (_get(rows, "decode", "leap", n, "ms") for n in (16384, 128))
+    add("LeaP decode step time at 16k / at 128", "<= 1.2",
+        d16 / d128 if d16 and d128 else None, lambda x: x <= 1.2, "{:.2f}")
+    g4 = _get(rows, "fwd", "leap", 4096, "gflops")
+    mm = (matmul or {}).get("gflops")
+    add(f"LeaP bidirectional 4k GFLOP/s vs {MATMUL_SIZE}^2 matmul", ">= 40%",
+        100 * g4 / mm if g4 and mm else None, lambda x: x >= 40.0, "{:.0f}%")
+    return out
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def machine_info(device: str | torch.device = "cpu") -> dict:
+    """CPU model, core and thread counts, torch version, date (UTC), device."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                   cpu)
+    info = {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _fmt_len(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def _fmt(x: float | None, small: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.{small}f}"
+
+
+def render_markdown(result: BenchResult) -> str:
+    """Machine, method, targets and one table per scenario, as markdown."""
+    m, cfg = result.machine, result.config
+    lines = [
+        f"# Ops benchmark ({m['device']})",
+        "",
+        f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads), Python {m['python']}",
+        f"- date: {m['date']}",
+        f"- shapes: B={cfg['batch']}, H={cfg['heads']}, D=Dv={cfg['head_dim']}, float32; "
+        f"chunk {cfg['chunk_size']}",
+        "- ms: median wall time of one call; vs SDPA: SDPA ms / ms (> 1 = faster than SDPA); "
+        "GFLOP/s: counted GEMM FLOPs / time (definitions in `leapformer.bench.ops`); "
+        "peak MB: peak bytes allocated by the call (1 MB = 1e6 B)",
+    ]
+    if result.matmul:
+        mm = result.matmul
+        lines.append(f"- reference: {mm['size']}x{mm['size']} float32 matmul "
+                     f"{mm['gflops']:.1f} GFLOP/s ({mm['ms']:.2f} ms)")
+    lines += ["", "## Targets", "", "| target | goal | measured | status |", "|---|---|---|---|"]
+    lines += [f"| {t['name']} | {t['target']} | {t['shown']} | {t['status']} |"
+              for t in result.targets]
+    for scenario, title in SCENARIOS.items():
+        rows = [r for r in result.rows if r["scenario"] == scenario]
+        if not rows:
+            continue
+        lines += ["", f"## {title}", "",
+                  "| length | mechanism | ms | vs SDPA | GFLOP/s | peak MB | reps | note |",
+                  "|---:|---|---:|---:|---:|---:|---:|---|"]
+        for r in sorted(rows, key=lambda r: (r["length"], MECHANISMS.index(r["mechanism"])
+                                             if r["mechanism"] in MECHANISMS else 99)):
+            vs = "-" if r["vs_sdpa"] is None else f"{_fmt(r['vs_sdpa'], 2)}x"
+            lines.append(f"| {_fmt_len(r['length'])} | {r['mechanism']} | {_fmt(r['ms'])} | {vs} | "
+                         f"{_fmt(r['gflops'], 2)} | {_fmt(r['peak_mb'])} | {r['reps'] or '-'} | "
+                         f"{r['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: BenchResult, out_dir: str | Path, stem: str = "ops-cpu") -> tuple[Path, Path]:
+    """Write ``<stem>.md`` and ``<stem>.json`` under ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
+    md.write_text(render_markdown(result))
+    js.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    return md, js
