@@ -101,15 +101,19 @@ class FavorPlus:
     ``exp(q.k / sqrt d)``) and rows ``w_r`` of ``projection [m, d]``. The
     stabiliser ``c`` is the per-row maximum for queries and the maximum over
     the whole key tensor for keys; both constants cancel in the attention
-    ratio. ``eps`` keeps features strictly positive.
+    ratio. ``eps`` keeps features strictly positive. ``stabilize_keys=False``
+    drops the key constant, so that keys fed in several calls (decoding) get
+    the same features as in one call.
     """
 
-    def __init__(self, projection: Tensor, *, eps: float = 1e-4, stabilize: bool = True):
+    def __init__(self, projection: Tensor, *, eps: float = 1e-4, stabilize: bool = True,
+                 stabilize_keys: bool | None = None):
         if projection.dim() != 2:
             raise ValueError(f"projection must be [num_features, dim], got {list(projection.shape)}")
         self.projection = projection
         self.eps = eps
         self.stabilize = stabilize
+        self.stabilize_keys = stabilize if stabilize_keys is None else stabilize_keys
 
     @property
     def num_features(self) -> int:
@@ -124,9 +128,8 @@ class FavorPlus:
         x = x * d**-0.25
         proj = self.projection.to(dtype=x.dtype, device=x.device)
         logits = x @ proj.T - 0.5 * (x * x).sum(-1, keepdim=True)
-        if self.stabilize:
-            if is_query:
-                logits = logits - logits.amax(-1, keepdim=True).detach()
-            else:
-                logits = logits - logits.amax(dim=(-2, -1), keepdim=True).detach()
+        if is_query and self.stabilize:
+            logits = logits - logits.amax(-1, keepdim=True).detach()
+        elif not is_query and self.stabilize_keys:
+            logits = logits - logits.amax(dim=(-2, -1), keepdim=True).detach()
         return (torch.exp(logits) + self.eps) / math.sqrt(self.num_features)

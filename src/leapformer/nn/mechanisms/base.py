@@ -1,0 +1,247 @@
+"""The mechanism interface, and the shared code of the linear family.
+
+A mechanism turns per-head ``q [B,H,M,D]``, ``k [B,H,N,D]``, ``v [B,H,N,Dv]``
+into ``o [B,H,M,Dv]``; :class:`~leapformer.nn.MultiheadAttention` does the
+projections around it. Besides the full forward (training, bidirectional or
+causal, self or cross) each mechanism decodes with an
+:class:`~leapformer.nn.AttentionCache`:
+
+- ``self_step``: causal self-attention over ``T >= 1`` new tokens;
+- ``cross_extend`` / ``cross_read``: cross-attention sums over the source, made
+  once and extended as new source arrives (MLA Algorithm 1), read by queries.
+
+Positions and lengths (``q_len``, ``k_len``: ``[B]`` lengths per item; query
+and key positions are 1-based) matter only to length-dependent mechanisms
+(cosFormer).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from leapformer.nn.cache import AttentionCache
+from leapformer.ops import LinearAttentionState, leap_attention, linear_attention
+from leapformer.ops._fused import augment_values, expand_features
+from leapformer.ops.linear_step import step_
+from leapformer.ops.proportions import reweighting
+
+HEAD_NORMS = (None, "rms", "layer")
+
+
+class Mechanism(nn.Module, ABC):
+    """Base class: one attention mechanism for ``num_heads`` heads of ``head_dim``."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, num_heads: int, head_dim: int, *, dropout: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.dropout = dropout
+
+    @abstractmethod
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,
+                key_padding_mask: Tensor | None = None, need_weights: bool = False,
+                q_len: Tensor | None = None, k_len: Tensor | None = None,
+                ) -> tuple[Tensor, Tensor | None]:
+        """Full attention: ``(o [B,H,M,Dv], weights [B,H,M,N] or None)``."""
+
+    @abstractmethod
+    def init_cache(self, cache: AttentionCache, *, device, dtype) -> None:
+        """Create the cache's tensors (empty state)."""
+
+    @abstractmethod
+    def self_step(self, q: Tensor, k: Tensor, v: Tensor, cache: AttentionCache, *,
+                  q_len: Tensor | None = None) -> Tensor:
+        """Causal self-attention of ``T`` new tokens after ``cache.length`` earlier ones."""
+
+    @abstractmethod
+    def cross_extend(self, k: Tensor, v: Tensor, cache: AttentionCache, *,
+                     key_padding_mask: Tensor | None = None) -> None:
+        """Add source positions ``cache.length + 1 ..`` to a cross-attention cache."""
+
+    @abstractmethod
+    def cross_read(self, q: Tensor, cache: AttentionCache, *,
+                   q_len: Tensor | None = None) -> Tensor:
+        """Queries at target positions ``cache.queries + 1 ..`` read the cached source."""
+
+    def extra_repr(self) -> str:
+        return f"heads={self.num_heads}, head_dim={self.head_dim}"
+
+
+def positions(start: int, count: int, device, dtype=torch.float32) -> Tensor:
+    """1-based positions ``start+1 .. start+count``."""
+    return torch.arange(start + 1, start + count + 1, device=device, dtype=dtype)
+
+
+class HeadNorm(nn.Module):
+    """Normalisation of each head's output over its ``Dv`` channels, replacing
+    the denominator (the LeaPformer README's suggestion): ``"rms"`` (RMSNorm)
+    or ``"layer"`` (LayerNorm; GroupNorm with one group per head)."""
+
+    def __init__(self, kind: str, num_heads: int, value_dim: int, eps: float = 1e-5):
+        super().__init__()
+        if kind not in ("rms", "layer"):
+            raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {kind!r}")
+        self.kind = kind
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_heads, 1, value_dim))
+        self.bias = nn.Parameter(torch.zeros(num_heads, 1, value_dim)) if kind == "layer" else None
+
+    def forward(self, o: Tensor) -> Tensor:
+        x = o if o.dtype in (torch.float32, torch.float64) else o.float()
+        if self.kind == "layer":
+            x = x - x.mean(-1, keepdim=True)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        x = x.to(o.dtype) * self.weight
+        return x if self.bias is None else x + self.bias
+
+
+class LinearMechanism(Mechanism):
+    """Linear attention with an optional re-weighting by proportions.
+
+    Subclasses set ``feature_map`` (a name of :mod:`leapformer.ops` or a
+    callable ``phi(x, is_query)``) and, for re-weighting, override
+    :meth:`proportions`. The denominator is clamped at ``eps`` (default 0.1, as
+    in the official code); ``head_norm="rms"|"layer"`` drops the denominator
+    and normalises each head's output instead. Dropout, having no weight matrix
+    to act on, applies to the attention output.
+    """
+
+    reweighted: ClassVar[bool] = False
+
+    def __init__(self, num_heads: int, head_dim: int, *, dropout: float = 0.0,
+                 feature_map="relu", eps: float = 0.1, head_norm: str | None = None):
+        super().__init__(num_heads, head_dim, dropout=dropout)
+        if head_norm not in HEAD_NORMS:
+            raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {head_norm!r}")
+        self.feature_map = feature_map
+        self.eps = eps
+        self.normalize = "clamp" if head_norm is None else "none"
+        self.head_norm = None if head_norm is None else HeadNorm(head_norm, num_heads, head_dim)
+
+    @property
+    def groups(self) -> int:
+        return 2 if self.reweighted else 1
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of ``phi(x)`` (the head size for ReLU and ELU)."""
+        return self.head_dim
+
+    # -- hooks -------------------------------------------------------------
+    def features(self, x: Tensor, is_query: bool) -> Tensor:
+        """``phi(x)`` for the step and cross paths (the ops apply it on the others)."""
+        if self.feature_map == "relu":
+            return F.relu(x)
+        if self.feature_map == "elu":
+            return F.elu(x) + 1.0
+        return self.feature_map(x, is_query)
+
+    def query_proportions(self, q: Tensor, offset: int, q_len: Tensor | None) -> Tensor:
+        """Re-weighted subclasses: ``q_prop [b,h,M]`` for raw queries ``q [B,H,M,D]``
+        at 1-based positions ``offset + 1 ..`` with target lengths ``q_len [B]``."""
+        raise TypeError(f"{type(self).__name__} is not re-weighted")
+
+    def key_proportions(self, k: Tensor, offset: int, k_len: Tensor | None) -> Tensor:
+        """Re-weighted subclasses: ``k_prop [b,h,N]`` (see :meth:`query_proportions`)."""
+        raise TypeError(f"{type(self).__name__} is not re-weighted")
+
+    # -- shared ------------------------------------------------------------
+    def _finish(self, o: Tensor) -> Tensor:
+        if self.head_norm is not None:
+            o = self.head_norm(o)
+        if self.training and self.dropout > 0:
+            o = F.dropout(o, self.dropout)
+        return o
+
+    def _attend(self, q, k, v, q_prop, k_prop, **kw):
+        common = dict(normalize=self.normalize, eps=self.eps, feature_map=self.feature_map, **kw)
+        if q_prop is None:
+            return linear_attention(q, k, v, **common)
+        return leap_attention(q, k, v, q_prop, k_prop, **common)
+
+    def _props(self, q, k, q_offset, k_offset, q_len, k_len):
+        if not self.reweighted:
+            return None, None
+        return (self.query_proportions(q, q_offset, q_len),
+                self.key_proportions(k, k_offset, k_len))
+
+    def forward(self, q, k, v, *, causal=False, key_padding_mask=None, need_weights=False,
+                q_len=None, k_len=None):
+        q_prop, k_prop = self._props(q, k, 0, 0, q_len, k_len)
+        res = self._attend(q, k, v, q_prop, k_prop, causal=causal,
+                           key_padding_mask=key_padding_mask, return_weights=need_weights)
+        o, weights = res if need_weights else (res, None)
+        return self._finish(o), weights
+
+    def init_cache(self, cache, *, device, dtype):
+        sdtype = torch.float64 if dtype == torch.float64 else torch.float32  # as the ops
+        state = LinearAttentionState.zeros(cache.batch_size, self.num_heads, self.groups,
+                                           self.feature_dim, self.head_dim, device=device,
+                                           dtype=sdtype)
+        cache.tensors["s"] = state.s
+
+    def self_step(self, q, k, v, cache, *, q_len=None):
+        s = cache.tensors["s"]
+        q_prop, k_prop = self._props(q, k, cache.length, cache.length, q_len, q_len)
+        if q.shape[2] == 1:
+            def cast(t):
+                return None if t is None else t.to(s.dtype)
+
+            o = step_(cast(self.features(q, True)), cast(self.features(k, False)), v, s,
+                      cast(q_prop), cast(k_prop), normalize=self.normalize,
+                      eps=self.eps).to(q.dtype)
+        else:
+            o, final = self._attend(q, k, v, q_prop, k_prop, causal=True,
+                                    initial_state=LinearAttentionState(s, v.shape[-1]),
+                                    output_final_state=True)
+            s.copy_(final.s)
+        return self._finish(o)
+
+    def cross_extend(self, k, v, cache, *, key_padding_mask=None):
+        s = cache.tensors["s"]
+        fk = self.features(k, False).to(s.dtype)
+        vc = v.to(s.dtype)
+        w = None
+        if self.reweighted:
+            w = reweighting(self.key_proportions(k, cache.length, cache.source_length).to(s.dtype))
+            w = w.expand(*fk.shape[:3], 2)
+        if key_padding_mask is not None:
+            drop = key_padding_mask[:, None, :, None]
+            fk = fk.masked_fill(drop, 0.0)
+            vc = vc.masked_fill(drop, 0.0)
+        fk = expand_features(fk, w)
+        B, H = fk.shape[:2]
+        s.view(B, H, -1, s.shape[-1]).add_(fk.transpose(-1, -2) @ augment_values(vc))
+
+    def cross_read(self, q, cache, *, q_len=None):
+        s = cache.tensors["s"]
+        fq = self.features(q, True).to(s.dtype)
+        if self.reweighted:
+            w = reweighting(self.query_proportions(q, cache.queries, q_len).to(s.dtype))
+            fq = expand_features(fq, w.expand(*fq.shape[:3], 2))
+        B, H = fq.shape[:2]
+        out = fq @ s.view(B, H, -1, s.shape[-1])
+        Dv = self.head_dim
+        num, den = out[..., :Dv], out[..., Dv:Dv + 1]
+        if self.normalize == "clamp":
+            num = num / den.clamp_min(self.eps)
+        return self._finish(num.to(q.dtype))
+
+
+def per_item(length: Tensor | int | None, batch: int, default: int, device) -> Tensor:
+    """Lengths ``[B]`` (float) from a tensor, an int or a default."""
+    if length is None:
+        length = default
+    if isinstance(length, int):
+        return torch.full((batch,), float(length), device=device)
+    if length.dim() != 1 or length.shape[0] != batch:
+        raise ValueError(f"lengths must have shape [batch] = [{batch}], got {list(length.shape)}")
+    return length.to(device=device, dtype=torch.float32)
+

@@ -1,0 +1,97 @@
+"""cosFormer: ReLU features re-weighted by position (SPEC §1.1, §1.2, §3).
+
+Self-attention uses proportions ``i / L`` and ``j / L`` (1-based positions);
+cross-attention ``i / M`` and ``j / N`` (MLA eq. 8). ``L``/``M`` is the
+target length and ``N`` the source length, per item: by default the number
+of unpadded tokens (the official code uses the padded length, which makes an
+item's output depend on its batch-mates). A decoder passes the true target
+length in training and a predicted one at inference
+(:mod:`leapformer.nn.length`); decoding without one is an error.
+
+``length_mode="stepping"`` uses the current length instead (``L = i`` for
+query ``i``), the baseline the MLA paper reports as failing. Query ``i`` then
+weighs key ``j`` by ``cos(pi/2 (1 - j / i))``, which does not factorise: the
+causal self-attention is computed with the quadratic weight matrix and
+decoding keeps all past features (for comparison only). In cross-attention
+the query proportion is ``i / i = 1``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from leapformer.nn.mechanisms.base import LinearMechanism, positions
+
+LENGTH_MODES = ("given", "stepping")
+
+
+class CosFormer(LinearMechanism):
+    """cosFormer re-weighting ``cos(pi/2 (i/M - j/N))`` of ReLU linear attention."""
+
+    name = "cosformer"
+    reweighted = True
+
+    def __init__(self, num_heads, head_dim, *, length_mode: str = "given", **options):
+        super().__init__(num_heads, head_dim, feature_map="relu", **options)
+        if length_mode not in LENGTH_MODES:
+            raise ValueError(f"length_mode must be one of {LENGTH_MODES}, got {length_mode!r}")
+        self.length_mode = length_mode
+
+    @staticmethod
+    def _ratio(x: Tensor, offset: int, length: Tensor | None, what: str) -> Tensor:
+        """``(offset + 1 .. offset + L) / length`` as ``[B, 1, L]``."""
+        if length is None:
+            raise ValueError(f"cosformer needs the {what} length here (pass query_length / "
+                             f"key_length, e.g. a predicted target length when decoding)")
+        pos = positions(offset, x.shape[2], x.device)
+        return (pos[None, :] / length.to(pos)[:, None]).unsqueeze(1)
+
+    def query_proportions(self, q, offset, q_len):
+        if self.length_mode == "stepping":
+            return torch.ones(1, 1, q.shape[2], device=q.device)
+        return self._ratio(q, offset, q_len, "target")
+
+    def key_proportions(self, k, offset, k_len):
+        return self._ratio(k, offset, k_len, "source")
+
+    # -- stepping: causal self-attention with L = i (quadratic, for comparison) --
+    def _stepping_attend(self, q: Tensor, fk: Tensor, v: Tensor, offset: int) -> Tensor:
+        """Queries at positions ``offset+1 ..`` over keys ``1 .. offset+T`` (``fk`` features)."""
+        T, N = q.shape[2], fk.shape[2]
+        i = torch.arange(offset + 1, offset + T + 1, device=q.device, dtype=torch.float32)
+        j = torch.arange(1, N + 1, device=q.device, dtype=torch.float32)
+        w = torch.cos(math.pi / 2 * (1 - j[None, :] / i[:, None]))
+        w = w.masked_fill(j[None, :] > i[:, None], 0.0)
+        a = (F.relu(q).float() @ fk.float().transpose(-1, -2)) * w
+        o = a @ v.float()
+        return (o / a.sum(-1, keepdim=True).clamp_min(self.eps)).to(q.dtype)
+
+    def forward(self, q, k, v, *, causal=False, key_padding_mask=None, need_weights=False,
+                q_len=None, k_len=None):
+        if not (causal and self.length_mode == "stepping"):
+            return super().forward(q, k, v, causal=causal, key_padding_mask=key_padding_mask,
+                                   need_weights=need_weights, q_len=q_len, k_len=k_len)
+        fk = F.relu(k)
+        if key_padding_mask is not None:
+            fk = fk.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+        o = self._stepping_attend(q, fk, v, 0)
+        return self._finish(o), None
+
+    def init_cache(self, cache, *, device, dtype):
+        if self.length_mode != "stepping" or cache.kind != "self":
+            return super().init_cache(cache, device=device, dtype=dtype)
+        B, H, D = cache.batch_size, self.num_heads, self.head_dim
+        cache.tensors["k"] = torch.zeros(B, H, 0, D, device=device, dtype=dtype)
+        cache.tensors["v"] = torch.zeros(B, H, 0, D, device=device, dtype=dtype)
+
+    def self_step(self, q, k, v, cache, *, q_len=None):
+        if self.length_mode != "stepping":
+            return super().self_step(q, k, v, cache, q_len=q_len)
+        fk = torch.cat((cache.tensors["k"], F.relu(k)), dim=2)
+        vv = torch.cat((cache.tensors["v"], v), dim=2)
+        cache.tensors["k"], cache.tensors["v"] = fk, vv
+        return self._finish(self._stepping_attend(q, fk, vv, cache.length))
