@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-ops setup clean
+.PHONY: demo test bench-ops bench-decode setup clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,9 @@ test: $(STAMP)
 
 bench-ops: $(STAMP)
 	$(PY) benchmarks/ops.py
+
+bench-decode: $(STAMP)
+	$(PY) benchmarks/decode.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -13,14 +13,16 @@ E, H = 16, 2
 D = E // H
 
 
-def _proj(lin, x):
+def _proj(wb, x):
     B, T, _ = x.shape
-    return (x @ lin.weight.T + lin.bias).view(B, T, H, -1).transpose(1, 2)
+    w, b = wb
+    return (x @ w.T + b).view(B, T, H, -1).transpose(1, 2)
 
 
 def _explicit(mha, query, key, mask=None, causal=False, q_len=None, k_len=None, normalise=True):
     """Normalised weights [B,H,M,N] of mha's mechanism, from its parameters."""
-    q, k = _proj(mha.q_proj, query), _proj(mha.k_proj, key)
+    wq, wk, _ = mha.projection_weights()
+    q, k = _proj(wq, query), _proj(wk, key)
     M, N = q.shape[2], k.shape[2]
     mech = mha.attention
     if mech.name == "softmax":
@@ -55,7 +57,7 @@ def _explicit(mha, query, key, mask=None, causal=False, q_len=None, k_len=None, 
 
 
 def _apply(mha, weights, value):
-    o = weights @ _proj(mha.v_proj, value)
+    o = weights @ _proj(mha.projection_weights()[2], value)
     B, _, M, _ = o.shape
     return o.transpose(1, 2).reshape(B, M, E) @ mha.out_proj.weight.T + mha.out_proj.bias
 
@@ -99,12 +101,10 @@ def test_softmax_equals_torch_multihead_attention():
     torch.manual_seed(3)
     ref = torch.nn.MultiheadAttention(E, H, batch_first=True)
     mha = MultiheadAttention(E, H, "softmax")
-    with torch.no_grad():
-        wq, wk, wv = ref.in_proj_weight.chunk(3)
-        bq, bk, bv = ref.in_proj_bias.chunk(3)
-        for lin, w, b in ((mha.q_proj, wq, bq), (mha.k_proj, wk, bk), (mha.v_proj, wv, bv)):
-            lin.weight.copy_(w)
-            lin.bias.copy_(b)
+    assert mha.packed
+    with torch.no_grad():  # the packed projection has PyTorch's in_proj layout
+        mha.in_proj.weight.copy_(ref.in_proj_weight)
+        mha.in_proj.bias.copy_(ref.in_proj_bias)
         mha.out_proj.load_state_dict(ref.out_proj.state_dict())
     x, mem = torch.randn(2, 5, E), torch.randn(2, 8, E)
     mask = torch.zeros(2, 8, dtype=torch.bool)
@@ -135,7 +135,7 @@ def test_head_norm_replaces_denominator(mech, kind):
     x = torch.randn(2, 6, E, dtype=torch.float64)
     lens = torch.full((2,), 6.0)
     a = _explicit(mha, x, x, None, True, lens, lens, normalise=False)  # numerator only
-    num = a @ _proj(mha.v_proj, x)
+    num = a @ _proj(mha.projection_weights()[2], x)
     if kind == "layer":
         num = num - num.mean(-1, keepdim=True)
     normed = num / torch.sqrt(num.pow(2).mean(-1, keepdim=True) + 1e-5)
@@ -167,3 +167,20 @@ def test_gradients_reach_every_parameter(mech):
     for name, p in mha.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("mech", ["softmax", "leap"])
+def test_without_bias_packed_and_unpacked(mech):
+    torch.manual_seed(7)
+    packed = MultiheadAttention(E, H, mech, bias=False).double()
+    assert packed.packed and all(b is None for _, b in packed.projection_weights())
+    x = torch.randn(2, 5, E, dtype=torch.float64)
+    out, w = packed(x, causal=True, need_weights=True, average_attn_weights=False)
+    wv = packed.projection_weights()[2][0]
+    o = w @ (x @ wv.T).view(2, 5, H, D).transpose(1, 2)
+    torch.testing.assert_close(out, o.transpose(1, 2).reshape(2, 5, E) @ packed.out_proj.weight.T)
+    cache = packed.new_cache(2)
+    steps = torch.cat([packed(x[:, t:t + 1], cache=cache)[0] for t in range(5)], 1)
+    torch.testing.assert_close(steps, out)
+    unpacked = MultiheadAttention(E, H, mech, bias=False, kdim=8)
+    assert not unpacked.packed and unpacked.q_proj.bias is None

@@ -21,14 +21,30 @@ def _setup(spec, seed=0, options=None):
 
 
 @pytest.mark.parametrize("mech", MECHS)
-def test_token_by_token_equals_full(mech):
+@pytest.mark.parametrize("grad", [True, False])
+def test_token_by_token_equals_full(mech, grad):
     dec, x, mem, mpad = _setup(mech)
     T = x.shape[1]
-    full = dec(x, mem, memory_key_padding_mask=mpad, target_length=T)
-    cache = dec.new_cache(2, memory=mem, memory_key_padding_mask=mpad)
-    steps = [dec(x[:, t:t + 1], cache=cache, target_length=T) for t in range(T)]
+    with torch.set_grad_enabled(grad):  # no_grad takes the fused decoding paths
+        full = dec(x, mem, memory_key_padding_mask=mpad, target_length=T)
+        cache = dec.new_cache(2, memory=mem, memory_key_padding_mask=mpad)
+        steps = [dec(x[:, t:t + 1], cache=cache, target_length=T) for t in range(T)]
     torch.testing.assert_close(torch.cat(steps, 1), full)
     assert cache.length == T
+
+
+@torch.no_grad()
+def test_fused_leap_step_follows_parameter_updates():
+    dec, x, mem, mpad = _setup("leap", seed=7)
+    cache = dec.new_cache(2, memory=mem, memory_key_padding_mask=mpad)
+    dec(x[:, :1], cache=cache)
+    for layer in dec.layers:  # an optimizer step changes the LeaP weights in place
+        layer.self_attn.attention.leap_k.net[0].weight.mul_(-2.0)
+        layer.self_attn.attention.leap_q.net[2].bias.add_(1.0)
+    full = dec(x[:, :2], mem, memory_key_padding_mask=mpad)
+    fresh = dec.new_cache(2, memory=mem, memory_key_padding_mask=mpad)
+    steps = [dec(x[:, t:t + 1], cache=fresh) for t in range(2)]
+    torch.testing.assert_close(torch.cat(steps, 1), full)
 
 
 @pytest.mark.parametrize("mech", MECHS)

@@ -21,9 +21,9 @@ def test_steps_equal_causal_call(reweighted, normalize):
     outs = []
     for t in range(9):
         sl = slice(t, t + 1)
-        props = (qp[..., sl], kp[..., sl]) if reweighted else (None, None)
-        outs.append(step_(torch.relu(q[:, :, sl]), torch.relu(k[:, :, sl]), v[:, :, sl], s,
-                          *props, normalize=normalize, eps=eps))
+        props = torch.stack((qp[..., sl], kp[..., sl])) if reweighted else None
+        f = torch.relu(torch.stack((q[:, :, sl], k[:, :, sl])))
+        outs.append(step_(f, v[:, :, sl], s, props, normalize=normalize, eps=eps))
     torch.testing.assert_close(torch.cat(outs, 2), ref)
     _, final = (leap_attention(q, k, v, qp, kp, causal=True, output_final_state=True)
                 if reweighted else linear_attention(q, k, v, causal=True, output_final_state=True))

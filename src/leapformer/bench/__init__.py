@@ -1,4 +1,6 @@
-"""Benchmarks of the attention core (``leapformer.bench.ops``)."""
+"""Benchmarks: the attention core (``leapformer.bench.ops``) and decoding with a cache
+(``leapformer.bench.decode``, imported on its own so that the ops benchmark does not
+load ``leapformer.nn``)."""
 
 from leapformer.bench.ops import (
     MECHANISMS,

@@ -45,21 +45,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import gc
-import json
 import logging
-import math
 import os
-import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 
+from leapformer.bench._common import (
+    fmt as _fmt,
+    fmt_len as _fmt_len,
+    machine_info,
+    median_ms,
+    target,
+    targets_table,
+    time_interleaved,
+    write_files,
+)
 from leapformer.ops import (
     LinearAttentionState,
     cosformer_attention,
@@ -132,53 +137,6 @@ class BenchResult:
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_once(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds for one call (device synchronised)."""
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def _warm_up(fn, device, warmup: int) -> float:
-    """Run ``fn`` once, and ``warmup - 1`` more times if it is fast; return the last time (s)."""
-    t = _time_once(fn, device)
-    if t < 0.5:
-        for _ in range(warmup - 1):
-            t = _time_once(fn, device)
-    return t
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], *, device: torch.device, warmup: int,
-                     min_reps: int, max_reps: int, target_s: float) -> dict[str, list[float]]:
-    """Warm each function up, then time them round-robin; returns seconds per call per name."""
-    reps = {}
-    for name, fn in fns.items():
-        t = _warm_up(fn, device, warmup)
-        reps[name] = max(min_reps, min(max_reps, int(target_s / max(t, 1e-9))))
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(max(reps.values(), default=0)):
-        for name, fn in fns.items():
-            if r < reps[name]:
-                samples[name].append(_time_once(fn, device))
-    return samples
-
-
-def median_ms(fn: Callable[[], object], *, reps: int = 10, warmup: int = 3,
-              device: str | torch.device = "cpu") -> float:
-    """Median wall time of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls."""
-    device = torch.device(device)
-    for _ in range(warmup):
-        fn()
-    return 1e3 * statistics.median(_time_once(fn, device) for _ in range(reps))
 
 
 @contextlib.contextmanager
@@ -444,10 +402,8 @@ def evaluate_targets(rows: list[dict], matmul: dict | None = None) -> list[dict]
     """The LeaP targets as dicts ``{name, target, value, status}``; status PASS, MISS or n/a."""
     out = []
 
-    def add(name, target, value, ok, fmt):
-        status = "n/a" if value is None else ("PASS" if ok(value) else "MISS")
-        out.append({"name": name, "target": target, "value": value, "status": status,
-                    "shown": "-" if value is None else fmt.format(value)})
+    def add(name, goal, value, ok, fmt_spec):
+        out.append(target(name, goal, value, ok, fmt_spec))
 
     for n, want in ((4096, 12.0), (16384, 50.0)):
         add(f"LeaP bidirectional forward vs SDPA at {n // 1024}k", f">= {want:g}x faster",
@@ -470,43 +426,6 @@ def evaluate_targets(rows: list[dict], matmul: dict | None = None) -> list[dict]
 # --------------------------------------------------------------------------- reporting
 
 
-def machine_info(device: str | torch.device = "cpu") -> dict:
-    """CPU model, core and thread counts, torch version, date (UTC), device."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                   cpu)
-    info = {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    if torch.device(device).type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def _fmt_len(n: int) -> str:
-    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
-
-
-def _fmt(x: float | None, small: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    if abs(x) >= 10:
-        return f"{x:.1f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}"
-    return f"{x:.{small}f}"
-
-
 def render_markdown(result: BenchResult) -> str:
     """Machine, method, targets and one table per scenario, as markdown."""
     m, cfg = result.machine, result.config
@@ -526,9 +445,7 @@ def render_markdown(result: BenchResult) -> str:
         mm = result.matmul
         lines.append(f"- reference: {mm['size']}x{mm['size']} float32 matmul "
                      f"{mm['gflops']:.1f} GFLOP/s ({mm['ms']:.2f} ms)")
-    lines += ["", "## Targets", "", "| target | goal | measured | status |", "|---|---|---|---|"]
-    lines += [f"| {t['name']} | {t['target']} | {t['shown']} | {t['status']} |"
-              for t in result.targets]
+    lines += ["", *targets_table(result.targets)]
     for scenario, title in SCENARIOS.items():
         rows = [r for r in result.rows if r["scenario"] == scenario]
         if not rows:
@@ -547,9 +464,4 @@ def render_markdown(result: BenchResult) -> str:
 
 def write_results(result: BenchResult, out_dir: str | Path, stem: str = "ops-cpu") -> tuple[Path, Path]:
     """Write ``<stem>.md`` and ``<stem>.json`` under ``out_dir``; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md, js = out / f"{stem}.md", out / f"{stem}.json"
-    md.write_text(render_markdown(result))
-    js.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    return md, js
+    return write_files(render_markdown(result), result.to_dict(), out_dir, stem)

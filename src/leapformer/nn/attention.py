@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leapformer.nn.cache import AttentionCache
@@ -51,9 +52,15 @@ class MultiheadAttention(nn.Module):
         self.head_dim = embed_dim // num_heads
         self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
         self.batch_first = batch_first
-        self.q_proj = nn.Linear(embed_dim, embed_dim, **kw)
-        self.k_proj = nn.Linear(self.kdim, embed_dim, **kw)
-        self.v_proj = nn.Linear(self.vdim, embed_dim, **kw)
+        # One packed [3E, E] projection (PyTorch's in_proj layout) when key and
+        # value have the query's width: self-attention then projects with one GEMM.
+        self.packed = self.kdim == embed_dim and self.vdim == embed_dim
+        if self.packed:
+            self.in_proj = nn.Linear(embed_dim, 3 * embed_dim, **kw)
+        else:
+            self.q_proj = nn.Linear(embed_dim, embed_dim, **kw)
+            self.k_proj = nn.Linear(self.kdim, embed_dim, **kw)
+            self.v_proj = nn.Linear(self.vdim, embed_dim, **kw)
         self.out_proj = nn.Linear(embed_dim, embed_dim, **kw)
         self.attention = build_mechanism(mechanism, num_heads=num_heads, head_dim=self.head_dim,
                                          dropout=dropout, **(mechanism_options or {}))
@@ -67,6 +74,37 @@ class MultiheadAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, layer_id={self.layer_id}"
+
+    # -- projections -----------------------------------------------------------
+    def projection_weights(self) -> list[tuple[Tensor, Tensor | None]]:
+        """``[(W_q, b_q), (W_k, b_k), (W_v, b_v)]`` (views of the parameters)."""
+        if not self.packed:
+            return [(m.weight, m.bias) for m in (self.q_proj, self.k_proj, self.v_proj)]
+        E, b = self.embed_dim, self.in_proj.bias
+        return [(self.in_proj.weight[i * E:(i + 1) * E], None if b is None else b[i * E:(i + 1) * E])
+                for i in range(3)]
+
+    def _project_q(self, x: Tensor) -> Tensor:
+        if not self.packed:
+            return self._split(self.q_proj(x))
+        return self._split(F.linear(x, *self.projection_weights()[0]))
+
+    def _project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.packed:
+            return self._split(self.k_proj(key)), self._split(self.v_proj(value))
+        if key is value:
+            E, b = self.embed_dim, self.in_proj.bias
+            kv = F.linear(key, self.in_proj.weight[E:], None if b is None else b[E:])
+            k, v = kv.chunk(2, dim=-1)
+            return self._split(k), self._split(v)
+        (wk, bk), (wv, bv) = self.projection_weights()[1:]
+        return self._split(F.linear(key, wk, bk)), self._split(F.linear(value, wv, bv))
+
+    def _project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if not self.packed:
+            return self._project_q(x), *self._project_kv(x, x)
+        q, k, v = self.in_proj(x).chunk(3, dim=-1)
+        return self._split(q), self._split(k), self._split(v)
 
     # -- helpers ---------------------------------------------------------------
     def _split(self, x: Tensor) -> Tensor:
@@ -102,7 +140,7 @@ class MultiheadAttention(nn.Module):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        w = self.q_proj.weight
+        w = self.out_proj.weight
         cache = AttentionCache(owner=self.layer_id, kind="cross" if cross else "self",
                                batch_size=batch_size, max_length=max_length)
         self.attention.init_cache(cache, device=device or w.device, dtype=dtype or w.dtype)
@@ -130,8 +168,7 @@ class MultiheadAttention(nn.Module):
         if key_length is not None or cache.source_length is None:
             default = _lengths_from_mask(key_padding_mask, S) if key_length is None else key_length
             cache.source_length = per_item(default, B, S, memory.device)
-        k = self._split(self.k_proj(memory))
-        v = self._split(self.v_proj(memory))
+        k, v = self._project_kv(memory, memory)
         self.attention.cross_extend(k, v, cache, key_padding_mask=key_padding_mask)
         cache.length += S
 
@@ -180,9 +217,11 @@ class MultiheadAttention(nn.Module):
             q_len = per_item(query_length, B, M, query.device)
             k_len = per_item(key_length if key_length is not None else
                              _lengths_from_mask(key_padding_mask, N), B, N, query.device)
-        q = self._split(self.q_proj(query))
-        k = self._split(self.k_proj(key))
-        v = self._split(self.v_proj(value))
+        if self_attn:
+            q, k, v = self._project_qkv(query)
+        else:
+            q = self._project_q(query)
+            k, v = self._project_kv(key, value)
         o, weights = self.attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask,
                                     need_weights=need_weights, q_len=q_len, k_len=k_len)
         out = self._merge(o)
@@ -207,9 +246,7 @@ class MultiheadAttention(nn.Module):
                 raise ValueError("key_padding_mask is not supported while decoding with a "
                                  "self-attention cache (all items share one position)")
             cache.check(self.layer_id, "self", B, T)
-            q = self._split(self.q_proj(query))
-            k = self._split(self.k_proj(query))
-            v = self._split(self.v_proj(query))
+            q, k, v = self._project_qkv(query)
             o = self.attention.self_step(q, k, v, cache, q_len=q_len)
             cache.length += T
         else:
@@ -221,6 +258,6 @@ class MultiheadAttention(nn.Module):
             if cache.length == 0:
                 raise ValueError("the cross-attention cache holds no source yet; pass the "
                                  "memory as key or call extend_memory first")
-            o = self.attention.cross_read(self._split(self.q_proj(query)), cache, q_len=q_len)
+            o = self.attention.cross_read(self._project_q(query), cache, q_len=q_len)
         cache.queries += T
         return self._merge(o)

@@ -48,6 +48,11 @@ class BlockConfig:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of nhead ({self.nhead})")
 
 
+def _dropout(module: nn.Dropout, x: Tensor) -> Tensor:
+    """Skip the call when it is the identity (decoding steps are bound by per-op overhead)."""
+    return module(x) if module.training and module.p > 0 else x
+
+
 class FeedForward(nn.Module):
     def __init__(self, cfg: BlockConfig):
         super().__init__()
@@ -57,7 +62,8 @@ class FeedForward(nn.Module):
         self.activation = ACTIVATIONS[cfg.activation]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+        h = self.activation(self.linear1(x))
+        return self.linear2(_dropout(self.dropout, h))
 
 
 class _Sublayer(nn.Module):
@@ -71,8 +77,8 @@ class _Sublayer(nn.Module):
 
     def forward(self, x: Tensor, fn) -> Tensor:
         if self.norm_first:
-            return x + self.dropout(fn(self.norm(x)))
-        return self.norm(x + self.dropout(fn(x)))
+            return x + _dropout(self.dropout, fn(self.norm(x)))
+        return self.norm(x + _dropout(self.dropout, fn(x)))
 
 
 def _attention(cfg: BlockConfig, mechanism: str, options: dict | None) -> MultiheadAttention:

@@ -2,50 +2,59 @@
 
 For modules that decode token by token (``leapformer.nn``): they check shapes
 once when the cache is made, then call this on every token, where the
-validation of the public entry points would cost more than the arithmetic.
-The result equals ``mode="recurrent"`` of :func:`leapformer.ops.leap_attention`
+validation of the public entry points would cost more than the arithmetic
+(on CPU a decoding step is bound by per-operation overhead, so this is
+written in as few tensor operations as possible). The result equals
+``mode="recurrent"`` of :func:`leapformer.ops.leap_attention`
 (tested in ``tests/ops/test_step.py``).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from leapformer.ops.proportions import HALF_PI
 
-
-def group_weights(prop: Tensor) -> Tensor:
-    """``prop [...]`` -> ``[..., 2] = [sin, cos](pi/2 prop)``."""
-    angle = prop.unsqueeze(-1) * HALF_PI
-    return torch.cat((angle.sin(), angle.cos()), dim=-1)
+_CONSTANTS: dict[tuple, Tensor] = {}
 
 
-def step_(fq: Tensor, fk: Tensor, v: Tensor, s: Tensor, q_prop: Tensor | None = None,
-          k_prop: Tensor | None = None, *, normalize: str = "clamp", eps: float = 0.1) -> Tensor:
+def _constant(kind: str, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Cached small constants: ``"shift"`` = ``[0, pi/2]``; ``"ones"`` = ``[1, 0, .., 0]``."""
+    key = (kind, width, device, dtype)
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = torch.zeros(width, device=device, dtype=dtype)
+        t[0 if kind == "ones" else 1] = 1.0 if kind == "ones" else HALF_PI
+        _CONSTANTS[key] = t
+    return t
+
+
+def step_(f: Tensor, v: Tensor, s: Tensor, props: Tensor | None = None, *,
+          normalize: str = "clamp", eps: float = 0.1) -> Tensor:
     """Add one key to the state ``s`` (in place) and read it with one query.
 
-    ``fq``, ``fk [B,H,1,F]`` are features (after the feature map), ``v [B,H,1,Dv]``,
-    ``s [B,H,G,F,P]`` the fused state of :class:`~leapformer.ops.LinearAttentionState`
-    (same dtype as the features), ``q_prop``, ``k_prop [B,H,1]`` the proportions
-    (G = 2) or None (G = 1). Returns ``o [B,H,1,Dv]`` (numerator only for
+    ``f [2,B,H,1,F]`` stacks the query and key features (after the feature map),
+    ``v [B,H,1,Dv]``, ``s [B,H,G,F,P]`` is the fused state of
+    :class:`~leapformer.ops.LinearAttentionState`, ``props [2,B,H,1]`` stacks
+    the query and key proportions (G = 2; None for G = 1). ``f``, ``props`` and
+    ``s`` share a dtype. Returns ``o [B,H,1,Dv]`` (the numerator only for
     ``normalize="none"``).
     """
     B, H, G, Fd, P = s.shape
     Dv = v.shape[-1]
     if G == 2:
-        w = group_weights(torch.stack((q_prop, k_prop), dim=-1))  # [B,H,1,2(q,k),2(sin,cos)]
-        fq = (w[..., 0, :, None] * fq.unsqueeze(-2)).flatten(-2)  # [B,H,1,2F]
-        fk = (w[..., 1, :, None] * fk.unsqueeze(-2)).flatten(-2)
-    v1 = F.pad(v.to(s.dtype), (0, P - Dv))
-    v1[..., Dv] = 1.0
+        # [sin, cos](pi/2 p) = sin(pi/2 p + [0, pi/2]) in one pass
+        w = torch.sin(torch.add(_constant("shift", 2, s.device, s.dtype), props.unsqueeze(-1),
+                                alpha=HALF_PI))
+        f = (w.unsqueeze(-1) * f.unsqueeze(-2)).flatten(-2)  # [2,B,H,1,2F]
+    tail = _constant("ones", P - Dv, s.device, s.dtype).expand(B, H, 1, P - Dv)
+    v1 = torch.cat((v if v.dtype == s.dtype else v.to(s.dtype), tail), dim=-1)
     flat = s.view(B, H, G * Fd, P)
-    flat.addcmul_(fk.transpose(-1, -2), v1)
-    out = fq @ flat  # [B,H,1,P]
-    num = out[..., :Dv]
+    flat.addcmul_(f[1].transpose(-1, -2), v1)
+    out = f[0] @ flat  # [B,H,1,P]
     if normalize == "clamp":
-        return num / out[..., Dv:Dv + 1].clamp_min(eps)
+        return out[..., :Dv] / out[..., Dv:Dv + 1].clamp_min(eps)
     if normalize == "eps":
-        return num / (out[..., Dv:Dv + 1] + eps)
-    return num
+        return out[..., :Dv] / (out[..., Dv:Dv + 1] + eps)
+    return out[..., :Dv]

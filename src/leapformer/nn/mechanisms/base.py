@@ -154,6 +154,8 @@ class LinearMechanism(Mechanism):
 
     # -- shared ------------------------------------------------------------
     def _finish(self, o: Tensor) -> Tensor:
+        if self.head_norm is None and not self.training:
+            return o
         if self.head_norm is not None:
             o = self.head_norm(o)
         if self.training and self.dropout > 0:
@@ -187,17 +189,30 @@ class LinearMechanism(Mechanism):
                                            dtype=sdtype)
         cache.tensors["s"] = state.s
 
+    def step_features(self, q: Tensor, k: Tensor) -> Tensor:
+        """Query and key features of one decoding step, stacked: ``[2, B, H, 1, F]``."""
+        if self.feature_map == "relu":
+            return F.relu(torch.stack((q, k)))
+        return torch.stack((self.features(q, True), self.features(k, False)))
+
+    def step_proportions(self, q: Tensor, k: Tensor, f: Tensor, offset: int,
+                         q_len: Tensor | None) -> Tensor:
+        """Proportions of one decoding step, stacked: ``[2, B, H, 1]``
+        (``f`` = :meth:`step_features`; subclasses may fuse the work)."""
+        shape = (q.shape[0], self.num_heads, 1)
+        return torch.stack((self.query_proportions(q, offset, q_len).expand(shape),
+                            self.key_proportions(k, offset, q_len).expand(shape)))
+
     def self_step(self, q, k, v, cache, *, q_len=None):
         s = cache.tensors["s"]
-        q_prop, k_prop = self._props(q, k, cache.length, cache.length, q_len, q_len)
         if q.shape[2] == 1:
-            def cast(t):
-                return None if t is None else t.to(s.dtype)
-
-            o = step_(cast(self.features(q, True)), cast(self.features(k, False)), v, s,
-                      cast(q_prop), cast(k_prop), normalize=self.normalize,
-                      eps=self.eps).to(q.dtype)
+            f = _as(self.step_features(q, k), s.dtype)
+            props = None
+            if self.reweighted:
+                props = _as(self.step_proportions(q, k, f, cache.length, q_len), s.dtype)
+            o = _as(step_(f, v, s, props, normalize=self.normalize, eps=self.eps), q.dtype)
         else:
+            q_prop, k_prop = self._props(q, k, cache.length, cache.length, q_len, q_len)
             o, final = self._attend(q, k, v, q_prop, k_prop, causal=True,
                                     initial_state=LinearAttentionState(s, v.shape[-1]),
                                     output_final_state=True)
@@ -233,6 +248,11 @@ class LinearMechanism(Mechanism):
         if self.normalize == "clamp":
             num = num / den.clamp_min(self.eps)
         return self._finish(num.to(q.dtype))
+
+
+def _as(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)`` without a dispatch when it is already ``dtype``."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def per_item(length: Tensor | int | None, batch: int, default: int, device) -> Tensor:

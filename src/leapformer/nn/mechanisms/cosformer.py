@@ -58,6 +58,10 @@ class CosFormer(LinearMechanism):
     def key_proportions(self, k, offset, k_len):
         return self._ratio(k, offset, k_len, "source")
 
+    def step_proportions(self, q, k, f, offset, q_len):
+        p = self._ratio(q, offset, q_len, "target")  # query and key share the position
+        return p.unsqueeze(0).expand(2, -1, self.num_heads, -1)
+
     # -- stepping: causal self-attention with L = i (quadratic, for comparison) --
     def _stepping_attend(self, q: Tensor, fk: Tensor, v: Tensor, offset: int) -> Tensor:
         """Queries at positions ``offset+1 ..`` over keys ``1 .. offset+T`` (``fk`` features)."""

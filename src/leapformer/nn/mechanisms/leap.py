@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
+from torch import nn
 
 from leapformer.nn.leap import LeaP
 from leapformer.nn.mechanisms.base import LinearMechanism
@@ -29,3 +31,30 @@ class LeaPAttention(LinearMechanism):
 
     def key_proportions(self, k, offset, k_len):
         return self.leap_k(F.relu(k))
+
+    def step_proportions(self, q, k, f, offset, q_len):
+        """Both LeaP networks in one batched pass per linear layer (decoding is
+        bound by per-operation overhead). Without gradients only: the stacked
+        weights are a detached copy, remade when a parameter changes."""
+        if torch.is_grad_enabled():
+            return super().step_proportions(q, k, f, offset, q_len)
+        layers = self._stacked_layers()
+        x = f.reshape(2, -1, f.shape[-1])
+        if x.dtype != layers[0][0].dtype:
+            x = x.to(layers[0][0].dtype)
+        for i, (w, b) in enumerate(layers):
+            x = torch.baddbmm(b, x, w)
+            x = x.sigmoid_() if i == len(layers) - 1 else x.relu_()
+        return x.view(f.shape[:-1])
+
+    def _stacked_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        lin_q = [m for m in self.leap_q.net if isinstance(m, nn.Linear)]
+        lin_k = [m for m in self.leap_k.net if isinstance(m, nn.Linear)]
+        params = [p for m in lin_q + lin_k for p in (m.weight, m.bias)]
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        if getattr(self, "_stack_key", None) != key:
+            self._stack = [(torch.stack((a.weight.T, b.weight.T)).detach(),
+                            torch.stack((a.bias, b.bias)).unsqueeze(1).detach())
+                           for a, b in zip(lin_q, lin_k)]
+            self._stack_key = key
+        return self._stack

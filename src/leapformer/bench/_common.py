@@ -1,0 +1,144 @@
+"""Helpers shared by the benchmarks: timing, machine description, formatting, targets.
+
+Timing method (all benchmarks): each function is warmed up, then the functions of
+one group are timed round-robin (interleaved, same process and inputs) until each
+has its repetitions, so slow drifts of a shared machine hit all of them alike.
+Repetitions adapt to the cost: ``target_s / t_warm``, clamped to
+``[min_reps, max_reps]``. An optional untimed ``setup`` call runs before every
+call (warm-up and timed), e.g. to rewind a decoding cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_once(fn: Callable[[], object], device: torch.device,
+              setup: Callable[[], object] | None = None) -> float:
+    """Seconds for one call (device synchronised); ``setup()`` runs first, untimed."""
+    if setup is not None:
+        setup()
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def warm_up(fn, device, warmup: int, setup=None) -> float:
+    """Run ``fn`` once, and ``warmup - 1`` more times if it is fast; return the last time (s)."""
+    t = time_once(fn, device, setup)
+    if t < 0.5:
+        for _ in range(warmup - 1):
+            t = time_once(fn, device, setup)
+    return t
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], *, device: torch.device, warmup: int,
+                     min_reps: int, max_reps: int, target_s: float,
+                     setup: dict[str, Callable[[], object]] | None = None
+                     ) -> dict[str, list[float]]:
+    """Warm each function up, then time them round-robin; returns seconds per call per name.
+
+    ``setup[name]`` (optional) runs untimed before every call of ``fns[name]``.
+    """
+    setup = setup or {}
+    reps = {}
+    for name, fn in fns.items():
+        t = warm_up(fn, device, warmup, setup.get(name))
+        reps[name] = max(min_reps, min(max_reps, int(target_s / max(t, 1e-9))))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(max(reps.values(), default=0)):
+        for name, fn in fns.items():
+            if r < reps[name]:
+                samples[name].append(time_once(fn, device, setup.get(name)))
+    return samples
+
+
+def median_ms(fn: Callable[[], object], *, reps: int = 10, warmup: int = 3,
+              device: str | torch.device = "cpu") -> float:
+    """Median wall time of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    return 1e3 * statistics.median(time_once(fn, device) for _ in range(reps))
+
+
+def machine_info(device: str | torch.device = "cpu") -> dict:
+    """CPU model, core and thread counts, torch version, date (UTC), device."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                   cpu)
+    info = {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def fmt_len(n: int) -> str:
+    """4096 -> ``"4k"``; 100 -> ``"100"``."""
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def fmt(x: float | None, small: int = 3) -> str:
+    """A number with about three significant digits; ``"-"`` for None or NaN."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.{small}f}"
+
+
+def target(name: str, goal: str, value: float | None, ok: Callable[[float], bool],
+           fmt_spec: str, detail: str = "") -> dict:
+    """One target row ``{name, target, value, status, shown}``; status PASS, MISS or n/a."""
+    status = "n/a" if value is None else ("PASS" if ok(value) else "MISS")
+    shown = "-" if value is None else fmt_spec.format(value) + (f" ({detail})" if detail else "")
+    return {"name": name, "target": goal, "value": value, "status": status, "shown": shown}
+
+
+def targets_table(targets: list[dict]) -> list[str]:
+    """Markdown lines of a ``## Targets`` section."""
+    lines = ["## Targets", "", "| target | goal | measured | status |", "|---|---|---|---|"]
+    lines += [f"| {t['name']} | {t['target']} | {t['shown']} | {t['status']} |" for t in targets]
+    return lines
+
+
+def write_files(markdown: str, data: dict, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
+    """Write ``<stem>.md`` and ``<stem>.json`` under ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
+    md.write_text(markdown)
+    js.write_text(json.dumps(data, indent=1) + "\n")
+    return md, js
