@@ -1,0 +1,5 @@
+"""Models assembled from :mod:`leapformer.nn`: sequence classifiers (LRA)."""
+
+from leapformer.models.classifier import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
+
+__all__ = ["ClassifierConfig", "DualEncoderClassifier", "SequenceClassifier"]

@@ -1,0 +1,257 @@
+"""The training loop shared by every task.
+
+A task supplies three functions: ``get_batch(i)`` returns micro-batch ``i``
+(``i = step * grad_accum + micro``; deterministic in ``i``, which is what makes
+resuming exact), ``loss_fn(model, batch) -> (loss, counts)`` with optional
+counts ``{"examples": n, "tokens": n}`` for throughput, and optionally
+``evaluate(model) -> metrics``. The loop adds AdamW or Nesterov SGD, warm-up and
+decay schedules, gradient clipping and accumulation, bfloat16 autocast,
+atomic ``last.pt``/``best.pt`` checkpoints (model, optimizer, schedule, step,
+RNG states), ``--resume`` that continues exactly where the last checkpoint
+stopped, ``metrics.jsonl``, and a tqdm progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from leapformer.train.checkpoint import load_checkpoint, save_checkpoint
+from leapformer.train.schedule import lr_lambda
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adamw", "nag")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the task presets fill these)."""
+
+    steps: int
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    optimizer: str = "adamw"
+    momentum: float = 0.99  # nag only
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+    eval_every: int = 0  # 0: evaluate only at the end
+    checkpoint_every: int = 0  # 0: at every evaluation and at the end
+    log_every: int = 50
+    seed: int = 0
+    amp: bool = False  # bfloat16 autocast
+    metric: str = "loss"  # evaluation metric that selects best.pt
+    mode: str = "min"  # "min" or "max" for ``metric``
+
+    def __post_init__(self):
+        if self.steps < 1 or self.grad_accum < 1:
+            raise ValueError(f"steps and grad_accum must be positive, got {self.steps}, "
+                             f"{self.grad_accum}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
+        lr_lambda(self.schedule, warmup_steps=self.warmup_steps, total_steps=self.steps)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_loss: float
+    best: dict | None
+    last_eval: dict | None
+    wall_s: float
+    steps_per_s: float
+    examples_per_s: float | None
+    tokens_per_s: float | None
+    parameters: int
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": np.random.get_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+class Trainer:
+    """Runs :class:`TrainConfig` on ``model``; writes into ``out_dir`` if given."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, *, get_batch: Callable[[int], Any],
+                 loss_fn: Callable[[nn.Module, Any], tuple[Tensor, dict]],
+                 evaluate: Callable[[nn.Module], dict] | None = None,
+                 out_dir: str | Path | None = None, progress: bool = True,
+                 meta: dict | None = None):
+        self.model, self.cfg = model, cfg
+        self.get_batch, self.loss_fn, self.evaluate = get_batch, loss_fn, evaluate
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.progress = progress
+        self.meta = meta or {}
+        params = [p for p in model.parameters() if p.requires_grad]
+        if cfg.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas,
+                                               weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                             nesterov=True, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
+            cfg.schedule, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
+            min_ratio=cfg.min_lr_ratio))
+        self.step = 0
+        self.best: dict | None = None
+        self.history: list[dict] = []
+
+    # -- checkpoints -------------------------------------------------------------
+    def _state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best,
+                "rng": _rng_state(), "config": asdict(self.cfg), "meta": self.meta,
+                "history": self.history}
+
+    def _save(self, name: str) -> None:
+        if self.out_dir is not None:
+            save_checkpoint(self._state(), self.out_dir / name)
+
+    def resume(self) -> None:
+        """Load ``out_dir/last.pt``: model, optimizer, schedule, step, RNG, history."""
+        if self.out_dir is None:
+            raise ValueError("resume needs out_dir")
+        ck = load_checkpoint(self.out_dir / "last.pt")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.step, self.best, self.history = ck["step"], ck["best"], ck.get("history", [])
+        _set_rng_state(ck["rng"])
+        self._truncate_metrics()
+        log.info("resumed from %s at step %d", self.out_dir / "last.pt", self.step)
+
+    def _truncate_metrics(self) -> None:
+        """Drop JSONL records written after the checkpoint (an interrupted run)."""
+        path = self.out_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
+
+    def _record(self, rec: dict) -> None:
+        self.history.append(rec)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        old = self.best[self.cfg.metric]
+        return value < old if self.cfg.mode == "min" else value > old
+
+    # -- training ----------------------------------------------------------------
+    def _autocast(self):
+        if not self.cfg.amp:
+            return contextlib.nullcontext()
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+    def _run_eval(self) -> dict:
+        self.model.eval()
+        with torch.no_grad():
+            metrics = dict(self.evaluate(self.model))
+        if self.cfg.metric not in metrics:
+            raise ValueError(f"evaluate() returned {sorted(metrics)}, missing the selection "
+                             f"metric {self.cfg.metric!r}")
+        rec = {"step": self.step, "kind": "eval", **metrics}
+        self._record(rec)
+        if self._better(metrics[self.cfg.metric]):
+            self.best = rec
+            self._save("best.pt")
+        return rec
+
+    def fit(self, *, resume: bool = False) -> TrainResult:
+        cfg = self.cfg
+        if resume:
+            self.resume()
+        else:
+            torch.manual_seed(cfg.seed)
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed)
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        start_step, t0 = self.step, time.perf_counter()
+        counts = {"examples": 0, "tokens": 0}
+        last_loss, last_eval, window = math.nan, None, []
+        while self.step < cfg.steps:
+            self.model.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for micro in range(cfg.grad_accum):
+                batch = self.get_batch(self.step * cfg.grad_accum + micro)
+                with self._autocast():
+                    loss, c = self.loss_fn(self.model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
+                (loss / cfg.grad_accum).backward()
+                total += loss.item() / cfg.grad_accum
+                for key in counts:
+                    counts[key] += int(c.get(key, 0))
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            last_loss = total
+            window.append(total)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.4f}")
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                self._record({"step": self.step, "kind": "train",
+                              "loss": sum(window) / len(window),
+                              "lr": self.scheduler.get_last_lr()[0],
+                              "elapsed_s": time.perf_counter() - t0})
+                window = []
+            at_eval = self.evaluate is not None and (
+                (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.steps)
+            if at_eval:
+                last_eval = self._run_eval()
+                bar.set_postfix({"loss": f"{total:.4f}", f"eval_{cfg.metric}": last_eval[cfg.metric]})
+            if at_eval or self.step == cfg.steps or (
+                    cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                self._save("last.pt")
+        bar.close()
+        wall = time.perf_counter() - t0
+        done = self.step - start_step
+        rate = (lambda n: n / wall if n and wall > 0 else None)
+        return TrainResult(
+            steps=self.step, train_loss=last_loss, best=self.best, last_eval=last_eval,
+            wall_s=wall, steps_per_s=done / wall if wall > 0 else 0.0,
+            examples_per_s=rate(counts["examples"]), tokens_per_s=rate(counts["tokens"]),
+            parameters=sum(p.numel() for p in self.model.parameters()), history=self.history)

@@ -1,0 +1,76 @@
+"""LRA classifiers: shapes, padding invariance, learning a trivial task, errors."""
+
+import pytest
+import torch
+
+from leapformer.models import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
+from leapformer.nn import MECHANISMS
+
+
+def _cfg(mech="softmax", **kw):
+    return ClassifierConfig(**{"vocab_size": 12, "num_classes": 3, "max_length": 32,
+                               "attention": mech, "d_model": 16, "dim_feedforward": 32, **kw})
+
+
+@pytest.mark.parametrize("mech", sorted(MECHANISMS))
+def test_padding_does_not_change_logits(mech):
+    torch.manual_seed(0)
+    model = SequenceClassifier(_cfg(mech)).double().eval()
+    tokens = torch.randint(1, 12, (2, 20))
+    tokens[1, 13:] = 0  # pad id
+    logits = model(tokens)
+    assert logits.shape == (2, 3)
+    torch.testing.assert_close(logits[1:], model(tokens[1:, :13]))
+    torch.testing.assert_close(logits[:1], model(tokens[:1]))
+
+
+def test_mean_pooling_matches_direct_computation():
+    torch.manual_seed(1)
+    model = SequenceClassifier(_cfg()).eval()
+    tokens = torch.tensor([[3, 4, 5, 0, 0]])
+    enc = model.encoder
+    x = enc.embed(tokens) + enc.pos.weight[:5]
+    h = enc.encoder(x, key_padding_mask=tokens == 0)
+    torch.testing.assert_close(enc(tokens), h[:, :3].mean(1))
+
+
+@pytest.mark.parametrize("mech", ["softmax", "leap"])
+def test_learns_a_trivial_task(mech):
+    torch.manual_seed(2)
+    model = SequenceClassifier(_cfg(mech, dropout=0.0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    tokens = torch.randint(1, 12, (64, 10))
+    labels = (tokens == 5).any(1).long() + (tokens == 7).any(1).long()  # 0, 1 or 2
+    losses = []
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_dual_encoder_shares_weights_and_is_order_sensitive():
+    torch.manual_seed(3)
+    model = DualEncoderClassifier(_cfg("linear")).eval()
+    a, b = torch.randint(1, 12, (2, 9)), torch.randint(1, 12, (2, 14))
+    out = model(a, b)
+    assert out.shape == (2, 3)
+    assert not torch.allclose(out, model(b, a))  # u - v makes the pair ordered
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for p in model.encoder.parameters()) + sum(p.numel() for p in model.head.parameters())
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="unknown attention mechanism 'fast'"):
+        _cfg("fast")
+    with pytest.raises(ValueError, match="num_classes must be positive"):
+        _cfg(num_classes=0)
+    model = SequenceClassifier(_cfg())
+    with pytest.raises(ValueError, match="length 40 > max_length=32"):
+        model(torch.ones(1, 40, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"integer tensor \[batch, length\]"):
+        model(torch.ones(1, 4))
+    with pytest.raises(ValueError, match="same|share the batch"):
+        DualEncoderClassifier(_cfg())(torch.ones(2, 4, dtype=torch.long), torch.ones(3, 4, dtype=torch.long))
