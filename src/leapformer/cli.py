@@ -1,5 +1,6 @@
-"""Command line: ``leapformer bench ops [--quick] [--out-dir DIR] [--lengths ...]`` and
-``leapformer bench decode [--quick] [--out-dir DIR] [--positions ...] [--batches ...]``."""
+"""Command line: ``leapformer bench ops [--quick] [--out-dir DIR] [--lengths ...]``,
+``leapformer bench decode [--quick] [--out-dir DIR] [--positions ...] [--batches ...]`` and
+``leapformer data listops --n N --seed S --min-len A --max-len B --out FILE.tsv``."""
 
 from __future__ import annotations
 
@@ -154,6 +155,90 @@ def run_bench_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_data_listops_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``leapformer data listops``."""
+    from leapformer.data.listops import LRA_MAX_LEN, LRA_MIN_LEN
+
+    parser.add_argument("--n", type=parse_positive, required=True, help="number of examples")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default 0)")
+    parser.add_argument("--min-len", type=parse_positive, default=LRA_MIN_LEN,
+                        help=f"shortest length, inclusive, in operator/digit/']' tokens "
+                        f"(default {LRA_MIN_LEN}: LRA keeps 500 < length < 2000)")
+    parser.add_argument("--max-len", type=parse_positive, default=LRA_MAX_LEN,
+                        help=f"longest length, inclusive (default {LRA_MAX_LEN})")
+    parser.add_argument("--max-depth", type=parse_positive, default=10,
+                        help="tree levels at most, root = 1 (default 10)")
+    parser.add_argument("--max-args", type=parse_positive, default=10,
+                        help="arguments per operator at most, at least 2 (default 10)")
+    parser.add_argument("--p-operator", type=float, default=0.25,
+                        help="probability that a node above the last level is an operator "
+                        "(default 0.25)")
+    parser.add_argument("--out", type=Path, required=True, help="TSV file to write")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_data_listops(args: argparse.Namespace) -> int:
+    """Generate ListOps examples, write the TSV file, print a one-line summary."""
+    from collections import Counter
+
+    from tqdm import tqdm
+
+    from leapformer.data.listops import generate_listops, write_tsv
+
+    with tqdm(total=args.n, desc="listops", unit="ex", disable=args.no_progress,
+              file=sys.stderr) as bar:
+        try:
+            examples = generate_listops(
+                args.n, seed=args.seed, min_len=args.min_len, max_len=args.max_len,
+                max_depth=args.max_depth, max_args=args.max_args, p_operator=args.p_operator,
+                progress=bar.update)
+        except ValueError as err:
+            bar.close()
+            print(f"leapformer data listops: error: {err}", file=sys.stderr)
+            return 2
+    path = write_tsv(examples, args.out)
+    lengths = [ex.length for ex in examples]
+    labels = Counter(ex.label for ex in examples)
+    histogram = " ".join(f"{d}:{labels[d]}" for d in range(10))
+    print(f"wrote {len(examples)} examples to {path}: length mean "
+          f"{sum(lengths) / len(lengths):.1f} min {min(lengths)} max {max(lengths)}; "
+          f"labels {histogram}")
+    return 0
+
+
+def add_lra_arguments(parser: argparse.ArgumentParser) -> None:
+    from leapformer.nn import MECHANISMS
+    from leapformer.tasks.lra import PROFILES, TASKS
+
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--attention", required=True, choices=sorted(MECHANISMS),
+                        help="encoder self-attention mechanism")
+    parser.add_argument("--profile", default="lite", choices=PROFILES,
+                        help="paper = published settings; lite = 2-core CPU in minutes")
+    parser.add_argument("--data-dir", type=Path,
+                        help="official files (ListOps: basic_{train,val,test}.tsv); "
+                        "default: generate the data")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="run folder: checkpoints, metrics.jsonl, results.json")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=parse_positive, help="override the profile's steps")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_lra_command(args: argparse.Namespace) -> int:
+    import json
+
+    from leapformer.tasks.lra import run_lra
+
+    res = run_lra(args.task, args.attention, profile=args.profile, out=args.out,
+                  data_dir=args.data_dir, seed=args.seed, steps=args.steps, resume=args.resume,
+                  progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in res.items() if k != "profile_settings"}, indent=2))
+    print(f"wrote {args.out / 'results.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from leapformer import __version__
 
@@ -170,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 "softmax KV cache vs linear states")
     add_bench_decode_arguments(decode)
     decode.set_defaults(func=run_bench_decode)
+    data = commands.add_parser("data", help="generate task data")
+    datasets = data.add_subparsers(dest="dataset", required=True)
+    listops = datasets.add_parser("listops", help="LRA ListOps examples as an official TSV file")
+    add_data_listops_arguments(listops)
+    listops.set_defaults(func=run_data_listops)
+    lra = commands.add_parser("lra", help="train and evaluate one Long-Range Arena task")
+    add_lra_arguments(lra)
+    lra.set_defaults(func=run_lra_command)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Task harnesses: data + model + the shared training loop + evaluation."""

@@ -1,0 +1,50 @@
+"""Deterministic batching of classification splits."""
+
+import pytest
+import torch
+
+from leapformer.tasks.lra_data import Split, batch_fn, eval_batches, pad
+
+
+def _split(n=10):
+    return Split([[i + 1] * (i % 4 + 1) for i in range(n)], [i % 3 for i in range(n)])
+
+
+def test_pad_truncates_and_pads():
+    out = pad([[1, 2, 3], [4]], max_length=2)
+    assert out.tolist() == [[1, 2], [4, 0]]
+
+
+def test_batches_are_a_function_of_the_index_and_cover_each_epoch():
+    split = _split(10)
+    a, b = batch_fn(split, 4, 8, seed=3), batch_fn(split, 4, 8, seed=3)
+    for i in (0, 7, 2, 7):
+        ta, la = a(i)
+        tb, lb = b(i)
+        assert torch.equal(ta, tb) and torch.equal(la, lb)
+    seen = []
+    for i in range(5):  # 20 draws = 2 epochs of 10
+        tokens, labels = a(i)
+        seen += tokens[:, 0].tolist()
+    assert sorted(seen[:10]) == list(range(1, 11)) and sorted(seen[10:]) == list(range(1, 11))
+    assert not torch.equal(batch_fn(split, 4, 8, seed=4)(0)[0], a(0)[0])
+
+
+def test_labels_follow_their_tokens():
+    split = _split(10)
+    tokens, labels = batch_fn(split, 5, 8, seed=0)(1)
+    for t, y in zip(tokens, labels):
+        assert (int(t[0]) - 1) % 3 == int(y)
+
+
+def test_eval_batches_visit_every_example_once():
+    split = _split(11)
+    got = torch.cat([t[:, 0] for t, _ in eval_batches(split, 4, 8)])
+    assert got.tolist() == list(range(1, 12))
+
+
+def test_split_errors():
+    with pytest.raises(ValueError, match="2 token sequences but 1 labels"):
+        Split([[1], [2]], [0])
+    with pytest.raises(ValueError, match="at least one"):
+        Split([], [])
