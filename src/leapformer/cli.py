@@ -239,6 +239,20 @@ def run_lra_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lra_report(args: argparse.Namespace) -> int:
+    from leapformer.tasks.lra_report import collect, render_table
+
+    table = render_table(collect(args.runs))
+    print(table, end="")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        tmp.write_text(table)
+        tmp.replace(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from leapformer import __version__
 
@@ -263,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     lra = commands.add_parser("lra", help="train and evaluate one Long-Range Arena task")
     add_lra_arguments(lra)
     lra.set_defaults(func=run_lra_command)
+    report = commands.add_parser("lra-report", help="accuracy table of LRA runs (markdown)")
+    report.add_argument("--runs", type=Path, nargs="+", required=True,
+                        help="run folders (searched for results.json)")
+    report.add_argument("--out", type=Path, help="also write the table to this file")
+    report.set_defaults(func=run_lra_report)
     return parser
 
 

@@ -1,0 +1,50 @@
+"""Collect LRA ``results.json`` files into the accuracy table (tasks x mechanisms)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from leapformer.tasks.lra import TASKS
+
+
+def collect(run_dirs: list[str | Path]) -> list[dict]:
+    """Every ``results.json`` under the given folders (searched recursively)."""
+    found = []
+    for root in map(Path, run_dirs):
+        if not root.exists():
+            raise FileNotFoundError(f"run folder {root} does not exist")
+        paths = [root] if root.is_file() else sorted(root.rglob("results.json"))
+        for path in paths:
+            try:
+                res = json.loads(path.read_text())
+                res["_path"] = str(path)
+                found.append(res)
+            except (json.JSONDecodeError, OSError) as err:
+                raise ValueError(f"could not read {path}: {err}") from err
+    if not found:
+        raise ValueError(f"no results.json under {[str(r) for r in run_dirs]}")
+    return found
+
+
+def render_table(results: list[dict]) -> str:
+    """Markdown: test accuracy per task and mechanism, the average over the tasks
+    present, and the training throughput and peak memory of each run."""
+    tasks = [t for t in TASKS if any(r["task"] == t for r in results)]
+    mechs = sorted({r["attention"] for r in results},
+                   key=lambda m: (m != "softmax", m))
+    cell = {(r["attention"], r["task"]): r for r in results}  # the last run of a pair wins
+    head = "| mechanism | " + " | ".join(tasks) + " | average | train tokens/s | steps/s | peak RSS MB | parameters |"
+    lines = [head, "|---|" + "---:|" * (len(tasks) + 5)]
+    for m in mechs:
+        accs = [cell[(m, t)]["test_accuracy"] for t in tasks if (m, t) in cell]
+        runs = [cell[(m, t)] for t in tasks if (m, t) in cell]
+        row = [f"{100 * cell[(m, t)]['test_accuracy']:.2f}" if (m, t) in cell else "-"
+               for t in tasks]
+        avg = f"{100 * sum(accs) / len(accs):.2f}" if len(accs) == len(tasks) else "-"
+        tok = " / ".join(f"{r['train_tokens_per_s']:.0f}" for r in runs)
+        sps = " / ".join(f"{r['train_steps_per_s']:.2f}" for r in runs)
+        mem = " / ".join(f"{r['peak_rss_mb']:.0f}" for r in runs)
+        params = " / ".join(str(r["parameters"]) for r in runs)
+        lines.append(f"| {m} | " + " | ".join(row) + f" | {avg} | {tok} | {sps} | {mem} | {params} |")
+    return "\n".join(lines) + "\n"
