@@ -81,7 +81,7 @@ def get_profile(task: str, profile: str) -> LRAProfile:
 
 
 # -- data ---------------------------------------------------------------------
-def _listops_splits(p: LRAProfile, data_dir: Path | None, seed: int):
+def _listops_splits(p: LRAProfile, data_dir: Path | None, seed: int, progress: bool = False):
     from leapformer.data.listops import ListOpsTokenizer, generate_listops, read_tsv
 
     tok = ListOpsTokenizer()
@@ -89,9 +89,14 @@ def _listops_splits(p: LRAProfile, data_dir: Path | None, seed: int):
         names = {"train": "basic_train.tsv", "valid": "basic_val.tsv", "test": "basic_test.tsv"}
         raw = {k: read_tsv(Path(data_dir) / v) for k, v in names.items()}
     else:
+        from tqdm import tqdm
+
         sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
-        raw = {k: generate_listops(n, seed=seed * 3 + i, min_len=p.min_len, max_len=p.max_len)
-               for i, (k, n) in enumerate(sizes.items())}
+        raw = {}
+        for i, (k, n) in enumerate(sizes.items()):
+            with tqdm(total=n, desc=f"generate listops {k}", disable=not progress) as bar:
+                raw[k] = generate_listops(n, seed=seed * 3 + i, min_len=p.min_len,
+                                          max_len=p.max_len, progress=bar.update)
     splits = {k: Split([tok.encode(e.source) for e in v], [int(e.label) for e in v])
               for k, v in raw.items()}
     return splits, tok.vocab_size, 10
@@ -116,13 +121,14 @@ def _pathfinder_splits(p: LRAProfile, data_dir: Path | None, seed: int):
     return splits, 257, 2
 
 
-def load_splits(task: str, p: LRAProfile, data_dir: str | Path | None, seed: int):
+def load_splits(task: str, p: LRAProfile, data_dir: str | Path | None, seed: int,
+                progress: bool = False):
     """``({"train","valid","test"}: Split, vocab_size, num_classes)``."""
     data_dir = None if data_dir is None else Path(data_dir)
     if data_dir is not None and not data_dir.exists():
         raise FileNotFoundError(f"--data-dir {data_dir} does not exist")
     if task == "listops":
-        return _listops_splits(p, data_dir, seed)
+        return _listops_splits(p, data_dir, seed, progress)
     return _pathfinder_splits(p, data_dir, seed)
 
 
@@ -165,7 +171,7 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_data = time.perf_counter()
-    splits, vocab, classes = load_splits(task, p, data_dir, seed)
+    splits, vocab, classes = load_splits(task, p, data_dir, seed, progress)
     log.info("%s data: %s examples, %.1f s", task, {k: len(v) for k, v in splits.items()},
              time.perf_counter() - t_data)
     torch.manual_seed(seed)
