@@ -5,7 +5,9 @@ import torch
 
 from leapformer.nn import MECHANISMS, BlockConfig, Decoder, Encoder, MultiheadAttention
 
-MECHS = sorted(MECHANISMS)
+FULL = sorted(name for name, cls in MECHANISMS.items() if cls.full)
+
+MECHS = FULL
 
 
 def _cfg(**kw):

@@ -5,8 +5,10 @@ import torch
 
 from leapformer.nn import MECHANISMS, BlockConfig, Decoder, DecoderCache
 
+FULL = sorted(name for name, cls in MECHANISMS.items() if cls.full)
+
 CFG = BlockConfig(d_model=16, nhead=2, dim_feedforward=24, dropout=0.0)
-MECHS = sorted(MECHANISMS)
+MECHS = FULL
 
 
 def _setup(spec, seed=0, options=None):

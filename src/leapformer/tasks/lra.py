@@ -175,8 +175,11 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
     log.info("%s data: %s examples, %.1f s", task, {k: len(v) for k, v in splits.items()},
              time.perf_counter() - t_data)
     torch.manual_seed(seed)
+    options = dict(mechanism_options or {})
+    if attention == "linformer":  # its projections are sized by the maximum length
+        options.setdefault("max_length", p.max_length)
     cfg = ClassifierConfig(vocab_size=vocab, num_classes=classes, max_length=p.max_length,
-                           attention=attention, mechanism_options=mechanism_options or {})
+                           attention=attention, mechanism_options=options)
     model = SequenceClassifier(cfg)
     train = TrainConfig(steps=p.steps, lr=p.lr, weight_decay=p.weight_decay,
                         schedule="linear" if p.warmup_steps else "constant",

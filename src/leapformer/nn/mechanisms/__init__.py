@@ -7,11 +7,14 @@ from leapformer.nn.mechanisms.base import HEAD_NORMS, HeadNorm, LinearMechanism,
 from leapformer.nn.mechanisms.cosformer import CosFormer
 from leapformer.nn.mechanisms.leap import LeaPAttention
 from leapformer.nn.mechanisms.linear import EluLinear, ReluLinear
+from leapformer.nn.mechanisms.linformer import Linformer
+from leapformer.nn.mechanisms.nystromformer import Nystromformer
 from leapformer.nn.mechanisms.performer import Performer
 from leapformer.nn.mechanisms.softmax import Softmax
 
 MECHANISMS: dict[str, type[Mechanism]] = {
-    cls.name: cls for cls in (Softmax, ReluLinear, EluLinear, CosFormer, LeaPAttention, Performer)
+    cls.name: cls for cls in (Softmax, ReluLinear, EluLinear, CosFormer, LeaPAttention, Performer,
+                              Linformer, Nystromformer)
 }
 
 
@@ -42,6 +45,6 @@ def build_mechanism(name: str, *, num_heads: int, head_dim: int, **options) -> M
 
 __all__ = [
     "HEAD_NORMS", "MECHANISMS", "CosFormer", "EluLinear", "HeadNorm", "LeaPAttention",
-    "LinearMechanism", "Mechanism", "Performer", "ReluLinear", "Softmax", "build_mechanism",
+    "LinearMechanism", "Linformer", "Mechanism", "Nystromformer", "Performer", "ReluLinear", "Softmax", "build_mechanism",
     "check_mechanism_name", "register_mechanism",
 ]

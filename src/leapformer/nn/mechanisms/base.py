@@ -37,6 +37,8 @@ class Mechanism(nn.Module, ABC):
     """Base class: one attention mechanism for ``num_heads`` heads of ``head_dim``."""
 
     name: ClassVar[str] = "base"
+    # False for the encoder-only LRA baselines (no causal, cross-attention or cache)
+    full: ClassVar[bool] = True
 
     def __init__(self, num_heads: int, head_dim: int, *, dropout: float = 0.0):
         super().__init__()
