@@ -206,6 +206,16 @@ def run_data_listops(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_data_pathfinder(args: argparse.Namespace) -> int:
+    from leapformer.data.pathfinder import generate_pathfinder, save_pathfinder_dir
+
+    images, labels = generate_pathfinder(args.n, seed=args.seed)
+    save_pathfinder_dir(images, labels, args.out, overwrite=args.overwrite)
+    print(f"wrote {len(labels)} images ({int(labels.sum())} connected) to {args.out} "
+          "in the official LRA pathfinder32 layout")
+    return 0
+
+
 def add_lra_arguments(parser: argparse.ArgumentParser) -> None:
     from leapformer.nn import MECHANISMS
     from leapformer.tasks.lra import PROFILES, TASKS
@@ -274,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     listops = datasets.add_parser("listops", help="LRA ListOps examples as an official TSV file")
     add_data_listops_arguments(listops)
     listops.set_defaults(func=run_data_listops)
+    pathfinder = datasets.add_parser("pathfinder", help="Pathfinder-32 images in the official "
+                                     "LRA folder layout")
+    pathfinder.add_argument("--n", type=parse_positive, required=True, help="number of images")
+    pathfinder.add_argument("--seed", type=int, default=0)
+    pathfinder.add_argument("--out", type=Path, required=True, help="release root folder")
+    pathfinder.add_argument("--overwrite", action="store_true")
+    pathfinder.set_defaults(func=run_data_pathfinder)
     lra = commands.add_parser("lra", help="train and evaluate one Long-Range Arena task")
     add_lra_arguments(lra)
     lra.set_defaults(func=run_lra_command)

@@ -64,3 +64,27 @@ def test_cli_runs_on_official_tsv_files(tmp_path, capsys):
     assert res["steps"] == 4 and res["attention"] == "cosformer"
     assert res["mean_train_length"] < 26
     assert "wrote" in capsys.readouterr().out
+
+
+def test_pathfinder_run_and_official_layout(tmp_path):
+    from leapformer.data.pathfinder import generate_pathfinder, save_pathfinder_dir
+
+    tiny = dict(n_train=16, n_valid=8, n_test=8, batch_size=8, eval_every=2)
+    res = run_lra("pathfinder", "leap", out=tmp_path / "gen", steps=2, progress=False,
+                  overrides=tiny)
+    assert res["steps"] == 2 and res["mean_train_length"] == 1024
+    images, labels = generate_pathfinder(20, seed=5)
+    save_pathfinder_dir(images, labels, tmp_path / "release")
+    res = run_lra("pathfinder", "linear", out=tmp_path / "off", steps=2, progress=False,
+                  data_dir=tmp_path / "release", overrides=tiny)
+    assert res["steps"] == 2
+
+
+def test_data_pathfinder_cli(tmp_path, capsys):
+    from leapformer.cli import main
+    from leapformer.data import load_pathfinder_dir
+
+    assert main(["data", "pathfinder", "--n", "6", "--seed", "1", "--out", str(tmp_path)]) == 0
+    images, labels = load_pathfinder_dir(tmp_path)
+    assert images.shape == (6, 32, 32) and int(labels.sum()) == 3
+    assert "3 connected" in capsys.readouterr().out
