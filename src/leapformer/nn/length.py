@@ -17,6 +17,8 @@ True = padding; without a mask, positions ``>= src_lengths`` are padding.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -75,13 +77,14 @@ def _to_length(x: Tensor) -> Tensor:
     return torch.round(x).clamp_min(1).long()
 
 
-class LengthPredictor(nn.Module):
+class LengthPredictor(nn.Module, ABC):
     """Base class: ``predict(src_lengths [B], **inputs) -> LongTensor [B]`` (>= 1)."""
 
+    @abstractmethod
     def predict(self, src_lengths: Tensor, *, src_tokens: Tensor | None = None,
                 encoder_out: Tensor | None = None,
                 src_key_padding_mask: Tensor | None = None) -> Tensor:
-        raise NotImplementedError
+        """Predicted target lengths (each subclass states which inputs it needs)."""
 
     def _require(self, name: str, value):
         if value is None:
