@@ -255,10 +255,9 @@ def run_lra_report(args: argparse.Namespace) -> int:
     table = render_table(collect(args.runs))
     print(table, end="")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(table)
-        tmp.replace(args.out)
+        from leapformer._io import atomic_write_text
+
+        atomic_write_text(args.out, table)
         print(f"wrote {args.out}")
     return 0
 

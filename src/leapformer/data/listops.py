@@ -43,11 +43,9 @@ example. :func:`write_tsv` ends lines in ``\\n`` (LRA's ``csv.writer`` wrote
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +54,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import Tensor
+
+from leapformer._io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -353,18 +353,8 @@ def write_tsv(examples: Iterable[ListOpsExample], path: str | Path) -> Path:
             raise ValueError(f"examples[{i}].source contains a tab or a line break")
         rows.append(f"{ex.source}\t{ex.label}")
     data = ("\n".join(rows) + "\n").encode("ascii", errors="strict")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh file (not mkstemp's 0600) so the result gets the usual permissions
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        fh.write(data)
     logger.info("wrote %d ListOps examples to %s", len(rows) - 1, path)
     return path
 

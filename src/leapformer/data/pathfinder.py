@@ -90,7 +90,6 @@ import logging
 import math
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -99,6 +98,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from leapformer._io import atomic_open
 from leapformer.data._png import decode_png, encode_png
 
 logger = logging.getLogger(__name__)
@@ -810,14 +810,8 @@ def load_pathfinder_dir(
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        fh.write(data)
 
 
 def save_pathfinder_dir(

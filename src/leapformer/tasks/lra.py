@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from leapformer._io import atomic_write_text
 from leapformer.models import ClassifierConfig, SequenceClassifier
 from leapformer.tasks.lra_data import Split, batch_fn, eval_batches
 from leapformer.train import TrainConfig, Trainer
@@ -214,7 +215,5 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
         "mean_train_length": splits["train"].mean_length,
         "command": " ".join(sys.argv),
     }
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(out / "results.json")
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     return summary

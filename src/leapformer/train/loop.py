@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from leapformer._io import atomic_write_text
 from leapformer.train.checkpoint import load_checkpoint, save_checkpoint
 from leapformer.train.schedule import lr_lambda
 
@@ -156,9 +157,7 @@ class Trainer:
             return
         kept = [line for line in path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(path)
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def _record(self, rec: dict) -> None:
         self.history.append(rec)

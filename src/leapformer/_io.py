@@ -1,0 +1,36 @@
+"""Atomic file writes: write a fresh temporary sibling, fsync, rename over the
+target. An interrupted write never leaves a half-written file or loses the
+previous one."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+@contextmanager
+def atomic_open(path: str | Path, binary: bool = True) -> Iterator[IO]:
+    """``with atomic_open(path) as fh: ...`` writes ``path`` atomically (creates its folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a fresh file (not mkstemp's 0600) so the result gets the usual permissions
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb" if binary else "x") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_open(path, binary=False) as fh:
+        fh.write(text)
+    return Path(path)
