@@ -35,22 +35,29 @@ def parse_positive(text: str) -> int:
     return n
 
 
+def _add_bench_common(parser: argparse.ArgumentParser, name: str, quick_help: str,
+                      out_dir_default) -> None:
+    """Options every benchmark command has."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out-dir", type=Path, default=out_dir_default,
+                        help=f"write {name}-<device>[-quick].md/.json here"
+                        + ("" if out_dir_default is None else f" (default {out_dir_default})"))
+    parser.add_argument("--threads", type=parse_positive,
+                        help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def add_bench_ops_arguments(parser: argparse.ArgumentParser, *, out_dir_default=None) -> None:
     """Options shared by ``leapformer bench ops`` and ``benchmarks/ops.py``."""
-    parser.add_argument("--quick", action="store_true",
-                        help="lengths 1k/2k and few repetitions (under a minute)")
-    parser.add_argument("--out-dir", type=Path, default=out_dir_default,
-                        help="write ops-<device>[-quick].md/.json here"
-                        + ("" if out_dir_default is None else f" (default {out_dir_default})"))
+    _add_bench_common(parser, "ops", "lengths 1k/2k and few repetitions (under a minute)",
+                      out_dir_default)
     parser.add_argument("--lengths", type=parse_length, nargs="+", metavar="N",
                         help="sequence lengths (default 1k 4k 16k; quick 1k 2k)")
     parser.add_argument("--positions", type=parse_length, nargs="+", metavar="P",
                         help="decode positions (default 128 and the largest length)")
-    parser.add_argument("--reps", type=int, metavar="R",
+    parser.add_argument("--reps", type=parse_positive, metavar="R",
                         help="fixed repetitions per measurement (default: adaptive)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_bench_ops(args: argparse.Namespace) -> int:
@@ -87,11 +94,8 @@ def add_bench_decode_arguments(parser: argparse.ArgumentParser, *, out_dir_defau
     """Options shared by ``leapformer bench decode`` and ``benchmarks/decode.py``."""
     from leapformer.bench.decode import MECHANISMS
 
-    parser.add_argument("--quick", action="store_true",
-                        help="positions 128/1k, batch 1, few repetitions (under a minute)")
-    parser.add_argument("--out-dir", type=Path, default=out_dir_default,
-                        help="write decode-<device>[-quick].md/.json here"
-                        + ("" if out_dir_default is None else f" (default {out_dir_default})"))
+    _add_bench_common(parser, "decode", "positions 128/1k, batch 1, few repetitions "
+                      "(under a minute)", out_dir_default)
     parser.add_argument("--positions", type=parse_length, nargs="+", metavar="P",
                         help="decode positions (default 128 1k 4k 16k; quick 128 1k)")
     parser.add_argument("--batches", type=parse_positive, nargs="+", metavar="B",
@@ -103,10 +107,6 @@ def add_bench_decode_arguments(parser: argparse.ArgumentParser, *, out_dir_defau
                         help="fixed repetitions per measurement and round (default: adaptive)")
     parser.add_argument("--rounds", type=parse_positive, metavar="N",
                         help="passes over all groups, samples pooled (default 6; quick 1)")
-    parser.add_argument("--threads", type=parse_positive,
-                        help="torch threads (default: torch's choice)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_bench_decode(args: argparse.Namespace) -> int:

@@ -101,6 +101,12 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
     return info
 
 
+def machine_line(m: dict) -> str:
+    """The ``- machine: ...`` line of a results file, from :func:`machine_info`."""
+    return (f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
+            f"({m['torch_threads']} threads), Python {m['python']}")
+
+
 def fmt_len(n: int) -> str:
     """4096 -> ``"4k"``; 100 -> ``"100"``."""
     return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)

@@ -53,6 +53,7 @@ import torch
 from leapformer.bench._common import (
     fmt,
     fmt_len,
+    machine_line,
     machine_info,
     target,
     targets_table,
@@ -328,8 +329,7 @@ def render_markdown(result: DecodeResult) -> str:
     lines = [
         f"# Decode benchmark ({m['device']})",
         "",
-        f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
-        f"({m['torch_threads']} threads), Python {m['python']}",
+        machine_line(m),
         f"- date: {m['date']}; run time {result.elapsed_s:.0f} s",
         f"- model: decoder-only `Decoder({cfg['layers']}, BlockConfig(d_model={cfg['d_model']}, "
         f"nhead={cfg['heads']}, dim_feedforward={cfg['dim_feedforward']}, dropout=0.0), mech, "

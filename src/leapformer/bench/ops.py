@@ -59,6 +59,7 @@ from leapformer.bench._common import (
     fmt as _fmt,
     fmt_len as _fmt_len,
     machine_info,
+    machine_line,
     median_ms,
     target,
     targets_table,
@@ -432,8 +433,7 @@ def render_markdown(result: BenchResult) -> str:
     lines = [
         f"# Ops benchmark ({m['device']})",
         "",
-        f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
-        f"({m['torch_threads']} threads), Python {m['python']}",
+        machine_line(m),
         f"- date: {m['date']}",
         f"- shapes: B={cfg['batch']}, H={cfg['heads']}, D=Dv={cfg['head_dim']}, float32; "
         f"chunk {cfg['chunk_size']}",
