@@ -11,8 +11,7 @@ checkpoint), best validation accuracy, steps, wall time, training throughput
 Profiles: ``paper`` = the published settings (2 layers, width 64, FFN 128,
 2 heads; the task's length, batch, learning rate and steps), ``lite`` = the
 same model on shorter inputs and fewer steps, for a 2-core CPU in minutes.
-Tasks available: ``listops`` and ``pathfinder``; text, retrieval and image
-need their loaders (not built yet).
+Each task is a module of :mod:`leapformer.tasks.lra_tasks`.
 """
 
 from __future__ import annotations
@@ -22,115 +21,38 @@ import logging
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from leapformer._io import atomic_write_text
-from leapformer.models import ClassifierConfig, SequenceClassifier
+from leapformer.models import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
 from leapformer.tasks.lra_data import Split, batch_fn, eval_batches
+from leapformer.tasks.lra_profile import LRAProfile
+from leapformer.tasks.lra_tasks import TASKS, TaskData, get_task
 from leapformer.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
-TASKS = ("listops", "pathfinder")
 PROFILES = ("paper", "lite")
 
 
-@dataclass(frozen=True)
-class LRAProfile:
-    """Data sizes and optimisation settings of one task under one profile."""
-
-    max_length: int
-    batch_size: int
-    lr: float
-    steps: int
-    eval_every: int
-    warmup_steps: int = 0
-    n_train: int = 96_000
-    n_valid: int = 2_000
-    n_test: int = 2_000
-    min_len: int = 500  # generated ListOps lengths
-    max_len: int = 2_000
-    image_size: int = 32
-    weight_decay: float = 0.01
-
-
-_PROFILES = {
-    ("listops", "paper"): LRAProfile(max_length=2048, batch_size=32, lr=1e-4, steps=20_000,
-                                     eval_every=1_000),
-    ("listops", "lite"): LRAProfile(max_length=256, batch_size=32, lr=1e-3, steps=600,
-                                    eval_every=200, warmup_steps=50, n_train=4_000,
-                                    n_valid=400, n_test=400, min_len=30, max_len=200),
-    ("pathfinder", "paper"): LRAProfile(max_length=1024, batch_size=128, lr=2e-4, steps=50_000,
-                                        eval_every=2_000, n_train=160_000, n_valid=20_000,
-                                        n_test=20_000),
-    ("pathfinder", "lite"): LRAProfile(max_length=1024, batch_size=32, lr=1e-3, steps=600,
-                                       eval_every=200, warmup_steps=50, n_train=4_000,
-                                       n_valid=400, n_test=400),
-}
-
-
 def get_profile(task: str, profile: str) -> LRAProfile:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    module = get_task(task)
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    return _PROFILES[(task, profile)]
-
-
-# -- data ---------------------------------------------------------------------
-def _listops_splits(p: LRAProfile, data_dir: Path | None, seed: int, progress: bool = False):
-    from leapformer.data.listops import ListOpsTokenizer, generate_listops, read_tsv
-
-    tok = ListOpsTokenizer()
-    if data_dir is not None:
-        names = {"train": "basic_train.tsv", "valid": "basic_val.tsv", "test": "basic_test.tsv"}
-        raw = {k: read_tsv(Path(data_dir) / v) for k, v in names.items()}
-    else:
-        from tqdm import tqdm
-
-        sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
-        raw = {}
-        for i, (k, n) in enumerate(sizes.items()):
-            with tqdm(total=n, desc=f"generate listops {k}", disable=not progress) as bar:
-                raw[k] = generate_listops(n, seed=seed * 3 + i, min_len=p.min_len,
-                                          max_len=p.max_len, progress=bar.update)
-    splits = {k: Split([tok.encode(e.source) for e in v], [int(e.label) for e in v])
-              for k, v in raw.items()}
-    return splits, tok.vocab_size, 10
-
-
-def _pathfinder_splits(p: LRAProfile, data_dir: Path | None, seed: int):
-    from leapformer.data.pathfinder import generate_pathfinder, load_pathfinder_dir
-
-    if data_dir is not None:
-        images, labels = load_pathfinder_dir(data_dir)
-        n = len(labels)
-        cut1, cut2 = int(0.8 * n), int(0.9 * n)  # LRA splits the release 80/10/10
-        parts = {"train": slice(0, cut1), "valid": slice(cut1, cut2), "test": slice(cut2, n)}
-        raw = {k: (images[s], labels[s]) for k, s in parts.items()}
-    else:
-        sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
-        raw = {k: generate_pathfinder(n, seed=seed * 3 + i, size=p.image_size)
-               for i, (k, n) in enumerate(sizes.items())}
-    # pixel values 0..255 become ids 1..256 so that 0 stays the padding id
-    splits = {k: Split([(torch.as_tensor(im).flatten().long() + 1).tolist() for im in ims],
-                       [int(y) for y in labels]) for k, (ims, labels) in raw.items()}
-    return splits, 257, 2
+    return module.PROFILES[profile]
 
 
 def load_splits(task: str, p: LRAProfile, data_dir: str | Path | None, seed: int,
-                progress: bool = False):
-    """``({"train","valid","test"}: Split, vocab_size, num_classes)``."""
+                progress: bool = False) -> TaskData:
+    """The task's official files from ``data_dir``, else its generated / embedded stand-in."""
     data_dir = None if data_dir is None else Path(data_dir)
     if data_dir is not None and not data_dir.exists():
         raise FileNotFoundError(f"--data-dir {data_dir} does not exist")
-    if task == "listops":
-        return _listops_splits(p, data_dir, seed, progress)
-    return _pathfinder_splits(p, data_dir, seed)
+    return get_task(task).load(p, data_dir, seed, progress)
 
 
 # -- evaluation ---------------------------------------------------------------
@@ -139,8 +61,8 @@ def evaluate(model, split: Split, batch_size: int, max_length: int) -> dict:
     """Accuracy and mean cross-entropy over every example of ``split``."""
     model.eval()
     correct, loss, n = 0, 0.0, 0
-    for tokens, labels in eval_batches(split, batch_size, max_length):
-        logits = model(tokens)
+    for inputs, labels in eval_batches(split, batch_size, max_length):
+        logits = model(*inputs)
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
         n += len(labels)
@@ -172,16 +94,18 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_data = time.perf_counter()
-    splits, vocab, classes = load_splits(task, p, data_dir, seed, progress)
-    log.info("%s data: %s examples, %.1f s", task, {k: len(v) for k, v in splits.items()},
-             time.perf_counter() - t_data)
+    data = load_splits(task, p, data_dir, seed, progress)
+    splits = data.splits
+    log.info("%s data (%s): %s examples, %.1f s", task, data.source,
+             {k: len(v) for k, v in splits.items()}, time.perf_counter() - t_data)
     torch.manual_seed(seed)
     options = dict(mechanism_options or {})
     if attention == "linformer":  # its projections are sized by the maximum length
         options.setdefault("max_length", p.max_length)
-    cfg = ClassifierConfig(vocab_size=vocab, num_classes=classes, max_length=p.max_length,
-                           attention=attention, mechanism_options=options)
-    model = SequenceClassifier(cfg)
+    cfg = ClassifierConfig(vocab_size=data.vocab_size, num_classes=data.num_classes,
+                           max_length=p.max_length, attention=attention,
+                           mechanism_options=options)
+    model = (DualEncoderClassifier if get_task(task).PAIRED else SequenceClassifier)(cfg)
     train = TrainConfig(steps=p.steps, lr=p.lr, weight_decay=p.weight_decay,
                         schedule="linear" if p.warmup_steps else "constant",
                         warmup_steps=p.warmup_steps, eval_every=p.eval_every,
@@ -190,9 +114,9 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
     get_batch = batch_fn(splits["train"], p.batch_size, p.max_length, seed)
 
     def loss_fn(m, batch):
-        tokens, labels = batch
-        return F.cross_entropy(m(tokens), labels), {
-            "examples": len(labels), "tokens": int((tokens != 0).sum())}
+        inputs, labels = batch
+        return F.cross_entropy(m(*inputs), labels), {
+            "examples": len(labels), "tokens": sum(int((t != 0).sum()) for t in inputs)}
 
     trainer = Trainer(model, train, get_batch=get_batch, loss_fn=loss_fn,
                       evaluate=lambda m: evaluate(m, splits["valid"], p.batch_size, p.max_length),
@@ -205,6 +129,7 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
     test = evaluate(model, splits["test"], p.batch_size, p.max_length)
     summary = {
         "task": task, "attention": attention, "profile": profile, "seed": seed,
+        "data_source": data.source,
         "test_accuracy": test["accuracy"], "test_loss": test["loss"],
         "best_valid_accuracy": result.best["accuracy"] if result.best else None,
         "best_step": result.best["step"] if result.best else None,

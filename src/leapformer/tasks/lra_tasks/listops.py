@@ -1,0 +1,40 @@
+"""LRA ListOps: official TSV files or the project's generator (SPEC §5.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leapformer.tasks.lra_data import Split
+from leapformer.tasks.lra_profile import LRAProfile
+from leapformer.tasks.lra_tasks import TaskData
+
+PAIRED = False
+FILES = {"train": "basic_train.tsv", "valid": "basic_val.tsv", "test": "basic_test.tsv"}
+PROFILES = {
+    "paper": LRAProfile(max_length=2048, batch_size=32, lr=1e-4, steps=20_000, eval_every=1_000),
+    "lite": LRAProfile(max_length=256, batch_size=32, lr=1e-3, steps=600, eval_every=200,
+                       warmup_steps=50, n_train=4_000, n_valid=400, n_test=400,
+                       min_len=30, max_len=200),
+}
+
+
+def load(p: LRAProfile, data_dir: Path | None, seed: int, progress: bool = False) -> TaskData:
+    from leapformer.data.listops import ListOpsTokenizer, generate_listops, read_tsv
+
+    tok = ListOpsTokenizer()
+    if data_dir is not None:
+        raw = {k: read_tsv(data_dir / v) for k, v in FILES.items()}
+        source = str(data_dir)
+    else:
+        from tqdm import tqdm
+
+        sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
+        raw = {}
+        for i, (k, n) in enumerate(sizes.items()):
+            with tqdm(total=n, desc=f"generate listops {k}", disable=not progress) as bar:
+                raw[k] = generate_listops(n, seed=seed * 3 + i, min_len=p.min_len,
+                                          max_len=p.max_len, progress=bar.update)
+        source = "generated"
+    splits = {k: Split([tok.encode(e.source) for e in v], [int(e.label) for e in v])
+              for k, v in raw.items()}
+    return TaskData(splits, tok.vocab_size, 10, source)
