@@ -24,6 +24,16 @@ def parse_length(text: str) -> int:
     return n
 
 
+def invocation() -> str:
+    """The command line that started this process, for results files."""
+    import os
+    import shlex
+
+    prog = Path(sys.argv[0]).name
+    prog = prog if prog == "leapformer" else f"python {os.path.relpath(sys.argv[0])}"
+    return " ".join([prog, *map(shlex.quote, sys.argv[1:])])
+
+
 def parse_positive(text: str) -> int:
     """A positive integer (batch size, repetitions, threads)."""
     try:
@@ -155,6 +165,55 @@ def run_bench_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_bench_lra_speed_arguments(parser: argparse.ArgumentParser, *,
+                                  out_dir_default=None) -> None:
+    """Options shared by ``leapformer bench lra-speed`` and ``benchmarks/lra_speed.py``."""
+    from leapformer.bench.lra_speed import MECHANISMS
+
+    _add_bench_common(parser, "lra-speed", "length 1k, batch 2, one round (about a minute)",
+                      out_dir_default)
+    parser.add_argument("--length", type=parse_length, help="tokens per sequence (default 4k)")
+    parser.add_argument("--batch", type=parse_positive, help="sequences per step (default 4)")
+    parser.add_argument("--mechanisms", nargs="+", metavar="NAME",
+                        help=f"mechanisms (default: {' '.join(MECHANISMS)})")
+    parser.add_argument("--rounds", type=parse_positive, metavar="N",
+                        help="interleaved passes, samples pooled (default 3)")
+
+
+def run_bench_lra_speed(args: argparse.Namespace) -> int:
+    """LRA classifier throughput and memory per mechanism: print markdown, write files."""
+    from tqdm import tqdm
+
+    from leapformer.bench.lra_speed import LRASpeedConfig, render_markdown, run_lra_speed, \
+        write_results
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {"device": args.device}
+    if args.quick:
+        overrides.update(length=1024, batch=2, rounds=1, max_reps=3, target_s=0.5)
+    for name in ("length", "batch", "rounds"):
+        if getattr(args, name):
+            overrides[name] = getattr(args, name)
+    if args.mechanisms:
+        overrides["mechanisms"] = tuple(args.mechanisms)
+    try:
+        cfg = LRASpeedConfig(**overrides)
+    except ValueError as err:
+        print(f"leapformer bench lra-speed: error: {err}", file=sys.stderr)
+        return 2
+    with tqdm(total=cfg.rounds * len(cfg.modes), desc="bench lra-speed", unit="round",
+              disable=args.no_progress, file=sys.stderr) as bar:
+        result = run_lra_speed(cfg, progress=lambda msg: bar.update(1))
+    command = invocation()
+    print(render_markdown(result, command))
+    if args.out_dir is not None:
+        stem = f"lra-speed-{torch.device(args.device).type}" + ("-quick" if args.quick else "")
+        for path in write_results(result, args.out_dir, command, stem=stem):
+            print(f"wrote {path}")
+    return 0
+
+
 def add_data_listops_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``leapformer data listops``."""
     from leapformer.data.listops import LRA_MAX_LEN, LRA_MIN_LEN
@@ -250,15 +309,85 @@ def run_lra_command(args: argparse.Namespace) -> int:
 
 
 def run_lra_report(args: argparse.Namespace) -> int:
-    from leapformer.tasks.lra_report import collect, render_table
+    import json
 
-    table = render_table(collect(args.runs))
+    from leapformer._io import atomic_write_text
+    from leapformer.tasks.lra_report import collect, figure1_points, render_table
+
+    results = collect(args.runs)
+    table = render_table(results)
     print(table, end="")
     if args.out is not None:
-        from leapformer._io import atomic_write_text
-
         atomic_write_text(args.out, table)
         print(f"wrote {args.out}")
+    if args.figure is not None:
+        from leapformer.tasks.lra_figures import plot_accuracy_throughput
+
+        speed = None
+        if args.speed is not None:
+            try:
+                speed = json.loads(args.speed.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                print(f"leapformer lra-report: error: --speed {args.speed}: {err}", file=sys.stderr)
+                return 2
+        points, xlabel = figure1_points(results, speed)
+        if not points:
+            print("leapformer lra-report: error: no mechanism has a run of every task "
+                  "(and a speed row); no figure written", file=sys.stderr)
+            return 2
+        tasks = sorted({r["task"] for r in results})
+        plot_accuracy_throughput(points, args.figure, xlabel=xlabel,
+                                 title=f"LRA ({', '.join(tasks)}): accuracy vs throughput")
+        print(f"wrote {args.figure}")
+    return 0
+
+
+def run_heatmap(args: argparse.Namespace) -> int:
+    """Figure 3: cosFormer's re-weighting next to a trained model's, on a ListOps example."""
+    from leapformer.data.listops import ListOpsTokenizer, generate_listops, read_tsv
+    from leapformer.models import ClassifierConfig, SequenceClassifier
+    from leapformer.tasks.lra_figures import (
+        cosformer_reweighting,
+        plot_reweighting,
+        reweighting_matrices,
+    )
+
+    path = args.checkpoint
+    if not path.is_file():
+        print(f"leapformer heatmap: error: checkpoint {path} does not exist", file=sys.stderr)
+        return 2
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    meta = ck.get("meta", {})
+    if meta.get("task") != "listops" or "model" not in meta:
+        print(f"leapformer heatmap: error: {path} is not a checkpoint of an LRA ListOps run "
+              f"(meta task = {meta.get('task')!r})", file=sys.stderr)
+        return 2
+    model = SequenceClassifier(ClassifierConfig(**meta["model"]))
+    model.load_state_dict(ck["model"])
+    if args.tsv is not None:
+        examples = read_tsv(args.tsv)
+        if args.index >= len(examples):
+            print(f"leapformer heatmap: error: --index {args.index} but {args.tsv} has "
+                  f"{len(examples)} examples", file=sys.stderr)
+            return 2
+        example = examples[args.index]
+    else:
+        example = generate_listops(args.index + 1, seed=args.seed, min_len=args.min_len,
+                                   max_len=args.max_len)[args.index]
+    ids = ListOpsTokenizer().encode(example.source)[:model.cfg.max_length]
+    tokens = torch.tensor([ids])
+    try:
+        mats = reweighting_matrices(model, tokens)
+    except ValueError as err:
+        print(f"leapformer heatmap: error: {err}", file=sys.stderr)
+        return 2
+    panels = {f"cosFormer (L = {len(ids)})": cosformer_reweighting(len(ids))}
+    for layer, m in enumerate(mats):
+        for head in range(m.shape[0]):
+            panels[f"{meta.get('attention')} layer {layer + 1} head {head + 1}"] = m[head]
+    plot_reweighting(panels, args.out, title=f"re-weighting on a ListOps example "
+                     f"({len(ids)} tokens, label {example.label})")
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -278,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "softmax KV cache vs linear states")
     add_bench_decode_arguments(decode)
     decode.set_defaults(func=run_bench_decode)
+    lra_speed = targets.add_parser("lra-speed", help="LRA classifier at 4k: training and "
+                                   "inference throughput and memory per mechanism")
+    add_bench_lra_speed_arguments(lra_speed)
+    lra_speed.set_defaults(func=run_bench_lra_speed)
     data = commands.add_parser("data", help="generate task data")
     datasets = data.add_subparsers(dest="dataset", required=True)
     listops = datasets.add_parser("listops", help="LRA ListOps examples as an official TSV file")
@@ -297,7 +430,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--runs", type=Path, nargs="+", required=True,
                         help="run folders (searched for results.json)")
     report.add_argument("--out", type=Path, help="also write the table to this file")
+    report.add_argument("--figure", type=Path, help="write Figure 1 (accuracy vs throughput, "
+                        "bubble = memory) to this PNG")
+    report.add_argument("--speed", type=Path, help="throughput and memory from this "
+                        "lra-speed JSON (default: from the runs)")
     report.set_defaults(func=run_lra_report)
+    heat = commands.add_parser("heatmap", help="Figure 3: re-weighting matrices of cosFormer "
+                               "and a trained model on a ListOps example (PNG)")
+    heat.add_argument("--checkpoint", type=Path, required=True,
+                      help="best.pt or last.pt of a 'leapformer lra --task listops' run")
+    heat.add_argument("--tsv", type=Path, help="take the example from this ListOps TSV "
+                      "(default: generate one)")
+    heat.add_argument("--index", type=int, default=0, help="example index (default 0)")
+    heat.add_argument("--seed", type=int, default=0, help="seed of the generated example")
+    heat.add_argument("--min-len", type=parse_positive, default=30)
+    heat.add_argument("--max-len", type=parse_positive, default=200)
+    heat.add_argument("--out", type=Path, required=True, help="PNG to write")
+    heat.set_defaults(func=run_heatmap)
     return parser
 
 

@@ -2,6 +2,7 @@
 (``leapformer.bench.decode``, imported on its own so that the ops benchmark does not
 load ``leapformer.nn``)."""
 
+from leapformer.bench._common import machine_info, median_ms, peak_memory_bytes
 from leapformer.bench.ops import (
     MECHANISMS,
     ROW_KEYS,
@@ -10,9 +11,6 @@ from leapformer.bench.ops import (
     BenchResult,
     evaluate_targets,
     flop_count,
-    machine_info,
-    median_ms,
-    peak_memory_bytes,
     plan,
     render_markdown,
     run_ops_benchmark,

@@ -11,17 +11,21 @@ call (warm-up and timed), e.g. to rewind a decoding cache.
 from __future__ import annotations
 
 import contextlib
+import logging
 import datetime
 import json
 import math
 import os
 import platform
+import sys
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def sync(device: torch.device) -> None:
@@ -148,3 +152,52 @@ def write_files(markdown: str, data: dict, out_dir: str | Path, stem: str) -> tu
     md.write_text(markdown)
     js.write_text(json.dumps(data, indent=1) + "\n")
     return md, js
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (the profiler's C++ start/stop log lines)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: str | torch.device = "cpu") -> int | None:
+    """Peak bytes allocated during one ``fn()`` above those allocated before it.
+
+    CUDA: from the caching allocator's statistics. CPU: the peak of the running
+    sum of the allocator events recorded by ``torch.profiler`` (allocations
+    positive, frees negative, ordered by time); None if they cannot be read.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        fn()
+    try:
+        events = prof.profiler.kineto_results.events()
+        records = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    except AttributeError:  # profiler internals moved
+        logger.warning("cannot read profiler memory events in torch %s", torch.__version__)
+        return None
+    running = peak = 0
+    for _, nbytes in records:
+        running += nbytes
+        peak = max(peak, running)
+    return peak

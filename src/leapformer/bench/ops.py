@@ -43,24 +43,21 @@ their running sum. Measured in one extra, untimed call.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import logging
-import os
 import statistics
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 
 from leapformer.bench._common import (
+    peak_memory_bytes,
     fmt as _fmt,
     fmt_len as _fmt_len,
     machine_info,
     machine_line,
-    median_ms,
     target,
     targets_table,
     time_interleaved,
@@ -138,55 +135,6 @@ class BenchResult:
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence file descriptor 2 (the profiler's C++ start/stop log lines)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def peak_memory_bytes(fn: Callable[[], object], device: str | torch.device = "cpu") -> int | None:
-    """Peak bytes allocated during one ``fn()`` above those allocated before it.
-
-    CUDA: from the caching allocator's statistics. CPU: the peak of the running
-    sum of the allocator events recorded by ``torch.profiler`` (allocations
-    positive, frees negative, ordered by time); None if they cannot be read.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
-        fn()
-    try:
-        events = prof.profiler.kineto_results.events()
-        records = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-    except AttributeError:  # profiler internals moved
-        logger.warning("cannot read profiler memory events in torch %s", torch.__version__)
-        return None
-    running = peak = 0
-    for _, nbytes in records:
-        running += nbytes
-        peak = max(peak, running)
-    return peak
 
 
 # --------------------------------------------------------------------------- FLOPs

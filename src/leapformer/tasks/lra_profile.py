@@ -23,3 +23,16 @@ class LRAProfile:
     max_len: int = 2_000
     image_size: int = 32
     weight_decay: float = 0.01
+
+
+def lra_mechanism_options(attention: str, max_length: int) -> dict:
+    """Options of the LRA baselines as the Skyformer harness sets them (SPEC §5.1):
+    Performer 128 random features, Linformer projections sized by the maximum
+    length (k = 128, its default); Nystromformer 128 landmarks, Skyformer 128
+    features, Reformer 2 hashes, BigBird 3 random blocks of 64 are the mechanisms'
+    own defaults."""
+    if attention == "performer":
+        return {"num_features": 128}
+    if attention == "linformer":
+        return {"max_length": max_length}
+    return {}

@@ -48,3 +48,39 @@ def render_table(results: list[dict]) -> str:
         params = " / ".join(str(r["parameters"]) for r in runs)
         lines.append(f"| {m} | " + " | ".join(row) + f" | {avg} | {tok} | {sps} | {mem} | {params} |")
     return "\n".join(lines) + "\n"
+
+
+def figure1_points(results: list[dict], speed: dict | None = None) -> tuple[list[dict], str]:
+    """Points of Figure 1 (one per mechanism with every task present) and the x label.
+
+    Accuracy: the mean test accuracy over the tasks present (%). Throughput and
+    memory: from an LRA speed benchmark result (``leapformer bench lra-speed``
+    JSON: training tokens/s and peak MB at its length) when given, else from
+    the runs themselves (mean training tokens/s, largest peak RSS).
+    """
+    tasks = [t for t in TASKS if any(r["task"] == t for r in results)]
+    cell = {(r["attention"], r["task"]): r for r in results}
+    mechs = sorted({r["attention"] for r in results})
+    rows = {}
+    if speed is not None:
+        rows = {r["mechanism"]: r for r in speed["rows"] if r["mode"] == "train" and not r["error"]}
+    points = []
+    for m in mechs:
+        runs = [cell[(m, t)] for t in tasks if (m, t) in cell]
+        if len(runs) != len(tasks):
+            continue
+        acc = 100 * sum(r["test_accuracy"] for r in runs) / len(runs)
+        if speed is not None:
+            if m not in rows:
+                continue
+            thr, mem = rows[m]["tokens_per_s"], rows[m]["peak_mb"]
+        else:
+            thr = sum(r["train_tokens_per_s"] for r in runs) / len(runs)
+            mem = max(r["peak_rss_mb"] for r in runs)
+        points.append({"mechanism": m, "accuracy": acc, "throughput": thr, "memory_mb": mem})
+    if speed is not None:
+        n = speed["config"]["length"]
+        label = f"training throughput at {n} tokens (tokens/s, bubble = peak MB)"
+    else:
+        label = "training throughput of the runs (tokens/s, bubble = peak RSS MB)"
+    return points, label
