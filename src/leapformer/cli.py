@@ -342,6 +342,41 @@ def run_lra_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lra_grid(args: argparse.Namespace) -> int:
+    import json
+
+    from leapformer.tasks.lra_grid import run_grid
+
+    speed = None
+    if args.speed is not None:
+        try:
+            speed = json.loads(args.speed.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"leapformer lra-grid: error: --speed {args.speed}: {err}", file=sys.stderr)
+            return 2
+    data_dirs = {}
+    for item in args.data_dir or ():
+        task, sep, path = item.partition("=")
+        if not sep:
+            print(f"leapformer lra-grid: error: --data-dir wants TASK=DIR, got {item!r}",
+                  file=sys.stderr)
+            return 2
+        data_dirs[task] = Path(path)
+    try:
+        res = run_grid(args.tasks, args.mechanisms, args.out, profile=args.profile,
+                       seed=args.seed, data_dirs=data_dirs, speed=speed,
+                       progress=not args.no_progress,
+                       announce=lambda msg: print(f"== {msg}", flush=True))
+    except ValueError as err:
+        print(f"leapformer lra-grid: error: {err}", file=sys.stderr)
+        return 2
+    print(res["report"], end="")
+    print(f"wrote {args.out / 'report.md'}")
+    if res["figure"] is not None:
+        print(f"wrote {res['figure']}")
+    return 0
+
+
 def run_heatmap(args: argparse.Namespace) -> int:
     """Figure 3: cosFormer's re-weighting next to a trained model's, on a ListOps example."""
     from leapformer.data.listops import ListOpsTokenizer, generate_listops, read_tsv
@@ -435,6 +470,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--speed", type=Path, help="throughput and memory from this "
                         "lra-speed JSON (default: from the runs)")
     report.set_defaults(func=run_lra_report)
+    grid = commands.add_parser("lra-grid", help="train a grid of LRA tasks x mechanisms "
+                               "(resumable), then the table and Figure 1")
+    grid.add_argument("--tasks", nargs="+", default=["listops"], metavar="TASK")
+    grid.add_argument("--mechanisms", nargs="+", required=True, metavar="NAME")
+    grid.add_argument("--profile", default="lite", choices=("paper", "lite"))
+    grid.add_argument("--seed", type=int, default=0)
+    grid.add_argument("--data-dir", nargs="+", metavar="TASK=DIR",
+                      help="official files per task (default: generated / embedded data)")
+    grid.add_argument("--speed", type=Path, help="Figure 1 throughput and memory from this "
+                      "lra-speed JSON (default: from the runs)")
+    grid.add_argument("--out", type=Path, required=True, help="grid folder")
+    grid.add_argument("--no-progress", action="store_true")
+    grid.set_defaults(func=run_lra_grid)
     heat = commands.add_parser("heatmap", help="Figure 3: re-weighting matrices of cosFormer "
                                "and a trained model on a ListOps example (PNG)")
     heat.add_argument("--checkpoint", type=Path, required=True,

@@ -27,6 +27,10 @@ def collect(run_dirs: list[str | Path]) -> list[dict]:
     return found
 
 
+def _num(x, spec: str) -> str:
+    return "-" if x is None else spec.format(x)
+
+
 def render_table(results: list[dict]) -> str:
     """Markdown: test accuracy per task and mechanism, the average over the tasks
     present, and the training throughput and peak memory of each run."""
@@ -42,9 +46,9 @@ def render_table(results: list[dict]) -> str:
         row = [f"{100 * cell[(m, t)]['test_accuracy']:.2f}" if (m, t) in cell else "-"
                for t in tasks]
         avg = f"{100 * sum(accs) / len(accs):.2f}" if len(accs) == len(tasks) else "-"
-        tok = " / ".join(f"{r['train_tokens_per_s']:.0f}" for r in runs)
-        sps = " / ".join(f"{r['train_steps_per_s']:.2f}" for r in runs)
-        mem = " / ".join(f"{r['peak_rss_mb']:.0f}" for r in runs)
+        tok = " / ".join(_num(r.get("train_tokens_per_s"), "{:.0f}") for r in runs)
+        sps = " / ".join(_num(r.get("train_steps_per_s"), "{:.2f}") for r in runs)
+        mem = " / ".join(_num(r.get("peak_rss_mb"), "{:.0f}") for r in runs)
         params = " / ".join(str(r["parameters"]) for r in runs)
         lines.append(f"| {m} | " + " | ".join(row) + f" | {avg} | {tok} | {sps} | {mem} | {params} |")
     return "\n".join(lines) + "\n"
@@ -75,8 +79,11 @@ def figure1_points(results: list[dict], speed: dict | None = None) -> tuple[list
                 continue
             thr, mem = rows[m]["tokens_per_s"], rows[m]["peak_mb"]
         else:
-            thr = sum(r["train_tokens_per_s"] for r in runs) / len(runs)
-            mem = max(r["peak_rss_mb"] for r in runs)
+            tps = [r["train_tokens_per_s"] for r in runs if r.get("train_tokens_per_s")]
+            if not tps:
+                continue
+            thr = sum(tps) / len(tps)
+            mem = max(r.get("peak_rss_mb") or 0.0 for r in runs)
         points.append({"mechanism": m, "accuracy": acc, "throughput": thr, "memory_mb": mem})
     if speed is not None:
         n = speed["config"]["length"]
