@@ -72,12 +72,15 @@ def test_pathfinder_run_and_official_layout(tmp_path):
     tiny = dict(n_train=16, n_valid=8, n_test=8, batch_size=8, eval_every=2)
     res = run_lra("pathfinder", "leap", out=tmp_path / "gen", steps=2, progress=False,
                   overrides=tiny)
-    assert res["steps"] == 2 and res["mean_train_length"] == 1024
+    assert res["steps"] == 2 and res["mean_train_length"] == 256  # lite: 16x16 images
     images, labels = generate_pathfinder(20, seed=5)
     save_pathfinder_dir(images, labels, tmp_path / "release")
     res = run_lra("pathfinder", "linear", out=tmp_path / "off", steps=2, progress=False,
                   data_dir=tmp_path / "release", overrides=tiny)
-    assert res["steps"] == 2
+    assert res["steps"] == 2 and res["mean_train_length"] == 1024
+    with pytest.raises(ValueError, match="image_size must be one of"):
+        run_lra("pathfinder", "linear", out=tmp_path / "bad", steps=1, progress=False,
+                overrides=dict(tiny, image_size=20))
 
 
 def test_data_pathfinder_cli(tmp_path, capsys):
