@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick test bench-ops bench-decode setup clean
+.PHONY: demo demo-quick test bench-ops bench-decode bench-lra-speed lra-grid setup clean
 
 setup: $(STAMP)
 
@@ -19,14 +19,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # LRA ListOps (lite profile, generated data): softmax, ReLU linear, cosFormer and
-# LeaP, about 2.5 minutes each on 2 cores, then the accuracy/throughput table.
+# LeaP, about 2.5 minutes each on 2 cores, then the accuracy/throughput/memory
+# table and Figure 1 (runs/demo/figure1.png). Interrupted? Run it again: it resumes.
 DEMO_MECHANISMS ?= softmax linear cosformer leap
 demo: $(STAMP)
-	@for m in $(DEMO_MECHANISMS); do \
-	  echo "== LRA ListOps (lite): $$m"; \
-	  $(VENV)/bin/leapformer lra --task listops --attention $$m --profile lite --out runs/demo/listops-$$m || exit 1; \
-	done
-	$(VENV)/bin/leapformer lra-report --runs runs/demo --out runs/demo/report.md
+	$(VENV)/bin/leapformer lra-grid --tasks listops --mechanisms $(DEMO_MECHANISMS) --out runs/demo
 
 demo-quick: $(STAMP)
 	$(VENV)/bin/leapformer bench ops --quick
@@ -39,6 +36,18 @@ bench-ops: $(STAMP)
 
 bench-decode: $(STAMP)
 	$(PY) benchmarks/decode.py
+
+bench-lra-speed: $(STAMP)
+	$(PY) benchmarks/lra_speed.py
+
+# The whole LRA lite grid: five tasks x twelve mechanisms (resumable), then
+# docs/results/lra-cpu.md-style table and Figure 1 with the 4k speed numbers.
+LRA_TASKS ?= listops text retrieval image pathfinder
+LRA_MECHANISMS ?= softmax linear elu cosformer leap performer nystromformer linformer \
+	skyformer reformer bigbird informer
+lra-grid: $(STAMP)
+	$(VENV)/bin/leapformer lra-grid --tasks $(LRA_TASKS) --mechanisms $(LRA_MECHANISMS) \
+	  --speed docs/results/lra-speed-cpu.json --out runs/lra-lite --no-progress
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
