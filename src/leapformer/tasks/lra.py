@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from leapformer._io import atomic_write_text
 from leapformer.models import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
 from leapformer.tasks.lra_data import Split, batch_fn, eval_batches
-from leapformer.tasks.lra_profile import LRAProfile
-from leapformer.tasks.lra_tasks import TASKS, TaskData, get_task
+from leapformer.tasks.lra_profile import LRAProfile, lra_mechanism_options
+from leapformer.tasks.lra_tasks import TASKS, TaskData, get_task  # noqa: F401 (re-export)
 from leapformer.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,7 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
     log.info("%s data (%s): %s examples, %.1f s", task, data.source,
              {k: len(v) for k, v in splits.items()}, time.perf_counter() - t_data)
     torch.manual_seed(seed)
-    options = dict(mechanism_options or {})
-    if attention == "linformer":  # its projections are sized by the maximum length
-        options.setdefault("max_length", p.max_length)
+    options = {**lra_mechanism_options(attention, p.max_length), **(mechanism_options or {})}
     cfg = ClassifierConfig(vocab_size=data.vocab_size, num_classes=data.num_classes,
                            max_length=p.max_length, attention=attention,
                            mechanism_options=options)
