@@ -22,7 +22,7 @@ example, a relation between them), not its task.
 **Length.** ``max_length`` 4000 bytes per document in the paper profile, as LRA
 (the Skyformer harness pads to 4096 in memory; batches here are padded to
 their longest document). The ``lite`` profile reads 256 bytes per document
-(passages of 128-256 bytes), batch 16, 300 steps: a softmax run in a few
+(passages of 128-256 bytes), batch 16, 600 steps: a softmax run in a few
 minutes on 2 CPU cores.
 """
 
@@ -43,8 +43,8 @@ PROFILES = {
     "paper": LRAProfile(max_length=4000, batch_size=16, lr=2e-4, steps=50_000, eval_every=2_000,
                         n_train=147_086, n_valid=18_090, n_test=17_437,
                         min_len=500, max_len=4000),
-    "lite": LRAProfile(max_length=256, batch_size=16, lr=1e-3, steps=300, eval_every=100,
-                       warmup_steps=30, n_train=4_000, n_valid=400, n_test=400,
+    "lite": LRAProfile(max_length=256, batch_size=16, lr=1e-3, steps=600, eval_every=200,
+                       warmup_steps=50, n_train=4_000, n_valid=400, n_test=400,
                        min_len=128, max_len=256),
 }
 

@@ -22,7 +22,7 @@ its accuracies are not comparable with published IMDB numbers.
 4000 bytes (the Skyformer harness pads that to 4096 in memory; batches here
 are padded to their longest sequence, so the difference is only in the size
 of the learned positional table). The ``lite`` profile reads 512 bytes
-(passages of 128-512 bytes), batch 16, 300 steps: a softmax run in a few
+(passages of 128-512 bytes), batch 16, 600 steps: a softmax run in a few
 minutes on 2 CPU cores.
 """
 
@@ -42,8 +42,8 @@ PROFILES = {
     "paper": LRAProfile(max_length=4000, batch_size=32, lr=1e-4, steps=20_000, eval_every=1_000,
                         n_train=25_000, n_valid=25_000, n_test=25_000,
                         min_len=500, max_len=4000),
-    "lite": LRAProfile(max_length=512, batch_size=16, lr=1e-3, steps=300, eval_every=100,
-                       warmup_steps=30, n_train=4_000, n_valid=400, n_test=400,
+    "lite": LRAProfile(max_length=512, batch_size=16, lr=1e-3, steps=600, eval_every=200,
+                       warmup_steps=50, n_train=4_000, n_valid=400, n_test=400,
                        min_len=128, max_len=512),
 }
 
