@@ -10,11 +10,13 @@ from leapformer.nn.mechanisms.linear import EluLinear, ReluLinear
 from leapformer.nn.mechanisms.linformer import Linformer
 from leapformer.nn.mechanisms.nystromformer import Nystromformer
 from leapformer.nn.mechanisms.performer import Performer
+from leapformer.nn.mechanisms.reformer import Reformer
+from leapformer.nn.mechanisms.skyformer import Skyformer
 from leapformer.nn.mechanisms.softmax import Softmax
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.name: cls for cls in (Softmax, ReluLinear, EluLinear, CosFormer, LeaPAttention, Performer,
-                              Linformer, Nystromformer)
+                              Linformer, Nystromformer, Skyformer, Reformer)
 }
 
 
@@ -45,6 +47,7 @@ def build_mechanism(name: str, *, num_heads: int, head_dim: int, **options) -> M
 
 __all__ = [
     "HEAD_NORMS", "MECHANISMS", "CosFormer", "EluLinear", "HeadNorm", "LeaPAttention",
-    "LinearMechanism", "Linformer", "Mechanism", "Nystromformer", "Performer", "ReluLinear", "Softmax", "build_mechanism",
-    "check_mechanism_name", "register_mechanism",
+    "LinearMechanism", "Linformer", "Mechanism", "Nystromformer", "Performer", "Reformer",
+    "ReluLinear", "Skyformer", "Softmax", "build_mechanism", "check_mechanism_name",
+    "register_mechanism",
 ]
