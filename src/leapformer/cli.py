@@ -296,15 +296,22 @@ def add_lra_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_lra_command(args: argparse.Namespace) -> int:
+    """One LRA run; data-parallel over the processes when started by ``torchrun``."""
     import json
 
     from leapformer.tasks.lra import run_lra
+    from leapformer.train import cleanup, init_distributed
 
-    res = run_lra(args.task, args.attention, profile=args.profile, out=args.out,
-                  data_dir=args.data_dir, seed=args.seed, steps=args.steps, resume=args.resume,
-                  progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in res.items() if k != "profile_settings"}, indent=2))
-    print(f"wrote {args.out / 'results.json'}")
+    dist = init_distributed("cpu")  # the LRA harness trains on the CPU: gloo
+    try:
+        res = run_lra(args.task, args.attention, profile=args.profile, out=args.out,
+                      data_dir=args.data_dir, seed=args.seed, steps=args.steps,
+                      resume=args.resume, progress=not args.no_progress, dist=dist)
+    finally:
+        cleanup()
+    if dist.is_main:
+        print(json.dumps({k: v for k, v in res.items() if k != "profile_settings"}, indent=2))
+        print(f"wrote {args.out / 'results.json'}")
     return 0
 
 

@@ -12,6 +12,11 @@ Profiles: ``paper`` = the published settings (2 layers, width 64, FFN 128,
 2 heads; the task's length, batch, learning rate and steps), ``lite`` = the
 same model on shorter inputs and fewer steps, for a 2-core CPU in minutes.
 Each task is a module of :mod:`leapformer.tasks.lra_tasks`.
+
+Under ``torchrun`` (``dist=init_distributed("cpu")``, as ``leapformer lra``
+does) the profile's batch size is the global batch, split over the ranks;
+evaluation splits every batch the same way and sums over ranks; rank 0 writes
+the checkpoints, ``metrics.jsonl`` and ``results.json``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from leapformer.models import ClassifierConfig, DualEncoderClassifier, SequenceC
 from leapformer.tasks.lra_data import Split, batch_fn, eval_batches
 from leapformer.tasks.lra_profile import LRAProfile, lra_mechanism_options
 from leapformer.tasks.lra_tasks import TASKS, TaskData, get_task  # noqa: F401 (re-export)
-from leapformer.train import TrainConfig, Trainer
+from leapformer.train import DistInfo, TrainConfig, Trainer
+from leapformer.train.distributed import all_reduce_sum, shard_batch
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +63,22 @@ def load_splits(task: str, p: LRAProfile, data_dir: str | Path | None, seed: int
 
 # -- evaluation ---------------------------------------------------------------
 @torch.no_grad()
-def evaluate(model, split: Split, batch_size: int, max_length: int) -> dict:
-    """Accuracy and mean cross-entropy over every example of ``split``."""
+def evaluate(model, split: Split, batch_size: int, max_length: int,
+             dist: DistInfo | None = None) -> dict:
+    """Accuracy and mean cross-entropy over every example of ``split``; with ``dist``
+    each rank takes its slice of every batch and the sums are reduced over ranks."""
     model.eval()
+    dist = dist or DistInfo()
     correct, loss, n = 0, 0.0, 0
-    for inputs, labels in eval_batches(split, batch_size, max_length):
+    for batch in eval_batches(split, batch_size, max_length):
+        inputs, labels = shard_batch(batch, dist.rank, dist.world_size)
+        if not len(labels):  # a last batch smaller than the number of ranks
+            continue
         logits = model(*inputs)
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
         n += len(labels)
+    correct, loss, n = all_reduce_sum([correct, loss, n], dist)
     return {"accuracy": correct / n, "loss": loss / n}
 
 
@@ -78,11 +91,14 @@ def _peak_memory_mb() -> float:
 def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path,
             data_dir: str | Path | None = None, seed: int = 0, steps: int | None = None,
             resume: bool = False, progress: bool = True,
-            mechanism_options: dict | None = None, overrides: dict | None = None) -> dict:
+            mechanism_options: dict | None = None, overrides: dict | None = None,
+            dist: DistInfo | None = None) -> dict:
     """Train and evaluate one (task, mechanism); returns and writes ``results.json``.
 
-    ``overrides`` replaces fields of the profile (e.g. ``{"n_train": 500}``).
+    ``overrides`` replaces fields of the profile (e.g. ``{"n_train": 500}``);
+    ``dist`` (:func:`leapformer.train.init_distributed`) trains data-parallel.
     """
+    dist = dist or DistInfo()
     p = get_profile(task, profile)
     if overrides:
         unknown = set(overrides) - set(asdict(p))
@@ -94,7 +110,7 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_data = time.perf_counter()
-    data = load_splits(task, p, data_dir, seed, progress)
+    data = load_splits(task, p, data_dir, seed, progress and dist.is_main)
     splits = data.splits
     log.info("%s data (%s): %s examples, %.1f s", task, data.source,
              {k: len(v) for k, v in splits.items()}, time.perf_counter() - t_data)
@@ -117,14 +133,15 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
             "examples": len(labels), "tokens": sum(int((t != 0).sum()) for t in inputs)}
 
     trainer = Trainer(model, train, get_batch=get_batch, loss_fn=loss_fn,
-                      evaluate=lambda m: evaluate(m, splits["valid"], p.batch_size, p.max_length),
-                      out_dir=out, progress=progress,
+                      evaluate=lambda m: evaluate(m, splits["valid"], p.batch_size, p.max_length,
+                                                  dist),
+                      out_dir=out, progress=progress, dist=dist,
                       meta={"task": task, "attention": attention, "profile": profile,
                             "model": asdict(cfg)})
     result = trainer.fit(resume=resume)
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(best["model"])
-    test = evaluate(model, splits["test"], p.batch_size, p.max_length)
+    test = evaluate(model, splits["test"], p.batch_size, p.max_length, dist)
     summary = {
         "task": task, "attention": attention, "profile": profile, "seed": seed,
         "data_source": data.source,
@@ -134,9 +151,11 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
         "steps": result.steps, "train_wall_s": result.wall_s,
         "train_steps_per_s": result.steps_per_s, "train_examples_per_s": result.examples_per_s,
         "train_tokens_per_s": result.tokens_per_s, "peak_rss_mb": _peak_memory_mb(),
-        "parameters": result.parameters, "profile_settings": asdict(p),
+        "parameters": result.parameters, "world_size": dist.world_size,
+        "profile_settings": asdict(p),
         "mean_train_length": splits["train"].mean_length,
         "command": " ".join(sys.argv),
     }
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    if dist.is_main:
+        atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     return summary

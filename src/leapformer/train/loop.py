@@ -9,6 +9,16 @@ decay schedules, gradient clipping and accumulation, bfloat16 autocast,
 atomic ``last.pt``/``best.pt`` checkpoints (model, optimizer, schedule, step,
 RNG states), ``--resume`` that continues exactly where the last checkpoint
 stopped, ``metrics.jsonl``, and a tqdm progress bar.
+
+Under ``torchrun`` (``dist=init_distributed()``, see
+:mod:`leapformer.train.distributed`) the model is wrapped in DDP, every rank
+takes its slice of each global batch from ``get_batch``, logged losses and
+throughput counts are reduced over ranks, and only rank 0 writes files and
+shows the bar. ``evaluate`` gets the unwrapped model on every rank; it may
+shard its data and all-reduce its sums (as the LRA harness does) — rank 0's
+metrics are broadcast so all ranks take the same best-checkpoint decisions.
+Checkpoints hold the unwrapped model's ``state_dict`` (no ``module.``
+prefix), so a run can resume on a different number of processes.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from leapformer._io import atomic_write_text
+from leapformer.train import distributed as ddp
 from leapformer.train.checkpoint import load_checkpoint, save_checkpoint
 from leapformer.train.schedule import lr_lambda
 
@@ -99,6 +110,12 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
 
 
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 class Trainer:
     """Runs :class:`TrainConfig` on ``model``; writes into ``out_dir`` if given."""
 
@@ -106,8 +123,10 @@ class Trainer:
                  loss_fn: Callable[[nn.Module, Any], tuple[Tensor, dict]],
                  evaluate: Callable[[nn.Module], dict] | None = None,
                  out_dir: str | Path | None = None, progress: bool = True,
-                 meta: dict | None = None):
+                 meta: dict | None = None, dist: ddp.DistInfo | None = None):
         self.model, self.cfg = model, cfg
+        self.dist = dist or ddp.DistInfo()
+        self._train_model = ddp.wrap_model(model, self.dist)  # ``model`` itself in one process
         self.get_batch, self.loss_fn, self.evaluate = get_batch, loss_fn, evaluate
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.progress = progress
@@ -128,14 +147,21 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------
     def _state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best,
-                "rng": _rng_state(), "config": asdict(self.cfg), "meta": self.meta,
-                "history": self.history}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best,
+                 "rng": _rng_state(), "config": asdict(self.cfg), "meta": self.meta,
+                 "history": self.history}
+        if self.dist.enabled:  # every rank's RNG (dropout differs by rank); "rng" is rank 0's
+            state["rng_ranks"] = ddp.all_gather_object(state["rng"], self.dist)
+            state["world_size"] = self.dist.world_size
+        return state
 
     def _save(self, name: str) -> None:
+        """Called on every rank at the same steps; rank 0 writes."""
         if self.out_dir is not None:
-            save_checkpoint(self._state(), self.out_dir / name)
+            state = self._state()
+            if self.dist.is_main:
+                save_checkpoint(state, self.out_dir / name)
 
     def resume(self) -> None:
         """Load ``out_dir/last.pt``: model, optimizer, schedule, step, RNG, history."""
@@ -146,8 +172,15 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.step, self.best, self.history = ck["step"], ck["best"], ck.get("history", [])
-        _set_rng_state(ck["rng"])
-        self._truncate_metrics()
+        ranks = ck.get("rng_ranks") or [ck["rng"]]
+        if len(ranks) == self.dist.world_size:  # same number of processes: exact resume
+            _set_rng_state(ranks[self.dist.rank])
+        elif self.dist.is_main:  # another number of processes: rank 0 continues the
+            _set_rng_state(ranks[0])  # saved stream, the other ranks start fresh ones
+        else:
+            _seed_all(self.cfg.seed + self.dist.rank + 1_000_003 * self.step)
+        if self.dist.is_main:
+            self._truncate_metrics()
         log.info("resumed from %s at step %d", self.out_dir / "last.pt", self.step)
 
     def _truncate_metrics(self) -> None:
@@ -161,7 +194,7 @@ class Trainer:
 
     def _record(self, rec: dict) -> None:
         self.history.append(rec)
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.out_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
@@ -183,6 +216,7 @@ class Trainer:
         self.model.eval()
         with torch.no_grad():
             metrics = dict(self.evaluate(self.model))
+        metrics = ddp.broadcast_object(metrics, self.dist)  # one best.pt decision on all ranks
         if self.cfg.metric not in metrics:
             raise ValueError(f"evaluate() returned {sorted(metrics)}, missing the selection "
                              f"metric {self.cfg.metric!r}")
@@ -193,35 +227,47 @@ class Trainer:
             self._save("best.pt")
         return rec
 
+    def _get_shard(self, i: int):
+        """Micro-batch ``i``: the whole batch, or this rank's slice of the global batch."""
+        batch = self.get_batch(i)
+        if not self.dist.enabled:
+            return batch
+        n = ddp.batch_len(batch)
+        if n < self.dist.world_size:
+            raise ValueError(f"a global batch of {n} examples cannot be split over "
+                             f"{self.dist.world_size} processes")
+        return ddp.shard_batch(batch, self.dist.rank, self.dist.world_size)
+
     def fit(self, *, resume: bool = False) -> TrainResult:
         cfg = self.cfg
         if resume:
             self.resume()
         else:
-            torch.manual_seed(cfg.seed)
-            random.seed(cfg.seed)
-            np.random.seed(cfg.seed)
+            _seed_all(cfg.seed + self.dist.rank)
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step",
-                   disable=not self.progress, dynamic_ncols=True)
+                   disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
         start_step, t0 = self.step, time.perf_counter()
         counts = {"examples": 0, "tokens": 0}
         last_loss, last_eval, window = math.nan, None, []
         while self.step < cfg.steps:
-            self.model.train()
+            self._train_model.train()
             self.optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for micro in range(cfg.grad_accum):
-                batch = self.get_batch(self.step * cfg.grad_accum + micro)
-                with self._autocast():
-                    loss, c = self.loss_fn(self.model, batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
-                (loss / cfg.grad_accum).backward()
+                batch = self._get_shard(self.step * cfg.grad_accum + micro)
+                last_micro = micro == cfg.grad_accum - 1
+                with (contextlib.nullcontext() if last_micro else ddp.no_sync(self._train_model)):
+                    with self._autocast():
+                        loss, c = self.loss_fn(self._train_model, batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
+                    (loss / cfg.grad_accum).backward()
                 total += loss.item() / cfg.grad_accum
                 for key in counts:
                     counts[key] += int(c.get(key, 0))
+            total = ddp.all_reduce_mean(total, self.dist)
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -246,6 +292,9 @@ class Trainer:
                     cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                 self._save("last.pt")
         bar.close()
+        if self.dist.enabled:  # throughput of the whole job; files on disk for every rank
+            counts = dict(zip(counts, map(int, ddp.all_reduce_sum(list(counts.values()), self.dist))))
+            ddp.barrier(self.dist)
         wall = time.perf_counter() - t0
         done = self.step - start_step
         rate = (lambda n: n / wall if n and wall > 0 else None)
