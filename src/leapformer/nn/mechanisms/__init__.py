@@ -4,7 +4,9 @@ strings and adding a mechanism is one file plus one line here."""
 from __future__ import annotations
 
 from leapformer.nn.mechanisms.base import HEAD_NORMS, HeadNorm, LinearMechanism, Mechanism
+from leapformer.nn.mechanisms.bigbird import BigBird
 from leapformer.nn.mechanisms.cosformer import CosFormer
+from leapformer.nn.mechanisms.informer import Informer
 from leapformer.nn.mechanisms.leap import LeaPAttention
 from leapformer.nn.mechanisms.linear import EluLinear, ReluLinear
 from leapformer.nn.mechanisms.linformer import Linformer
@@ -16,7 +18,7 @@ from leapformer.nn.mechanisms.softmax import Softmax
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.name: cls for cls in (Softmax, ReluLinear, EluLinear, CosFormer, LeaPAttention, Performer,
-                              Linformer, Nystromformer, Skyformer, Reformer)
+                              Linformer, Nystromformer, Skyformer, Reformer, BigBird, Informer)
 }
 
 
@@ -46,8 +48,8 @@ def build_mechanism(name: str, *, num_heads: int, head_dim: int, **options) -> M
 
 
 __all__ = [
-    "HEAD_NORMS", "MECHANISMS", "CosFormer", "EluLinear", "HeadNorm", "LeaPAttention",
-    "LinearMechanism", "Linformer", "Mechanism", "Nystromformer", "Performer", "Reformer",
-    "ReluLinear", "Skyformer", "Softmax", "build_mechanism", "check_mechanism_name",
+    "HEAD_NORMS", "MECHANISMS", "BigBird", "CosFormer", "EluLinear", "HeadNorm", "Informer",
+    "LeaPAttention", "LinearMechanism", "Linformer", "Mechanism", "Nystromformer", "Performer",
+    "Reformer", "ReluLinear", "Skyformer", "Softmax", "build_mechanism", "check_mechanism_name",
     "register_mechanism",
 ]
