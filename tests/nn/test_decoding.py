@@ -139,3 +139,63 @@ def test_cosformer_decodes_with_a_predicted_length():
     torch.testing.assert_close(torch.cat(steps, 1), full)
     truth = dec(x, mem, memory_key_padding_mask=mpad, target_length=torch.tensor([7, 3]))
     assert not torch.allclose(truth[1], full[1])  # the length matters for item 1
+
+
+# (mechanism, options): every full mechanism, cosFormer in both length modes
+PADDED = [(name, {}) for name in FULL] + [("cosformer", {"length_mode": "stepping"})]
+PADDED_IDS = FULL + ["cosformer-stepping"]
+
+
+@pytest.mark.parametrize(("mech", "options"), PADDED, ids=PADDED_IDS)
+@torch.no_grad()
+def test_padded_batched_cache_equals_items_alone(mech, options):
+    """A left-padded prefill, a chunk with padding inside it, then single steps
+    (one of them a padded token): each item's real outputs equal decoding its
+    real tokens alone, one by one (padded slots add nothing and take no position)."""
+    torch.manual_seed(8)
+    dec = Decoder(2, CFG, mech, {mech: options}, cross=False).double().eval()
+    for layer in dec.layers:  # make the attention matter
+        layer.self_attn.out_proj.weight.mul_(4.0)
+    B, L = 3, 12
+    x = torch.randn(B, L, 16, dtype=torch.float64)
+    pad = torch.zeros(B, L, dtype=torch.bool)
+    pad[0, :4] = True  # prompts of 5, 2 and 4 real tokens, left-padded into 5 slots
+    pad[1, :3] = True
+    pad[2, :1] = True
+    pad[0, 6] = True  # chunk 5..7: padding between real tokens of item 0
+    pad[2, 5:7] = True  # ... and at the start of item 2's chunk
+    pad[1, 9] = True  # single steps 8..11: one padded token of item 1
+    bounds = [(0, 5), (5, 8)] + [(t, t + 1) for t in range(8, L)]
+    M = 20  # cosFormer's target length (given mode)
+    cache = dec.new_cache(B)
+    outs = [dec(x[:, a:b], cache=cache, tgt_key_padding_mask=pad[:, a:b], target_length=M)
+            for a, b in bounds]
+    got = torch.cat(outs, 1)
+    assert cache.length == L
+    for lc in cache.layers:
+        assert lc.self_attn.real_length.tolist() == (~pad).sum(1).tolist()
+    for b in range(B):
+        alone = dec.new_cache(1)
+        real = (~pad[b]).nonzero().flatten().tolist()
+        ref = torch.cat([dec(x[b:b + 1, t:t + 1], cache=alone, target_length=M) for t in real], 1)
+        # stepping computes its quadratic weights in float32 (as CosFormer does)
+        tol = {"rtol": 1e-5, "atol": 1e-6} if options else {}
+        torch.testing.assert_close(got[b, real], ref[0], **tol)
+        assert torch.isfinite(got[b]).all()
+
+
+@pytest.mark.parametrize("mech", ["softmax", "linear"])
+@torch.no_grad()
+def test_all_false_padding_mask_decodes_as_no_mask(mech):
+    torch.manual_seed(9)
+    dec = Decoder(1, CFG, mech, cross=False).double().eval()
+    x = torch.randn(2, 4, 16, dtype=torch.float64)
+    a, b = dec.new_cache(2), dec.new_cache(2)
+    ya = dec(x, cache=a)
+    yb = dec(x, cache=b, tgt_key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))
+    torch.testing.assert_close(yb, ya)
+    assert b.layers[0].self_attn.real_length is None
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \[batch, source_length"
+                                         r"\] = \[2, 1\], got \[2, 4\]"):
+        dec(x[:, :1], cache=b, tgt_key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))
+    assert b.length == 4  # the refused call changed nothing

@@ -27,16 +27,16 @@ Decoding: ``cache = model.new_cache(B)`` then ``model(tokens, cache=cache)``
 for ``T >= 1`` new tokens per call (a prompt, then one token per step). The
 cache is an :class:`LMCache` wrapping the decoder's caches (constant-size
 running sums for linear mechanisms, keys and values for softmax) with the
-per-item token counts. A prefill may be left-padded (``key_padding_mask``);
-the self-attention caches of :mod:`leapformer.nn` take no padding mask, so a
-padded cache is decoded here, layer by layer: padded keys are dropped from
-the linear running sums (zeroed after the feature map) and masked out of the
-softmax keys at every later step.
+per-item token counts. A prefill may be left-padded (``key_padding_mask``),
+which the self-attention caches of :mod:`leapformer.nn` take as they are:
+padded keys are dropped from the linear running sums (zeroed after the
+feature map) and masked out of the softmax keys at every later step, and the
+positions inside the mechanisms (cosFormer's, its ``stepping`` mode's too)
+count each item's real tokens only, so a padded item decodes as if alone.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 
@@ -45,11 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leapformer.nn import MECHANISMS, AttentionSpec, BlockConfig, Decoder, DecoderCache
-from leapformer.nn.attention import MultiheadAttention
-from leapformer.nn.cache import AttentionCache
-from leapformer.nn.mechanisms import CosFormer, LinearMechanism, Softmax, check_mechanism_name
-from leapformer.nn.mechanisms.base import per_item
-from leapformer.ops import LinearAttentionState
+from leapformer.nn.mechanisms import check_mechanism_name
 
 POSITIONS = ("learned", "sinusoidal", "none")
 
@@ -65,10 +61,10 @@ POSITIONS = ("learned", "sinusoidal", "none")
 #: 3.2M parameters in the layers plus ``vocab x 256`` (a few million: trains on
 #: a 2-core CPU).
 LM_PRESETS: dict[str, dict] = {
-    "wikitext103": dict(num_layers=16, d_model=1024, nhead=8, dim_feedforward=4096,
-                        dropout=0.3, context_length=512, positions="sinusoidal"),
-    "lite": dict(num_layers=4, d_model=256, nhead=4, dim_feedforward=1024, dropout=0.1,
-                 context_length=512, positions="sinusoidal"),
+    "wikitext103": {"num_layers": 16, "d_model": 1024, "nhead": 8, "dim_feedforward": 4096,
+                    "dropout": 0.3, "context_length": 512, "positions": "sinusoidal"},
+    "lite": {"num_layers": 4, "d_model": 256, "nhead": 4, "dim_feedforward": 1024,
+             "dropout": 0.1, "context_length": 512, "positions": "sinusoidal"},
 }
 
 
@@ -145,13 +141,10 @@ def count_parameters(cfg: LMConfig) -> int:
 @dataclass(eq=False)
 class LMCache:
     """Decoding state of a :class:`CausalLM`: the decoder's caches plus, per item,
-    the real tokens consumed (``lengths [B]``, the position of the last one) and
-    the padded slots at the start of its cache (``padding [B]``)."""
+    the real tokens consumed (``lengths [B]``, the position of the last one)."""
 
     decoder: DecoderCache
     lengths: Tensor
-    padding: Tensor
-    padded: bool = False  # some slot is padding: decode with masks (see module docstring)
 
     @property
     def batch_size(self) -> int:
@@ -243,7 +236,7 @@ class CausalLM(nn.Module):
         to preallocate for softmax, and the most a cache may take)."""
         decoder = self.decoder.new_cache(batch_size, max_length=max_length)
         zeros = torch.zeros(batch_size, dtype=torch.long, device=self.embed.weight.device)
-        return LMCache(decoder, zeros, zeros.clone())
+        return LMCache(decoder, zeros)
 
     # -- forward -----------------------------------------------------------------
     def _positions(self, mask: Tensor | None, T: int, start: Tensor | None, device) -> Tensor:
@@ -333,22 +326,8 @@ class CausalLM(nn.Module):
             self._check_position_range(int((cache.lengths + real_new).max()))
         pos = self._positions(mask, T, cache.lengths, tokens.device)
         x = self.dropout(self.embed_tokens(tokens, pos))
-        if mask is None and not cache.padded:
-            h = self.decoder(x, cache=cache.decoder, target_length=target_length)
-        else:
-            if len(cache.decoder.layers) != len(self.decoder.layers):
-                raise ValueError(f"cache must hold {len(self.decoder.layers)} layers")
-            padding = cache.padding if mask is None else cache.padding + mask.sum(1)
-            q_len = None if target_length is None else \
-                per_item(target_length, B, T, tokens.device)
-            h = x
-            for layer, lc in zip(self.decoder.layers, cache.decoder.layers, strict=True):
-                step = functools.partial(_padded_self_attention, layer.self_attn,
-                                         cache=lc.self_attn, new_padding=mask, padding=padding,
-                                         q_len=q_len)
-                h = layer.sub_ffn(layer.sub_self(h, step), layer.ffn)
-            h = h if self.decoder.norm is None else self.decoder.norm(h)
-            cache.padding, cache.padded = padding, True
+        h = self.decoder(x, cache=cache.decoder, tgt_key_padding_mask=mask,
+                         target_length=target_length)
         cache.lengths = cache.lengths + (T if mask is None else (~mask).sum(1))
         return h
 
@@ -384,77 +363,3 @@ def next_token_loss(logits: Tensor, tokens: Tensor, key_padding_mask: Tensor | N
     if reduction == "sum":
         return nll.sum()
     return nll.sum() / keep.sum().clamp_min(1)
-
-
-# -- padded decoding ------------------------------------------------------------------------
-
-
-def _padded_self_attention(mha: MultiheadAttention, h: Tensor, *, cache: AttentionCache,
-                           new_padding: Tensor | None, padding: Tensor,
-                           q_len: Tensor | None) -> Tensor:
-    """Causal self-attention of ``h [B, T, E]`` after ``cache.length`` slots, of which the
-    first ``padding [B]`` of each item are padding (``new_padding [B, T]``: which of
-    the new slots are); updates ``cache`` as ``MultiheadAttention(cache=...)`` does.
-
-    - linear family: the running sums take the new keys with padded ones zeroed
-      (the public path when no new slot is padding: padded slots are already
-      absent from the sums);
-    - softmax: keys and values are cached as usual; padded slots are masked;
-    - cosFormer ``stepping``: ``cos(pi/2 (1 - j/i))`` with per-item positions
-      ``i, j`` counted from the item's first real token.
-    """
-    mech = mha.attention
-    stepping = isinstance(mech, CosFormer) and mech.length_mode == "stepping"
-    if isinstance(mech, LinearMechanism) and not stepping and new_padding is None:
-        return mha(h, cache=cache, query_length=q_len)[0]
-    B, T, _ = h.shape
-    cache.check(mha.layer_id, "self", B, T)
-    start = cache.length
-    q, k, v = mha._project_qkv(h)
-    if stepping:
-        o = _stepping_padded(mech, q, k, v, cache, new_padding, padding)
-    elif isinstance(mech, LinearMechanism):
-        s = cache.tensors["s"]
-        q_prop, k_prop = mech._props(q, k, start, start, q_len, q_len)
-        o, final = mech._attend(q, k, v, q_prop, k_prop, causal=True,
-                                key_padding_mask=new_padding,
-                                initial_state=LinearAttentionState(s, v.shape[-1]),
-                                output_final_state=True)
-        s.copy_(final.s)
-        o = mech._finish(o)
-    elif isinstance(mech, Softmax):
-        end = mech._append(cache, k, v)
-        slots = torch.arange(end, device=h.device)
-        keep = (slots[None, :] >= padding[:, None])[:, None, None, :] & \
-            torch.ones(T, end, dtype=torch.bool, device=h.device).tril(start)
-        o = F.scaled_dot_product_attention(q, cache.tensors["k"][:, :, :end],
-                                           cache.tensors["v"][:, :, :end], attn_mask=keep)
-        o = o.masked_fill(~keep.any(-1, keepdim=True), 0.0)  # padded queries: no key
-    else:
-        raise ValueError(f"left padding while decoding with a cache is not supported for "
-                         f"mechanism {mech.name!r}; decode its prompts unpadded")
-    cache.length += T
-    cache.queries += T
-    return mha._merge(o)
-
-
-def _stepping_padded(mech: CosFormer, q: Tensor, k: Tensor, v: Tensor, cache: AttentionCache,
-                     new_padding: Tensor | None, padding: Tensor) -> Tensor:
-    """cosFormer ``stepping`` over cached features with per-item positions (as
-    ``CosFormer._stepping_attend``, positions shifted by each item's padding)."""
-    fk_new = F.relu(k)
-    if new_padding is not None:
-        fk_new = fk_new.masked_fill(new_padding[:, None, :, None], 0.0)
-    fk = torch.cat((cache.tensors["k"], fk_new), dim=2)
-    vv = torch.cat((cache.tensors["v"], v), dim=2)
-    cache.tensors["k"], cache.tensors["v"] = fk, vv
-    T, N = q.shape[2], fk.shape[2]
-    shift = padding.to(torch.float32)[:, None, None]
-    i = torch.arange(N - T + 1, N + 1, device=q.device, dtype=torch.float32)[None, :, None] - shift
-    j = torch.arange(1, N + 1, device=q.device, dtype=torch.float32)[None, None, :] - shift
-    w = torch.cos(math.pi / 2 * (1 - j / i.clamp_min(1.0)))
-    w = w.masked_fill((j < 1) | (j > i), 0.0).unsqueeze(1)  # [B, 1, T, N]
-    a = (F.relu(q).float() @ fk.float().transpose(-1, -2)) * w
-    o = a @ vv.float()
-    o = o / a.sum(-1, keepdim=True).clamp_min(mech.eps)
-    return mech._finish(o.to(q.dtype))

@@ -7,6 +7,11 @@ differences: ``batch_first`` defaults to True; ``key`` and ``value`` may be
 omitted for self-attention; ``causal=True`` replaces an ``attn_mask``; and
 ``cache=`` decodes incrementally (see :mod:`leapformer.nn.cache`).
 
+``prefix=`` (``[B, M]`` integer) limits query ``i`` to the first
+``prefix[b, i]`` keys: wait-k cross-attention in training (SPEC §4), for the
+mechanisms with ``supports_prefix`` (softmax and the linear family); the
+others raise ``ValueError``.
+
 ``need_weights=True`` returns the (re-weighted, normalised) attention matrix,
 averaged over heads unless ``average_attn_weights=False``. It runs the
 quadratic parallel form; it is off by default and never computed otherwise.
@@ -47,7 +52,7 @@ class MultiheadAttention(nn.Module):
                              f"num_heads ({num_heads})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        kw = dict(bias=bias, device=device, dtype=dtype)
+        kw = {"bias": bias, "device": device, "dtype": dtype}
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
         self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
@@ -122,6 +127,22 @@ class MultiheadAttention(nn.Module):
             layout = "[batch, length, embed]" if self.batch_first else "[length, batch, embed]"
             raise ValueError(f"{name} must be {layout} with embed = {width}, got {list(x.shape)}")
 
+    def _check_prefix(self, prefix: Tensor, B: int, M: int, causal: bool) -> None:
+        if not self.attention.supports_prefix:
+            raise ValueError(f"the {self.mechanism} mechanism does not support prefix "
+                             f"(wait-k) cross-attention")
+        if causal:
+            raise ValueError("prefix already limits the keys each query sees; it cannot be "
+                             "combined with causal=True")
+        if not isinstance(prefix, Tensor) or prefix.is_floating_point() or \
+                prefix.dtype == torch.bool:
+            raise TypeError("prefix must be an integer tensor [batch, queries] (source "
+                            f"positions each query sees), got "
+                            f"{getattr(prefix, 'dtype', type(prefix).__name__)}")
+        if prefix.shape != (B, M):
+            raise ValueError(f"prefix must have shape [batch, queries] = [{B}, {M}], got "
+                             f"{list(prefix.shape)}")
+
     def _check_mask(self, mask: Tensor | None, B: int, N: int) -> None:
         if mask is None:
             return
@@ -177,7 +198,8 @@ class MultiheadAttention(nn.Module):
                 key_padding_mask: Tensor | None = None, need_weights: bool = False,
                 average_attn_weights: bool = True, causal: bool = False,
                 cache: AttentionCache | None = None, query_length: Tensor | int | None = None,
-                key_length: Tensor | int | None = None) -> tuple[Tensor, Tensor | None]:
+                key_length: Tensor | int | None = None,
+                prefix: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """``query [B, M, E]``, ``key [B, N, kdim]``, ``value [B, N, vdim]`` (``[T, B, E]``
         without ``batch_first``) -> ``(output [B, M, E], weights [B, (H,) M, N] or None)``.
 
@@ -185,7 +207,17 @@ class MultiheadAttention(nn.Module):
         lengths that length-dependent mechanisms (cosFormer) use; by default the
         unpadded lengths. With ``cache``, a self-attention cache takes ``T``
         new tokens (causal), a cross-attention cache is first extended with
-        ``key`` (if given) and then read.
+        ``key`` (if given) and then read. With a self-attention cache,
+        ``key_padding_mask [B, T]`` marks padded new tokens (e.g. a left-padded
+        batch of prompts): they add nothing to the cache and take no position
+        (positions count each item's real tokens), so each item decodes as if
+        alone; a padded token's own output is meaningless (zero when it
+        follows no real token).
+
+        ``prefix [B, M]`` (integer, in ``[0, N]``): query ``i`` attends to the
+        keys ``0 .. prefix[b, i] - 1`` only (wait-k training). cosFormer keeps
+        ``key_length`` (the whole source) in its key proportions ``j / N``.
+        Not with ``causal`` or ``cache``.
         """
         if not self.batch_first:
             query = query.transpose(0, 1)
@@ -193,6 +225,9 @@ class MultiheadAttention(nn.Module):
             value = None if value is None else value.transpose(0, 1)
         self._check("query", query, self.embed_dim)
         if cache is not None:
+            if prefix is not None:
+                raise ValueError("prefix is for training; while decoding, the cross-attention "
+                                 "cache holds exactly the source read so far")
             out = self._decode(query, key, value, cache, key_padding_mask, need_weights,
                                query_length, key_length)
             return (out if self.batch_first else out.transpose(0, 1)), None
@@ -209,6 +244,10 @@ class MultiheadAttention(nn.Module):
         self._check_mask(key_padding_mask, B, N)
         if causal and M != N:
             raise ValueError(f"causal attention needs query and key of one length, got {M} and {N}")
+        extra = {}
+        if prefix is not None:
+            self._check_prefix(prefix, B, M, causal)
+            extra["prefix"] = prefix
         if self_attn:
             L = query_length if query_length is not None else \
                 _lengths_from_mask(key_padding_mask, M)
@@ -223,7 +262,8 @@ class MultiheadAttention(nn.Module):
             q = self._project_q(query)
             k, v = self._project_kv(key, value)
         o, weights = self.attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask,
-                                    need_weights=need_weights, q_len=q_len, k_len=k_len)
+                                    need_weights=need_weights, q_len=q_len, k_len=k_len,
+                                    **extra)
         out = self._merge(o)
         if not self.batch_first:
             out = out.transpose(0, 1)
@@ -242,13 +282,14 @@ class MultiheadAttention(nn.Module):
         if cache.kind == "self":
             if key is not None or value is not None:
                 raise ValueError("a self-attention cache takes the new tokens as query only")
-            if key_padding_mask is not None:
-                raise ValueError("key_padding_mask is not supported while decoding with a "
-                                 "self-attention cache (all items share one position)")
+            self._check_mask(key_padding_mask, B, T)
+            if key_padding_mask is not None and not bool(key_padding_mask.any()):
+                key_padding_mask = None
             cache.check(self.layer_id, "self", B, T)
             q, k, v = self._project_qkv(query)
-            o = self.attention.self_step(q, k, v, cache, q_len=q_len)
-            cache.length += T
+            o = self.attention.self_step(q, k, v, cache, q_len=q_len,
+                                         key_padding_mask=key_padding_mask)
+            cache.advance(T, key_padding_mask)
         else:
             if key is not None:
                 if value is not None and value is not key:

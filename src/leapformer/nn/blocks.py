@@ -11,6 +11,14 @@ memory computed once); ``Decoder(x_new, cache=cache)`` runs ``T >= 1`` new
 tokens; ``Decoder.extend_memory`` adds newly read source (simultaneous
 decoding). Length-dependent mechanisms (cosFormer) read ``target_length``
 (true in training, predicted at inference) and ``source_length``.
+
+Wait-k training (SPEC §4): ``Decoder(..., memory_prefix=prefix)`` limits
+target position ``t`` to the first ``prefix[b, t]`` memory positions in every
+layer's cross-attention (``leapformer.ops.waitk_prefix`` makes
+``g(t) = min(k + t - 1, |x|)``). ``Encoder(..., causal=True)`` (or
+``causal=True`` per call) makes the encoder unidirectional, so a streamed
+source is encoded once: ``Encoder.new_cache`` and ``Encoder(chunk,
+cache=cache)`` encode newly read source after the cached part.
 """
 
 from __future__ import annotations
@@ -96,10 +104,20 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(cfg)
         self.sub_attn, self.sub_ffn = _Sublayer(cfg), _Sublayer(cfg)
 
+    def new_cache(self, batch_size: int, *, max_length: int | None = None) -> LayerCache:
+        """A causal self-attention cache, for incremental (streaming) encoding."""
+        return LayerCache(self.self_attn.new_cache(batch_size, max_length=max_length))
+
     def forward(self, x: Tensor, *, key_padding_mask: Tensor | None = None,
-                length: Tensor | int | None = None) -> Tensor:
-        x = self.sub_attn(x, lambda h: self.self_attn(
-            h, key_padding_mask=key_padding_mask, query_length=length)[0])
+                length: Tensor | int | None = None, causal: bool = False,
+                cache: LayerCache | None = None) -> Tensor:
+        if cache is None:
+            x = self.sub_attn(x, lambda h: self.self_attn(
+                h, key_padding_mask=key_padding_mask, causal=causal, query_length=length)[0])
+        else:
+            x = self.sub_attn(x, lambda h: self.self_attn(
+                h, cache=cache.self_attn, key_padding_mask=key_padding_mask,
+                query_length=length)[0])
         return self.sub_ffn(x, self.ffn)
 
 
@@ -125,14 +143,22 @@ class DecoderLayer(nn.Module):
                 tgt_key_padding_mask: Tensor | None = None,
                 memory_key_padding_mask: Tensor | None = None, cache: LayerCache | None = None,
                 target_length: Tensor | int | None = None,
-                source_length: Tensor | int | None = None) -> Tensor:
+                source_length: Tensor | int | None = None,
+                memory_prefix: Tensor | None = None) -> Tensor:
+        if memory_prefix is not None:
+            if self.cross_attn is None:
+                raise ValueError("memory_prefix needs a decoder layer with cross-attention")
+            if cache is not None:
+                raise ValueError("memory_prefix is for training (wait-k); while decoding, the "
+                                 "cross-attention cache holds exactly the source read so far")
         if cache is None:
             x = self.sub_self(x, lambda h: self.self_attn(
                 h, key_padding_mask=tgt_key_padding_mask, causal=True,
                 query_length=target_length)[0])
         else:
             x = self.sub_self(x, lambda h: self.self_attn(
-                h, cache=cache.self_attn, query_length=target_length)[0])
+                h, cache=cache.self_attn, key_padding_mask=tgt_key_padding_mask,
+                query_length=target_length)[0])
         if self.cross_attn is not None:
             cross_cache = None if cache is None else cache.cross_attn
             if cross_cache is None and memory is None:
@@ -140,16 +166,24 @@ class DecoderLayer(nn.Module):
                                  "holding it)")
             x = self.sub_cross(x, lambda h: self.cross_attn(
                 h, memory, key_padding_mask=memory_key_padding_mask, cache=cross_cache,
-                query_length=target_length, key_length=source_length)[0])
+                query_length=target_length, key_length=source_length,
+                prefix=memory_prefix)[0])
         return self.sub_ffn(x, self.ffn)
 
 
 class Encoder(nn.Module):
-    """``num_layers`` encoder layers (mechanism of block ``enc`` per layer) + final norm (pre-norm)."""
+    """``num_layers`` encoder layers (mechanism of block ``enc`` per layer) + final norm (pre-norm).
+
+    ``causal=True`` makes the self-attention unidirectional (each position sees
+    itself and earlier ones): a streamed source is then encoded once, with
+    :meth:`new_cache` and ``forward(chunk, cache=cache)`` taking each newly read
+    chunk after the cached ones (simultaneous translation, SPEC §4).
+    """
 
     def __init__(self, num_layers: int, cfg: BlockConfig, spec: AttentionSpec | str = "softmax",
-                 mechanism_options: dict[str, dict] | None = None):
+                 mechanism_options: dict[str, dict] | None = None, *, causal: bool = False):
         super().__init__()
+        self.causal = causal
         spec = AttentionSpec.parse(spec) if isinstance(spec, str) else spec
         opts = mechanism_options or {}
         self.layers = nn.ModuleList(
@@ -157,10 +191,33 @@ class Encoder(nn.Module):
             for i in range(num_layers))
         self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm_first else None
 
+    def new_cache(self, batch_size: int, *, max_length: int | None = None) -> DecoderCache:
+        """Empty causal self-attention caches, one :class:`LayerCache` per layer (no
+        cross-attention), for incremental encoding of a streamed source."""
+        return DecoderCache([layer.new_cache(batch_size, max_length=max_length)
+                             for layer in self.layers])
+
     def forward(self, x: Tensor, *, key_padding_mask: Tensor | None = None,
-                length: Tensor | int | None = None) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, key_padding_mask=key_padding_mask, length=length)
+                length: Tensor | int | None = None, causal: bool | None = None,
+                cache: DecoderCache | None = None) -> Tensor:
+        """``x [B, S, E]`` -> ``[B, S, E]``. ``causal`` overrides the constructor's
+        setting for this call. With ``cache`` (from :meth:`new_cache`), ``x`` is
+        the next chunk of a stream encoded causally after the cached positions
+        (``key_padding_mask [B, S]`` then marks padded tokens of the chunk, which
+        the cache skips; cosFormer needs ``length``, the whole source length).
+        Causally, the first ``s`` outputs depend on the first ``s`` tokens only,
+        so a streamed source is encoded once, each chunk as it is read."""
+        causal = self.causal if causal is None else causal
+        if cache is not None:
+            if not causal:
+                raise ValueError("incremental encoding with a cache needs a causal encoder "
+                                 "(Encoder(..., causal=True) or causal=True)")
+            if not isinstance(cache, DecoderCache) or len(cache.layers) != len(self.layers):
+                raise ValueError(f"cache must come from Encoder.new_cache ({len(self.layers)} "
+                                 f"layers)")
+        for i, layer in enumerate(self.layers):
+            x = layer(x, key_padding_mask=key_padding_mask, length=length, causal=causal,
+                      cache=None if cache is None else cache.layers[i])
         return x if self.norm is None else self.norm(x)
 
 
@@ -208,7 +265,15 @@ class Decoder(nn.Module):
                 tgt_key_padding_mask: Tensor | None = None,
                 memory_key_padding_mask: Tensor | None = None, cache: DecoderCache | None = None,
                 target_length: Tensor | int | None = None,
-                source_length: Tensor | int | None = None) -> Tensor:
+                source_length: Tensor | int | None = None,
+                memory_prefix: Tensor | None = None) -> Tensor:
+        """``x [B, T, E]`` over ``memory [B, S, E]`` -> ``[B, T, E]``.
+
+        ``memory_prefix [B, T]`` (integer, in ``[0, S]``; wait-k training):
+        target position ``t`` attends to the first ``memory_prefix[b, t]``
+        memory positions in every layer's cross-attention. Not with ``cache``:
+        in decoding the cache holds what has been read (``extend_memory``).
+        """
         if cache is not None:
             if not isinstance(cache, DecoderCache) or len(cache.layers) != len(self.layers):
                 raise ValueError(f"cache must be a DecoderCache with {len(self.layers)} layers")
@@ -220,5 +285,6 @@ class Decoder(nn.Module):
             x = layer(x, memory, tgt_key_padding_mask=tgt_key_padding_mask,
                       memory_key_padding_mask=memory_key_padding_mask,
                       cache=None if cache is None else cache.layers[i],
-                      target_length=target_length, source_length=source_length)
+                      target_length=target_length, source_length=source_length,
+                      memory_prefix=memory_prefix)
         return x if self.norm is None else self.norm(x)

@@ -1,8 +1,12 @@
 """Pure tensor functions on ``[batch, heads, length, head_dim]``: feature maps,
 proportion re-weighting, linear attention in parallel / chunk / recurrent
-forms, and the softmax reference."""
+forms, prefix-constrained (wait-k) cross-attention, and the softmax reference."""
 
-from leapformer.ops.attention import cosformer_attention, leap_attention, linear_attention
+from leapformer.ops.attention import (
+    cosformer_attention,
+    leap_attention,
+    linear_attention,
+)
 from leapformer.ops.feature_maps import (
     FavorPlus,
     draw_projection,
@@ -11,7 +15,17 @@ from leapformer.ops.feature_maps import (
     identity,
     relu,
 )
-from leapformer.ops.proportions import cosformer_proportions, cross_proportions, reweighting
+from leapformer.ops.prefix_cross import (
+    prefix_cross_attention,
+    prefix_cross_attention_parallel,
+    prefix_softmax_attention,
+    waitk_prefix,
+)
+from leapformer.ops.proportions import (
+    cosformer_proportions,
+    cross_proportions,
+    reweighting,
+)
 from leapformer.ops.softmax import softmax_attention
 from leapformer.ops.state import LinearAttentionState
 
@@ -27,7 +41,11 @@ __all__ = [
     "identity",
     "leap_attention",
     "linear_attention",
+    "prefix_cross_attention",
+    "prefix_cross_attention_parallel",
+    "prefix_softmax_attention",
     "relu",
     "reweighting",
     "softmax_attention",
+    "waitk_prefix",
 ]

@@ -24,7 +24,7 @@ class BidirectionalOnly(Mechanism):
     def init_cache(self, cache, *, device, dtype):
         self._refuse("decoding with a cache")
 
-    def self_step(self, q, k, v, cache, *, q_len=None):
+    def self_step(self, q, k, v, cache, *, q_len=None, key_padding_mask=None):
         self._refuse("decoding with a cache")
 
     def cross_extend(self, k, v, cache, *, key_padding_mask=None):

@@ -13,6 +13,12 @@ causal, self or cross) each mechanism decodes with an
 Positions and lengths (``q_len``, ``k_len``: ``[B]`` lengths per item; query
 and key positions are 1-based) matter only to length-dependent mechanisms
 (cosFormer).
+
+Wait-k training (SPEC §4): mechanisms with ``supports_prefix = True`` take
+``prefix [B, M]`` in :meth:`Mechanism.forward`, the number of source positions
+each query sees (``leapformer.ops.prefix_cross_attention`` for the linear
+family, a masked SDPA for softmax). The others are never passed ``prefix``:
+:class:`~leapformer.nn.MultiheadAttention` refuses it for them.
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leapformer.nn.cache import AttentionCache
-from leapformer.ops import LinearAttentionState, leap_attention, linear_attention
+from leapformer.ops import (
+    LinearAttentionState,
+    leap_attention,
+    linear_attention,
+    prefix_cross_attention,
+)
 from leapformer.ops._fused import augment_values, expand_features
 from leapformer.ops.linear_step import step_
 from leapformer.ops.proportions import reweighting
@@ -39,6 +50,8 @@ class Mechanism(nn.Module, ABC):
     name: ClassVar[str] = "base"
     # False for the encoder-only LRA baselines (no causal, cross-attention or cache)
     full: ClassVar[bool] = True
+    # True if forward takes ``prefix=`` (wait-k cross-attention)
+    supports_prefix: ClassVar[bool] = False
 
     def __init__(self, num_heads: int, head_dim: int, *, dropout: float = 0.0):
         super().__init__()
@@ -51,7 +64,10 @@ class Mechanism(nn.Module, ABC):
                 key_padding_mask: Tensor | None = None, need_weights: bool = False,
                 q_len: Tensor | None = None, k_len: Tensor | None = None,
                 ) -> tuple[Tensor, Tensor | None]:
-        """Full attention: ``(o [B,H,M,Dv], weights [B,H,M,N] or None)``."""
+        """Full attention: ``(o [B,H,M,Dv], weights [B,H,M,N] or None)``.
+
+        Subclasses with ``supports_prefix = True`` also take ``prefix [B, M]``
+        (long): query ``i`` sees only keys ``0 .. prefix[b, i] - 1`` (wait-k)."""
 
     @abstractmethod
     def init_cache(self, cache: AttentionCache, *, device, dtype) -> None:
@@ -59,8 +75,13 @@ class Mechanism(nn.Module, ABC):
 
     @abstractmethod
     def self_step(self, q: Tensor, k: Tensor, v: Tensor, cache: AttentionCache, *,
-                  q_len: Tensor | None = None) -> Tensor:
-        """Causal self-attention of ``T`` new tokens after ``cache.length`` earlier ones."""
+                  q_len: Tensor | None = None,
+                  key_padding_mask: Tensor | None = None) -> Tensor:
+        """Causal self-attention of ``T`` new tokens after ``cache.length`` earlier ones.
+
+        ``key_padding_mask [B, T]`` (True = padding; never all False): padded
+        tokens add nothing to the cache, and positions count real tokens only
+        (:meth:`AttentionCache.new_positions`). The caller advances the cache."""
 
     @abstractmethod
     def cross_extend(self, k: Tensor, v: Tensor, cache: AttentionCache, *,
@@ -116,6 +137,7 @@ class LinearMechanism(Mechanism):
     """
 
     reweighted: ClassVar[bool] = False
+    supports_prefix: ClassVar[bool] = True
 
     def __init__(self, num_heads: int, head_dim: int, *, dropout: float = 0.0,
                  feature_map="relu", eps: float = 0.1, head_norm: str | None = None):
@@ -145,12 +167,14 @@ class LinearMechanism(Mechanism):
             return F.elu(x) + 1.0
         return self.feature_map(x, is_query)
 
-    def query_proportions(self, q: Tensor, offset: int, q_len: Tensor | None) -> Tensor:
+    def query_proportions(self, q: Tensor, offset: int | Tensor, q_len: Tensor | None) -> Tensor:
         """Re-weighted subclasses: ``q_prop [b,h,M]`` for raw queries ``q [B,H,M,D]``
-        at 1-based positions ``offset + 1 ..`` with target lengths ``q_len [B]``."""
+        at 1-based positions ``offset + 1 ..`` with target lengths ``q_len [B]``.
+        ``offset`` may instead be a tensor ``[B, M]`` of the 1-based positions
+        themselves (decoding a cache with padded slots)."""
         raise TypeError(f"{type(self).__name__} is not re-weighted")
 
-    def key_proportions(self, k: Tensor, offset: int, k_len: Tensor | None) -> Tensor:
+    def key_proportions(self, k: Tensor, offset: int | Tensor, k_len: Tensor | None) -> Tensor:
         """Re-weighted subclasses: ``k_prop [b,h,N]`` (see :meth:`query_proportions`)."""
         raise TypeError(f"{type(self).__name__} is not re-weighted")
 
@@ -177,10 +201,22 @@ class LinearMechanism(Mechanism):
                 self.key_proportions(k, k_offset, k_len))
 
     def forward(self, q, k, v, *, causal=False, key_padding_mask=None, need_weights=False,
-                q_len=None, k_len=None):
+                q_len=None, k_len=None, prefix=None):
         q_prop, k_prop = self._props(q, k, 0, 0, q_len, k_len)
-        res = self._attend(q, k, v, q_prop, k_prop, causal=causal,
-                           key_padding_mask=key_padding_mask, return_weights=need_weights)
+        if prefix is not None:
+            if causal:
+                raise ValueError("prefix already limits the keys each query sees; it cannot "
+                                 "be combined with causal=True")
+            # key proportions stay those of the whole source (j / N for cosFormer): the
+            # prefix sums need per-key weights that do not depend on the query
+            res = prefix_cross_attention(q, k, v, prefix, q_prop, k_prop,
+                                         feature_map=self.feature_map,
+                                         key_padding_mask=key_padding_mask,
+                                         normalize=self.normalize, eps=self.eps,
+                                         return_weights=need_weights)
+        else:
+            res = self._attend(q, k, v, q_prop, k_prop, causal=causal,
+                               key_padding_mask=key_padding_mask, return_weights=need_weights)
         o, weights = res if need_weights else (res, None)
         return self._finish(o), weights
 
@@ -197,7 +233,7 @@ class LinearMechanism(Mechanism):
             return F.relu(torch.stack((q, k)))
         return torch.stack((self.features(q, True), self.features(k, False)))
 
-    def step_proportions(self, q: Tensor, k: Tensor, f: Tensor, offset: int,
+    def step_proportions(self, q: Tensor, k: Tensor, f: Tensor, offset: int | Tensor,
                          q_len: Tensor | None) -> Tensor:
         """Proportions of one decoding step, stacked: ``[2, B, H, 1]``
         (``f`` = :meth:`step_features`; subclasses may fuse the work)."""
@@ -205,17 +241,21 @@ class LinearMechanism(Mechanism):
         return torch.stack((self.query_proportions(q, offset, q_len).expand(shape),
                             self.key_proportions(k, offset, q_len).expand(shape)))
 
-    def self_step(self, q, k, v, cache, *, q_len=None):
+    def self_step(self, q, k, v, cache, *, q_len=None, key_padding_mask=None):
         s = cache.tensors["s"]
-        if q.shape[2] == 1:
+        # positions: shared ``cache.length + 1 ..`` unless some slot is padding
+        pos = cache.new_positions(q.shape[2], key_padding_mask, device=q.device)
+        offset = cache.length if pos is None else pos
+        if q.shape[2] == 1 and key_padding_mask is None:
             f = _as(self.step_features(q, k), s.dtype)
             props = None
             if self.reweighted:
-                props = _as(self.step_proportions(q, k, f, cache.length, q_len), s.dtype)
+                props = _as(self.step_proportions(q, k, f, offset, q_len), s.dtype)
             o = _as(step_(f, v, s, props, normalize=self.normalize, eps=self.eps), q.dtype)
-        else:
-            q_prop, k_prop = self._props(q, k, cache.length, cache.length, q_len, q_len)
+        else:  # padded keys are zeroed after the feature map: absent from the sums
+            q_prop, k_prop = self._props(q, k, offset, offset, q_len, q_len)
             o, final = self._attend(q, k, v, q_prop, k_prop, causal=True,
+                                    key_padding_mask=key_padding_mask,
                                     initial_state=LinearAttentionState(s, v.shape[-1]),
                                     output_final_state=True)
             s.copy_(final.s)

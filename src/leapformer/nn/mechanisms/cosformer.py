@@ -8,8 +8,18 @@ item's output depend on its batch-mates). A decoder passes the true target
 length in training and a predicted one at inference
 (:mod:`leapformer.nn.length`); decoding without one is an error.
 
+Wait-k cross-attention (``prefix=``, SPEC §4): a query that sees only the
+first ``g(t)`` source positions still weighs key ``j`` by ``j / N`` with ``N``
+the whole source length (``k_len``), not ``j / g(t)``. That is what makes the
+prefix a cumulative sum gathered at ``g(t)`` (key weights must not depend on
+the query), and what the simultaneous decoding cache computes when it is
+extended chunk by chunk with ``source_length=N`` (MLA Algorithm 1), so
+training and decoding agree; ``j / g(t)`` would be the source-side analogue
+of the "stepping" baseline below, quadratic and never reused.
+
 ``length_mode="stepping"`` uses the current length instead (``L = i`` for
-query ``i``), the baseline the MLA paper reports as failing. Query ``i`` then
+query ``i``; with padded cache slots, ``i`` counts the item's real tokens),
+the baseline the MLA paper reports as failing. Query ``i`` then
 weighs key ``j`` by ``cos(pi/2 (1 - j / i))``, which does not factorise: the
 causal self-attention is computed with the quadratic weight matrix and
 decoding keeps all past features (for comparison only). In cross-attention
@@ -42,13 +52,17 @@ class CosFormer(LinearMechanism):
         self.length_mode = length_mode
 
     @staticmethod
-    def _ratio(x: Tensor, offset: int, length: Tensor | None, what: str) -> Tensor:
-        """``(offset + 1 .. offset + L) / length`` as ``[B, 1, L]``."""
+    def _ratio(x: Tensor, offset: int | Tensor, length: Tensor | None, what: str) -> Tensor:
+        """``(offset + 1 .. offset + L) / length`` as ``[B, 1, L]`` (``offset`` a
+        tensor ``[B, L]``: the 1-based positions themselves)."""
         if length is None:
             raise ValueError(f"cosformer needs the {what} length here (pass query_length / "
                              f"key_length, e.g. a predicted target length when decoding)")
-        pos = positions(offset, x.shape[2], x.device)
-        return (pos[None, :] / length.to(pos)[:, None]).unsqueeze(1)
+        if isinstance(offset, Tensor):
+            pos = offset.to(device=x.device, dtype=torch.float32)
+        else:
+            pos = positions(offset, x.shape[2], x.device)[None, :]
+        return (pos / length.to(pos)[:, None]).unsqueeze(1)
 
     def query_proportions(self, q, offset, q_len):
         if self.length_mode == "stepping":
@@ -63,22 +77,29 @@ class CosFormer(LinearMechanism):
         return p.unsqueeze(0).expand(2, -1, self.num_heads, -1)
 
     # -- stepping: causal self-attention with L = i (quadratic, for comparison) --
-    def _stepping_attend(self, q: Tensor, fk: Tensor, v: Tensor, offset: int) -> Tensor:
-        """Queries at positions ``offset+1 ..`` over keys ``1 .. offset+T`` (``fk`` features)."""
+    def _stepping_attend(self, q: Tensor, fk: Tensor, v: Tensor, offset: int,
+                         i: Tensor | None = None, j: Tensor | None = None) -> Tensor:
+        """Queries at positions ``offset+1 ..`` over keys ``1 .. offset+T`` (``fk``
+        features); or at per-item positions ``i [B, T]`` over keys at ``j [B, N]``
+        (padded slots: zero features, and position 0 before an item's first token)."""
         T, N = q.shape[2], fk.shape[2]
-        i = torch.arange(offset + 1, offset + T + 1, device=q.device, dtype=torch.float32)
-        j = torch.arange(1, N + 1, device=q.device, dtype=torch.float32)
-        w = torch.cos(math.pi / 2 * (1 - j[None, :] / i[:, None]))
-        w = w.masked_fill(j[None, :] > i[:, None], 0.0)
+        if i is None:
+            i = torch.arange(offset + 1, offset + T + 1, device=q.device,
+                             dtype=torch.float32)[None, :]
+            j = torch.arange(1, N + 1, device=q.device, dtype=torch.float32)[None, :]
+        i, j = i.to(torch.float32)[:, :, None], j.to(torch.float32)[:, None, :]
+        w = torch.cos(math.pi / 2 * (1 - j / i.clamp_min(1.0)))
+        w = w.masked_fill((j < 1) | (j > i), 0.0).unsqueeze(1)  # [b, 1, T, N]
         a = (F.relu(q).float() @ fk.float().transpose(-1, -2)) * w
         o = a @ v.float()
         return (o / a.sum(-1, keepdim=True).clamp_min(self.eps)).to(q.dtype)
 
     def forward(self, q, k, v, *, causal=False, key_padding_mask=None, need_weights=False,
-                q_len=None, k_len=None):
-        if not (causal and self.length_mode == "stepping"):
+                q_len=None, k_len=None, prefix=None):
+        if not (causal and self.length_mode == "stepping") or prefix is not None:
             return super().forward(q, k, v, causal=causal, key_padding_mask=key_padding_mask,
-                                   need_weights=need_weights, q_len=q_len, k_len=k_len)
+                                   need_weights=need_weights, q_len=q_len, k_len=k_len,
+                                   prefix=prefix)
         fk = F.relu(k)
         if key_padding_mask is not None:
             fk = fk.masked_fill(key_padding_mask[:, None, :, None], 0.0)
@@ -92,10 +113,22 @@ class CosFormer(LinearMechanism):
         cache.tensors["k"] = torch.zeros(B, H, 0, D, device=device, dtype=dtype)
         cache.tensors["v"] = torch.zeros(B, H, 0, D, device=device, dtype=dtype)
 
-    def self_step(self, q, k, v, cache, *, q_len=None):
+    def self_step(self, q, k, v, cache, *, q_len=None, key_padding_mask=None):
         if self.length_mode != "stepping":
-            return super().self_step(q, k, v, cache, q_len=q_len)
-        fk = torch.cat((cache.tensors["k"], F.relu(k)), dim=2)
+            return super().self_step(q, k, v, cache, q_len=q_len,
+                                     key_padding_mask=key_padding_mask)
+        fk_new = F.relu(k)
+        if key_padding_mask is not None:
+            fk_new = fk_new.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+        fk = torch.cat((cache.tensors["k"], fk_new), dim=2)
         vv = torch.cat((cache.tensors["v"], v), dim=2)
         cache.tensors["k"], cache.tensors["v"] = fk, vv
-        return self._finish(self._stepping_attend(q, fk, vv, cache.length))
+        pos = cache.new_positions(q.shape[2], key_padding_mask, device=q.device)
+        if pos is None:
+            return self._finish(self._stepping_attend(q, fk, vv, cache.length))
+        # per-item positions of every cached slot, kept once some slot is padding
+        past = cache.tensors.get("pos")
+        if past is None:  # no padding before: slots 1 .. length for every item
+            past = torch.arange(1, cache.length + 1, device=q.device).expand(pos.shape[0], -1)
+        cache.tensors["pos"] = j = torch.cat((past, pos), dim=1)
+        return self._finish(self._stepping_attend(q, fk, vv, cache.length, pos, j))

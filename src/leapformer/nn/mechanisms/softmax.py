@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from leapformer.nn.mechanisms.base import Mechanism
-from leapformer.ops import softmax_attention
+from leapformer.ops import prefix_softmax_attention, softmax_attention
+from leapformer.ops.prefix_cross import check_prefix
 
 MIN_CAPACITY = 64
 
@@ -17,14 +18,23 @@ MIN_CAPACITY = 64
 class Softmax(Mechanism):
     """``softmax(q k^T / sqrt(d)) v`` through ``scaled_dot_product_attention``;
     dropout acts on the weights. The decoding cache holds all past keys and
-    values (grown by doubling, or sized once by ``max_length``)."""
+    values (grown by doubling, or sized once by ``max_length``), and, once a
+    padded token has been given, which slots are padding (masked ever after)."""
 
     name = "softmax"
+    supports_prefix = True
 
     def forward(self, q, k, v, *, causal=False, key_padding_mask=None, need_weights=False,
-                q_len=None, k_len=None):
+                q_len=None, k_len=None, prefix=None):
         p = self.dropout if self.training else 0.0
+        if prefix is not None and causal:
+            raise ValueError("prefix already limits the keys each query sees; it cannot be "
+                             "combined with causal=True")
         if not need_weights:
+            if prefix is not None:  # wait-k: an [B, 1, M, N] mask, quadratic like softmax
+                return prefix_softmax_attention(q, k, v, prefix,
+                                                key_padding_mask=key_padding_mask,
+                                                dropout_p=p), None
             return softmax_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask,
                                      dropout_p=p), None
         scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
@@ -32,6 +42,9 @@ class Softmax(Mechanism):
         if causal:
             keep = keep.tril()
         keep = keep[None, None]
+        if prefix is not None:
+            prefix = check_prefix(prefix, q, k)
+            keep = keep & (torch.arange(k.shape[2], device=q.device) < prefix[:, None, :, None])
         if key_padding_mask is not None:
             keep = keep & ~key_padding_mask[:, None, None, :]
         weights = torch.softmax(scores.masked_fill(~keep, -math.inf), dim=-1)
@@ -68,14 +81,29 @@ class Softmax(Mechanism):
             cache.tensors["pad"][:, start:end] = pad
         return end
 
-    def self_step(self, q, k, v, cache, *, q_len=None):
+    def self_step(self, q, k, v, cache, *, q_len=None, key_padding_mask=None):
         start, T = cache.length, q.shape[2]
-        end = self._append(cache, k, v)
+        if key_padding_mask is not None and "pad" not in cache.tensors:
+            # the first padded slot: from now on the cache keeps which slots are padding
+            cache.tensors["pad"] = torch.zeros(cache.batch_size, cache.tensors["k"].shape[2],
+                                               dtype=torch.bool, device=q.device)
+        pad = key_padding_mask
+        if pad is None and "pad" in cache.tensors:
+            pad = torch.zeros(q.shape[0], T, dtype=torch.bool, device=q.device)
+        end = self._append(cache, k, v, pad)
         keys, values = cache.tensors["k"][:, :, :end], cache.tensors["v"][:, :, :end]
-        if T == 1:
-            return F.scaled_dot_product_attention(q, keys, values)
-        keep = torch.ones(T, end, dtype=torch.bool, device=q.device).tril(start)
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=keep)
+        if pad is None:
+            if T == 1:
+                return F.scaled_dot_product_attention(q, keys, values)
+            keep = torch.ones(T, end, dtype=torch.bool, device=q.device).tril(start)
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=keep)
+        keep = torch.ones(T, end, dtype=torch.bool, device=q.device).tril(start) & \
+            ~cache.tensors["pad"][:, None, None, :end]  # [B, 1, T, end]
+        # a query after padded slots only (a padded one) sees no key: output zero
+        # (its row is unmasked for SDPA, so that no NaN appears, then zeroed)
+        empty = ~keep.any(-1, keepdim=True)
+        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=keep | empty)
+        return o.masked_fill(empty, 0.0)
 
     def cross_extend(self, k, v, cache, *, key_padding_mask=None):
         pad = key_padding_mask
