@@ -17,6 +17,9 @@
   book, contiguous-stream batching, ``eval-lm --context-window`` windows;
   ``lm_tokenizer``: byte-level BPE (``tokenizers``) and word tokenizers with
   one interface (import these modules directly).
+- ``parallel``: line-aligned parallel text files and the en-ja Bible corpus
+  split by book; ``spm``: SentencePiece tokenizers trained in memory (import
+  ``leapformer.data.spm`` directly).
 """
 
 from leapformer.data.aan import AANPair, load_aan, read_aan_tsv
@@ -52,6 +55,13 @@ from leapformer.data.listops import (
     read_tsv,
     write_tsv,
 )
+from leapformer.data.parallel import (
+    TranslationBatch,
+    bible_en_ja,
+    collate_translation,
+    read_parallel,
+    write_parallel,
+)
 from leapformer.data.pathfinder import (
     generate_pathfinder,
     load_pathfinder_dir,
@@ -61,10 +71,11 @@ from leapformer.data.pathfinder import (
 
 __all__ = [
     "LRA_MAX_LEN", "LRA_MIN_LEN", "AANPair", "Book", "ListOpsBatch", "ListOpsExample",
-    "ListOpsTokenizer", "Verse", "count_tokens", "decode_bytes", "detect_layout",
-    "encode_bytes", "evaluate", "format_source", "generate_listops", "generate_pathfinder",
-    "generate_shapes", "load_aan", "load_cifar10_batches", "load_idx_folder", "load_imdb",
-    "load_pathfinder_dir", "parallel_verses", "pathfinder_tokens", "read_aan_tsv", "read_books",
-    "read_cifar10_batch", "read_genres", "read_idx", "read_imdb_split", "read_kougo", "read_tsv",
-    "read_web", "save_pathfinder_dir", "write_tsv",
+    "ListOpsTokenizer", "TranslationBatch", "Verse", "bible_en_ja", "collate_translation",
+    "count_tokens", "decode_bytes", "detect_layout", "encode_bytes", "evaluate", "format_source",
+    "generate_listops", "generate_pathfinder", "generate_shapes", "load_aan",
+    "load_cifar10_batches", "load_idx_folder", "load_imdb", "load_pathfinder_dir",
+    "parallel_verses", "pathfinder_tokens", "read_aan_tsv", "read_books", "read_cifar10_batch",
+    "read_genres", "read_idx", "read_imdb_split", "read_kougo", "read_parallel", "read_tsv",
+    "read_web", "save_pathfinder_dir", "write_parallel", "write_tsv",
 ]

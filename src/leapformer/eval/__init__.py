@@ -1,7 +1,9 @@
 """Evaluation metrics. Latency of simultaneous translation with SimulEval's
 semantics (:mod:`leapformer.eval.latency`) and SimulEval-compatible output
-files (:mod:`leapformer.eval.simuleval_log`)."""
+files (:mod:`leapformer.eval.simuleval_log`); corpus BLEU with sacreBLEU
+(:mod:`leapformer.eval.bleu`)."""
 
+from leapformer.eval.bleu import BleuResult, bleu_tokenizer, corpus_bleu
 from leapformer.eval.latency import (
     computation_aware_scores,
     corpus_latency,
@@ -17,9 +19,12 @@ from leapformer.eval.simuleval_log import (
 )
 
 __all__ = [
+    "BleuResult",
     "InstanceRecord",
+    "bleu_tokenizer",
     "computation_aware_scores",
     "compute_scores",
+    "corpus_bleu",
     "corpus_latency",
     "latency_scores",
     "read_instances",

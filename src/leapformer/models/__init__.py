@@ -1,5 +1,6 @@
 """Models assembled from :mod:`leapformer.nn`: sequence classifiers (LRA) and a
-decoder-only language model with batched generation."""
+decoder-only language model with batched generation, and an encoder-decoder
+translation model with greedy and beam search."""
 
 from leapformer.models.classifier import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
 from leapformer.models.generate import choose_next, cosformer_length_mode, generate
@@ -11,9 +12,21 @@ from leapformer.models.lm import (
     count_parameters,
     next_token_loss,
 )
+from leapformer.models.search import Hypothesis, beam_search, greedy, max_lengths
+from leapformer.models.seq2seq import (
+    SEQ2SEQ_PRESETS,
+    EncoderOutput,
+    Seq2Seq,
+    Seq2SeqCache,
+    Seq2SeqConfig,
+    label_smoothed_nll,
+    reorder_decoder_cache,
+)
 
 __all__ = [
-    "LM_PRESETS", "CausalLM", "ClassifierConfig", "DualEncoderClassifier", "LMCache", "LMConfig",
-    "SequenceClassifier", "choose_next", "cosformer_length_mode", "count_parameters", "generate",
-    "next_token_loss",
+    "LM_PRESETS", "SEQ2SEQ_PRESETS", "CausalLM", "ClassifierConfig", "DualEncoderClassifier",
+    "EncoderOutput", "Hypothesis", "LMCache", "LMConfig", "Seq2Seq", "Seq2SeqCache",
+    "Seq2SeqConfig", "SequenceClassifier", "beam_search", "choose_next", "cosformer_length_mode",
+    "count_parameters", "generate", "greedy", "label_smoothed_nll", "max_lengths",
+    "next_token_loss", "reorder_decoder_cache",
 ]

@@ -1,0 +1,569 @@
+"""Encoder-decoder translation model with a mechanism per attention block (MLA, SPEC §2-§4).
+
+``Seq2Seq``: source and target token embeddings (scaled by ``sqrt(d_model)``,
+plus sinusoidal or learned positions, 1-based per item), an
+:class:`~leapformer.nn.Encoder` and a :class:`~leapformer.nn.Decoder` whose
+encoder self- (``enc``), decoder self- (``dec``) and cross-attention
+(``cross``) blocks each take the mechanism an :class:`~leapformer.nn.AttentionSpec`
+names (``"enc=leap,dec=linear,cross=cosformer,dec.0=softmax"``), and an
+output projection tied to the target embedding (``tie_target_embeddings``)::
+
+    memory = Encoder(sqrt(d) E_src[x] + pos)
+    logits = LN(Decoder(sqrt(d) E_tgt[y_in] + pos, memory)) E_tgt^T
+
+Token conventions (those of :mod:`leapformer.data.spm`): ``pad_id=0``,
+``bos_id=2``, ``eos_id=3``. A source is its tokens followed by EOS; the
+decoder input is ``[BOS, y_1 .. y_n]`` and the output to predict
+``[y_1 .. y_n, EOS]``. Masks are bool, True = padding (right padding).
+
+**Target length** (SPEC §1.2, §3). cosFormer in the decoder (``dec`` or
+``cross``) weighs query ``i`` by ``i / M``: ``M`` is the number of decoder
+positions (target tokens + 1), the true one in training (each item's
+unpadded ``tgt_in`` length) and a prediction when decoding, from the
+``length_predictor``: ``"ratio"`` (``M = r N``), ``"lookup"`` (per source
+token table) -- both fitted from training statistics with
+:meth:`Seq2Seq.fit_length_predictor` -- or ``"conv"``, a network on the
+encoder output trained jointly: :meth:`Seq2Seq.loss` adds
+``length_loss_weight * length_loss`` (log-domain MSE against the true ``M``).
+Without a predictor a cosFormer decoder must be given ``target_length`` when
+decoding. Other mechanisms ignore the length (LeaP learns its proportions).
+
+**Incremental decoding**: ``enc = model.encode(src, src_mask)``,
+``cache = model.new_decoder_cache(enc)`` (cross-attention sums over the
+memory computed once; the target length predicted here), then
+``model.decode_step(tokens, cache)`` for ``T >= 1`` new decoder inputs per
+call. :meth:`Seq2SeqCache.reorder` selects/repeats batch rows (beam search).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from leapformer.models.lm import sinusoidal_embedding
+from leapformer.nn import (
+    MECHANISMS,
+    AttentionSpec,
+    BlockConfig,
+    Decoder,
+    DecoderCache,
+    Encoder,
+    length_loss,
+)
+from leapformer.nn.cache import AttentionCache
+from leapformer.nn.length import ConvLength, LengthPredictor, LookupLength, RatioLength
+from leapformer.nn.mechanisms import CosFormer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LENGTH_PREDICTORS", "SEQ2SEQ_PRESETS", "EncoderOutput", "Seq2Seq", "Seq2SeqCache",
+           "Seq2SeqConfig", "label_smoothed_nll", "reorder_decoder_cache"]
+
+POSITIONS = ("sinusoidal", "learned")
+LENGTH_PREDICTORS = ("ratio", "lookup", "conv")
+
+#: Size presets for :meth:`Seq2SeqConfig.preset` (any field can be overridden).
+#: ``paper``: Transformer base (Vaswani et al. 2017), the usual text-NMT setting:
+#: 6+6 layers, 512 wide, 8 heads, FFN 2048, dropout 0.1, label smoothing 0.1,
+#: sinusoidal positions. (SPEC §5.3-§5.4 give the MLA/LeaPformer speech models:
+#: 6+6 layers, 256 wide, 8 heads, FFN 1024 -- use ``d_model=256,
+#: dim_feedforward=1024`` for those; no text-NMT sizes are published there.)
+#: ``lite``: 3+3 layers, 256 wide, 4 heads, FFN 1024 (trains on a 2-core CPU).
+SEQ2SEQ_PRESETS: dict[str, dict] = {
+    "paper": {"d_model": 512, "nhead": 8, "num_encoder_layers": 6, "num_decoder_layers": 6,
+              "dim_feedforward": 2048, "dropout": 0.1, "label_smoothing": 0.1,
+              "max_positions": 1024},
+    "lite": {"d_model": 256, "nhead": 4, "num_encoder_layers": 3, "num_decoder_layers": 3,
+             "dim_feedforward": 1024, "dropout": 0.1, "label_smoothing": 0.1,
+             "max_positions": 512},
+}
+
+
+@dataclass
+class Seq2SeqConfig:
+    """Sizes and options of a :class:`Seq2Seq` (separate source/target vocabularies).
+
+    ``max_positions``: size of the learned position tables (``positions =
+    "learned"``); sinusoidal positions have no limit. ``mechanism_options``:
+    mechanism name -> options (e.g. ``{"leap": {"step_down": 4}}``).
+    ``length_hidden``: width of the ``conv`` length predictor.
+    """
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512
+    nhead: int = 8
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    activation: str = "relu"
+    positions: str = "sinusoidal"
+    max_positions: int = 1024
+    tie_target_embeddings: bool = True
+    scale_embedding: bool = True
+    label_smoothing: float = 0.1
+    length_loss_weight: float = 1.0
+    length_hidden: int = 256
+    pad_id: int = 0
+    bos_id: int = 2
+    eos_id: int = 3
+    mechanism_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("src_vocab_size", "tgt_vocab_size", "num_encoder_layers",
+                     "num_decoder_layers", "max_positions", "length_hidden"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.length_loss_weight < 0:
+            raise ValueError(f"length_loss_weight must be >= 0, got {self.length_loss_weight}")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            v = getattr(self, name)
+            if not 0 <= v < min(self.src_vocab_size, self.tgt_vocab_size):
+                raise ValueError(f"{name}={v} is outside both vocabularies (sizes "
+                                 f"{self.src_vocab_size}, {self.tgt_vocab_size})")
+        if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
+            raise ValueError(f"pad_id, bos_id and eos_id must differ, got "
+                             f"{self.pad_id}, {self.bos_id}, {self.eos_id}")
+        if not isinstance(self.mechanism_options, dict):
+            raise TypeError(f"mechanism_options must be a dict, got "
+                            f"{type(self.mechanism_options).__name__}")
+        self.block()  # validates d_model / nhead / activation
+
+    @classmethod
+    def preset(cls, name: str, src_vocab_size: int, tgt_vocab_size: int,
+               **overrides) -> Seq2SeqConfig:
+        """The sizes of :data:`SEQ2SEQ_PRESETS` ``[name]`` with ``overrides``."""
+        if name not in SEQ2SEQ_PRESETS:
+            raise ValueError(f"unknown seq2seq preset {name!r}; known: {sorted(SEQ2SEQ_PRESETS)}")
+        return cls(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
+                   **{**SEQ2SEQ_PRESETS[name], **overrides})
+
+    def block(self) -> BlockConfig:
+        return BlockConfig(d_model=self.d_model, nhead=self.nhead,
+                           dim_feedforward=self.dim_feedforward, dropout=self.dropout,
+                           activation=self.activation, norm_first=True)
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def _shape(t) -> list:
+    return list(getattr(t, "shape", []))
+
+
+def _check_tokens(name: str, tokens: Tensor, vocab: int) -> None:
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype not in (
+            torch.int64, torch.int32):
+        raise ValueError(f"{name} must be an integer tensor [batch, length], got "
+                         f"{getattr(tokens, 'dtype', type(tokens).__name__)} {_shape(tokens)}")
+    if tokens.shape[1] < 1:
+        raise ValueError(f"{name} must hold at least one position, got {_shape(tokens)}")
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
+        raise ValueError(f"{name} holds ids outside [0, {vocab}): min {int(tokens.min())}, "
+                         f"max {int(tokens.max())}")
+
+
+def _check_mask(name: str, mask: Tensor | None, tokens: Tensor) -> None:
+    if mask is None:
+        return
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor (True = padding), got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    if mask.shape != tokens.shape:
+        raise ValueError(f"{name} must have the shape of its tokens {_shape(tokens)}, got "
+                         f"{_shape(mask)}")
+    if bool((mask[:, 1:] < mask[:, :-1]).any()):
+        raise ValueError(f"{name} must mark right padding only (a real token after padding)")
+    if bool(mask[:, 0].any()):
+        raise ValueError(f"{name}: every item needs at least one real token")
+
+
+def _lengths(mask: Tensor | None, tokens: Tensor) -> Tensor:
+    if mask is None:
+        return torch.full((tokens.shape[0],), tokens.shape[1], dtype=torch.long,
+                          device=tokens.device)
+    return (~mask).sum(1)
+
+
+def label_smoothed_nll(logits: Tensor, target: Tensor, *, epsilon: float = 0.1,
+                       ignore_index: int | None = 0, reduction: str = "mean",
+                       ) -> tuple[Tensor, Tensor]:
+    """Label-smoothed cross-entropy of ``logits [B, T, V]`` against ``target [B, T]``.
+
+    ``loss = (1 - eps) * nll + eps * mean_v(-log p_v)`` per token (the
+    uniform-smoothing form of ``F.cross_entropy(label_smoothing=eps)``);
+    tokens equal to ``ignore_index`` count nowhere. Returns ``(loss, nll)``
+    reduced by ``reduction``: ``"mean"`` over counted tokens, ``"sum"``, or
+    ``"none"`` (``[B, T]``, zeros where ignored).
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
+    if logits.dim() != 3 or logits.shape[:2] != target.shape:
+        raise ValueError(f"logits must be [batch, length, vocab] matching target "
+                         f"{_shape(target)}, got {_shape(logits)}")
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()  # half-precision logits: the softmax in float32
+    lp = F.log_softmax(logits, dim=-1)
+    keep = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else \
+        target != ignore_index
+    safe = target.masked_fill(~keep, 0)
+    nll = -lp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    smooth = -lp.mean(-1)
+    loss = ((1.0 - epsilon) * nll + epsilon * smooth).masked_fill(~keep, 0.0)
+    nll = nll.masked_fill(~keep, 0.0)
+    if reduction == "none":
+        return loss, nll
+    if reduction == "sum":
+        return loss.sum(), nll.sum()
+    n = keep.sum().clamp_min(1)
+    return loss.sum() / n, nll.sum() / n
+
+
+@dataclass(eq=False)
+class EncoderOutput:
+    """What the decoder needs from the source: ``memory [B, S, E]``, ``padding_mask
+    [B, S]`` (True = padding, or None), ``src_lengths [B]`` and ``src_tokens [B, S]``."""
+
+    memory: Tensor
+    padding_mask: Tensor | None
+    src_lengths: Tensor
+    src_tokens: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.memory.shape[0]
+
+    def index_select(self, index: Tensor) -> EncoderOutput:
+        """Rows ``index`` (e.g. ``arange(B).repeat_interleave(beam)``)."""
+        sel = lambda t: None if t is None else t.index_select(0, index.to(t.device))
+        return EncoderOutput(sel(self.memory), sel(self.padding_mask), sel(self.src_lengths),
+                             sel(self.src_tokens))
+
+
+def _reorder_attention_cache(cache: AttentionCache, index: Tensor) -> None:
+    B = cache.batch_size
+    for name, t in list(cache.tensors.items()):
+        if t.dim() == 0 or t.shape[0] != B:
+            raise ValueError(f"cannot reorder cache tensor {name!r} of shape {_shape(t)}: its "
+                             f"first axis is not the batch ({B})")
+        cache.tensors[name] = t.index_select(0, index.to(t.device))
+    if cache.source_length is not None:
+        cache.source_length = cache.source_length.index_select(
+            0, index.to(cache.source_length.device))
+    cache.batch_size = int(index.numel())
+
+
+def reorder_decoder_cache(cache: DecoderCache, index: Tensor, *, cross: bool = True) -> None:
+    """Select/repeat the batch rows ``index [B']`` of every layer's caches, in place
+    (``cross=False`` leaves the cross-attention caches alone: fine when ``index``
+    only permutes rows that share a source, as beams of one sentence do).
+
+    Every cache tensor of :mod:`leapformer.nn` mechanisms has the batch on
+    its first axis (softmax keys/values ``[B, H, T, D]`` and padding ``[B, T]``,
+    linear running sums ``[B, H, G, F, P]``); anything else raises ``ValueError``.
+    """
+    if not isinstance(index, Tensor) or index.dim() != 1 or index.is_floating_point():
+        raise ValueError(f"index must be a 1-D integer tensor, got {_shape(index)}")
+    for lc in cache.layers:
+        _reorder_attention_cache(lc.self_attn, index)
+        if lc.cross_attn is not None:
+            if cross:
+                _reorder_attention_cache(lc.cross_attn, index)
+            elif lc.cross_attn.batch_size != index.numel():
+                raise ValueError(f"cross=False needs the batch size to stay "
+                                 f"{lc.cross_attn.batch_size}, got {index.numel()} rows")
+
+
+@dataclass(eq=False)
+class Seq2SeqCache:
+    """Decoding state of a :class:`Seq2Seq`: the decoder's caches, the target
+    length ``M [B]`` cosFormer reads (None if no decoder block needs it), and the
+    decoder positions consumed so far (``length``)."""
+
+    decoder: DecoderCache
+    target_length: Tensor | None
+    batch_size: int
+
+    @property
+    def length(self) -> int:
+        return self.decoder.length
+
+    @property
+    def nbytes(self) -> int:
+        return self.decoder.nbytes
+
+    def reorder(self, index: Tensor, *, cross: bool = True) -> None:
+        """Keep/repeat batch rows ``index`` in place (see :func:`reorder_decoder_cache`)."""
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.batch_size):
+            raise ValueError(f"index holds rows outside [0, {self.batch_size}): "
+                             f"{index.tolist()}")
+        reorder_decoder_cache(self.decoder, index, cross=cross)
+        if self.target_length is not None:
+            self.target_length = self.target_length.index_select(
+                0, index.to(self.target_length.device))
+        self.batch_size = int(index.numel())
+
+
+# ------------------------------------------------------------------------------- model
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder translation model (see the module docstring).
+
+    ``spec``: an :class:`AttentionSpec` or its string. ``length_predictor``:
+    None, ``"ratio"``, ``"lookup"``, ``"conv"`` or a
+    :class:`~leapformer.nn.length.LengthPredictor` instance; named ones start
+    neutral (ratio 1, a lookup table of 1 per token) until
+    :meth:`fit_length_predictor`, ``conv`` is trained by :meth:`loss`.
+    ``causal_encoder=True``: unidirectional encoder (simultaneous translation).
+    """
+
+    def __init__(self, cfg: Seq2SeqConfig, spec: AttentionSpec | str = "enc=leap,dec=leap,cross=leap",
+                 length_predictor: str | LengthPredictor | None = None, *,
+                 causal_encoder: bool = False):
+        super().__init__()
+        if not isinstance(cfg, Seq2SeqConfig):
+            raise TypeError(f"cfg must be a Seq2SeqConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.spec = AttentionSpec.parse(spec) if isinstance(spec, str) else spec
+        if not isinstance(self.spec, AttentionSpec):
+            raise TypeError(f"spec must be an AttentionSpec or a string, got {type(spec).__name__}")
+        self._check_spec(causal_encoder)
+        d = cfg.d_model
+        self.src_embed = nn.Embedding(cfg.src_vocab_size, d, padding_idx=cfg.pad_id)
+        self.tgt_embed = nn.Embedding(cfg.tgt_vocab_size, d, padding_idx=cfg.pad_id)
+        for emb in (self.src_embed, self.tgt_embed):
+            nn.init.normal_(emb.weight, std=d ** -0.5)
+            with torch.no_grad():
+                emb.weight[cfg.pad_id].zero_()
+        self.embed_scale = math.sqrt(d) if cfg.scale_embedding else 1.0
+        if cfg.positions == "learned":
+            self.src_pos = nn.Embedding(cfg.max_positions, d)
+            self.tgt_pos = nn.Embedding(cfg.max_positions, d)
+        else:
+            self.src_pos = self.tgt_pos = None
+        self.dropout = nn.Dropout(cfg.dropout)
+        block = cfg.block()
+        self.encoder = Encoder(cfg.num_encoder_layers, block, self.spec, cfg.mechanism_options,
+                               causal=causal_encoder)
+        self.decoder = Decoder(cfg.num_decoder_layers, block, self.spec, cfg.mechanism_options)
+        self.output = None
+        if not cfg.tie_target_embeddings:
+            self.output = nn.Linear(d, cfg.tgt_vocab_size, bias=False)
+            nn.init.normal_(self.output.weight, std=d ** -0.5)
+        self.length_predictor = self._build_length_predictor(length_predictor)
+
+    # -- construction ---------------------------------------------------------
+    def _check_spec(self, causal_encoder: bool) -> None:
+        cfg = self.cfg
+        full = sorted(n for n, c in MECHANISMS.items() if c.full)
+        blocks = [("dec", cfg.num_decoder_layers), ("cross", cfg.num_decoder_layers)]
+        if causal_encoder:
+            blocks.append(("enc", cfg.num_encoder_layers))
+        for block, n in blocks:
+            for i in range(n):
+                name = self.spec.mechanism(block, i)
+                if not MECHANISMS[name].full:
+                    raise ValueError(f"mechanism {name!r} (block {block}, layer {i}) has no "
+                                     f"causal/cross/decoding form; use one of {full}")
+
+    def _build_length_predictor(self, spec) -> LengthPredictor | None:
+        if spec is None or isinstance(spec, LengthPredictor):
+            return spec
+        if spec == "ratio":
+            return RatioLength(1.0)
+        if spec == "lookup":
+            return LookupLength({}, default=1.0, vocab_size=self.cfg.src_vocab_size)
+        if spec == "conv":
+            return ConvLength(self.cfg.d_model, hidden=self.cfg.length_hidden,
+                              dropout=self.cfg.dropout)
+        raise ValueError(f"length_predictor must be None, one of {LENGTH_PREDICTORS} or a "
+                         f"LengthPredictor, got {spec!r}")
+
+    @property
+    def needs_target_length(self) -> bool:
+        """True if a decoder block re-weights by the target length (cosFormer)."""
+        return any(isinstance(m, CosFormer) and m.length_mode == "given"
+                   for m in self.decoder.modules())
+
+    @torch.no_grad()
+    def fit_length_predictor(self, sources: Sequence[Sequence[int]],
+                             target_lengths: Sequence[int]) -> LengthPredictor:
+        """Fit a ``ratio`` or ``lookup`` predictor from training data: ``sources`` (the
+        source token lists, as given to the encoder) and ``target_lengths`` (decoder
+        positions per pair: target tokens + 1). Replaces the predictor; returns it."""
+        pred = self.length_predictor
+        if len(sources) != len(target_lengths) or not sources:
+            raise ValueError(f"need as many sources as target_lengths (> 0), got "
+                             f"{len(sources)} and {len(target_lengths)}")
+        device = self.src_embed.weight.device
+        if isinstance(pred, RatioLength):
+            new = RatioLength.fit([len(s) for s in sources], list(target_lengths))
+        elif isinstance(pred, LookupLength):
+            new = LookupLength.fit(sources, target_lengths=list(target_lengths),
+                                   vocab_size=self.cfg.src_vocab_size,
+                                   damping=float(pred.damping))
+        else:
+            raise ValueError(f"fit_length_predictor fits a ratio or lookup predictor; this model "  # noqa: TRY004
+                             f"has {type(pred).__name__ if pred is not None else None}")
+        self.length_predictor = new.to(device)
+        return self.length_predictor
+
+    # -- pieces ---------------------------------------------------------------
+    def _embed(self, tokens: Tensor, emb: nn.Embedding, pos_table: nn.Embedding | None,
+               start: int = 0) -> Tensor:
+        T = tokens.shape[1]
+        pos = torch.arange(start + 1, start + T + 1, device=tokens.device)
+        if pos_table is not None and start + T > self.cfg.max_positions:
+            raise ValueError(f"position {start + T} is past the learned position table "
+                             f"(max_positions={self.cfg.max_positions})")
+        x = emb(tokens) * self.embed_scale
+        if pos_table is not None:
+            x = x + pos_table(pos - 1)
+        else:
+            x = x + sinusoidal_embedding(pos, self.cfg.d_model).to(x.dtype)
+        return self.dropout(x)
+
+    def project(self, hidden: Tensor) -> Tensor:
+        """Decoder states ``[..., d_model]`` -> logits ``[..., tgt_vocab_size]``."""
+        if self.output is None:
+            return F.linear(hidden, self.tgt_embed.weight)
+        return self.output(hidden)
+
+    def encode(self, src: Tensor, src_mask: Tensor | None = None) -> EncoderOutput:
+        """Encode ``src [B, S]`` (``src_mask`` True = padding; right padding)."""
+        _check_tokens("src", src, self.cfg.src_vocab_size)
+        _check_mask("src_mask", src_mask, src)
+        if src_mask is not None and not bool(src_mask.any()):
+            src_mask = None
+        x = self._embed(src, self.src_embed, self.src_pos)
+        memory = self.encoder(x, key_padding_mask=src_mask)
+        return EncoderOutput(memory, src_mask, _lengths(src_mask, src), src)
+
+    def predict_target_length(self, enc: EncoderOutput) -> Tensor:
+        """Predicted decoder lengths ``M [B]`` (LongTensor, >= 1) from the length predictor."""
+        if self.length_predictor is None:
+            raise ValueError("this model has no length_predictor; pass target_length")
+        return self.length_predictor.predict(
+            enc.src_lengths, src_tokens=enc.src_tokens, encoder_out=enc.memory,
+            src_key_padding_mask=enc.padding_mask).to(enc.memory.device)
+
+    def _target_length(self, enc: EncoderOutput, target_length) -> Tensor | None:
+        B = enc.batch_size
+        if target_length is not None:
+            t = torch.as_tensor(target_length, device=enc.memory.device)
+            if t.dim() == 0:
+                t = t.expand(B)
+            if t.shape != (B,) or t.is_floating_point() or bool((t < 1).any()):
+                raise ValueError(f"target_length must be a positive int or [batch={B}] ints, "
+                                 f"got {target_length!r}")
+            return t.long()
+        if not self.needs_target_length:
+            return None
+        if self.length_predictor is None:
+            raise ValueError("a cosFormer decoder block needs the target length: give the model "
+                             "a length_predictor or pass target_length")
+        return self.predict_target_length(enc)
+
+    # -- training -------------------------------------------------------------
+    def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor,
+                tgt_mask: Tensor | None = None, memory_prefix: Tensor | None = None, *,
+                target_length: Tensor | int | None = None,
+                enc: EncoderOutput | None = None) -> Tensor:
+        """Teacher-forced logits ``[B, T, tgt_vocab_size]`` for ``tgt_in [B, T]``.
+
+        ``target_length`` (default: each item's unpadded ``tgt_in`` length) is
+        the ``M`` of cosFormer decoder blocks. ``memory_prefix [B, T]`` (wait-k
+        training): decoder position ``t`` sees the first ``memory_prefix[b, t]``
+        source positions. ``enc``: a precomputed :meth:`encode` of ``src``.
+        """
+        if enc is None:
+            enc = self.encode(src, src_mask)
+        return self.project(self._decode_full(enc, tgt_in, tgt_mask, memory_prefix,
+                                              target_length))
+
+    def _decode_full(self, enc, tgt_in, tgt_mask, memory_prefix, target_length) -> Tensor:
+        _check_tokens("tgt_in", tgt_in, self.cfg.tgt_vocab_size)
+        _check_mask("tgt_mask", tgt_mask, tgt_in)
+        if tgt_in.shape[0] != enc.batch_size:
+            raise ValueError(f"src has {enc.batch_size} items but tgt_in {tgt_in.shape[0]}")
+        if tgt_mask is not None and not bool(tgt_mask.any()):
+            tgt_mask = None
+        if target_length is None:
+            target_length = _lengths(tgt_mask, tgt_in)
+        y = self._embed(tgt_in, self.tgt_embed, self.tgt_pos)
+        return self.decoder(y, enc.memory, tgt_key_padding_mask=tgt_mask,
+                            memory_key_padding_mask=enc.padding_mask,
+                            target_length=target_length, source_length=enc.src_lengths,
+                            memory_prefix=memory_prefix)
+
+    def loss(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_out: Tensor,
+             tgt_mask: Tensor | None = None, memory_prefix: Tensor | None = None, *,
+             label_smoothing: float | None = None) -> dict[str, Tensor]:
+        """Training loss of a batch: ``{"loss", "nll", "length_loss", "tokens"}``.
+
+        ``loss`` = label-smoothed cross-entropy (mean over the target tokens,
+        ``tgt_out == pad_id`` ignored) + ``length_loss_weight * length_loss``
+        for a ``conv`` length predictor (0 otherwise); ``nll`` is the plain
+        cross-entropy (for perplexity), ``tokens`` the number of counted targets.
+        """
+        eps = self.cfg.label_smoothing if label_smoothing is None else label_smoothing
+        _check_tokens("tgt_out", tgt_out, self.cfg.tgt_vocab_size)
+        if tgt_out.shape != tgt_in.shape:
+            raise ValueError(f"tgt_out {_shape(tgt_out)} must have the shape of tgt_in "
+                             f"{_shape(tgt_in)}")
+        enc = self.encode(src, src_mask)
+        logits = self.forward(src, src_mask, tgt_in, tgt_mask, memory_prefix, enc=enc)
+        loss, nll = label_smoothed_nll(logits, tgt_out, epsilon=eps, ignore_index=self.cfg.pad_id)
+        tokens = (tgt_out != self.cfg.pad_id).sum()
+        len_loss = logits.new_zeros((), dtype=torch.float32)
+        if isinstance(self.length_predictor, ConvLength):
+            pred = self.length_predictor(enc.memory, enc.padding_mask)
+            len_loss = length_loss(pred, _lengths(tgt_mask, tgt_in))
+            loss = loss + self.cfg.length_loss_weight * len_loss
+        return {"loss": loss, "nll": nll, "length_loss": len_loss, "tokens": tokens}
+
+    # -- incremental decoding -------------------------------------------------
+    def new_decoder_cache(self, enc: EncoderOutput, *, target_length: Tensor | int | None = None,
+                          max_length: int | None = None) -> Seq2SeqCache:
+        """A decoding cache over ``enc`` (cross-attention sums computed once).
+
+        ``target_length`` (int or ``[B]``) overrides the predicted ``M``;
+        ``max_length``: most decoder positions (preallocates softmax caches).
+        """
+        if not isinstance(enc, EncoderOutput):
+            raise TypeError(f"enc must be an EncoderOutput (Seq2Seq.encode), got "
+                            f"{type(enc).__name__}")
+        M = self._target_length(enc, target_length)
+        dec = self.decoder.new_cache(enc.batch_size, max_length=max_length, memory=enc.memory,
+                                     memory_key_padding_mask=enc.padding_mask,
+                                     source_length=enc.src_lengths)
+        return Seq2SeqCache(dec, M, enc.batch_size)
+
+    def decode_step(self, tokens: Tensor, cache: Seq2SeqCache) -> Tensor:
+        """Logits ``[B, T, V]`` for ``T >= 1`` next decoder inputs ``tokens [B, T]``
+        (the first call starts with BOS) continuing ``cache`` (updated in place)."""
+        if not isinstance(cache, Seq2SeqCache):
+            raise TypeError(f"cache must be a Seq2SeqCache (Seq2Seq.new_decoder_cache), got "
+                            f"{type(cache).__name__}")
+        _check_tokens("tokens", tokens, self.cfg.tgt_vocab_size)
+        if tokens.shape[0] != cache.batch_size:
+            raise ValueError(f"cache holds {cache.batch_size} rows, tokens "
+                             f"{_shape(tokens)}")
+        y = self._embed(tokens, self.tgt_embed, self.tgt_pos, start=cache.length)
+        h = self.decoder(y, cache=cache.decoder, target_length=cache.target_length)
+        return self.project(h)
