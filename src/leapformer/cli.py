@@ -75,7 +75,12 @@ def run_bench_ops(args: argparse.Namespace) -> int:
     """Run the ops benchmark from parsed options: print markdown, write files if ``out_dir``."""
     from tqdm import tqdm
 
-    from leapformer.bench.ops import BenchConfig, render_markdown, run_ops_benchmark, write_results
+    from leapformer.bench.ops import (
+        BenchConfig,
+        render_markdown,
+        run_ops_benchmark,
+        write_results,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -185,8 +190,12 @@ def run_bench_lra_speed(args: argparse.Namespace) -> int:
     """LRA classifier throughput and memory per mechanism: print markdown, write files."""
     from tqdm import tqdm
 
-    from leapformer.bench.lra_speed import LRASpeedConfig, render_markdown, run_lra_speed, \
-        write_results
+    from leapformer.bench.lra_speed import (
+        LRASpeedConfig,
+        render_markdown,
+        run_lra_speed,
+        write_results,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -320,24 +329,30 @@ def run_lra_report(args: argparse.Namespace) -> int:
     import json
 
     from leapformer._io import atomic_write_text
-    from leapformer.tasks.lra_report import collect, figure1_points, render_table
+    from leapformer.tasks.lra_report import (
+        collect,
+        figure1_points,
+        render_report,
+        render_table,
+    )
 
     results = collect(args.runs)
+    speed = None
+    if args.speed is not None:
+        try:
+            speed = json.loads(args.speed.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"leapformer lra-report: error: --speed {args.speed}: {err}", file=sys.stderr)
+            return 2
     table = render_table(results)
     print(table, end="")
     if args.out is not None:
-        atomic_write_text(args.out, table)
+        command = "leapformer lra-report " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
+        atomic_write_text(args.out, render_report(results, speed, command=command))
         print(f"wrote {args.out}")
     if args.figure is not None:
         from leapformer.tasks.lra_figures import plot_accuracy_throughput
 
-        speed = None
-        if args.speed is not None:
-            try:
-                speed = json.loads(args.speed.read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                print(f"leapformer lra-report: error: --speed {args.speed}: {err}", file=sys.stderr)
-                return 2
         points, xlabel = figure1_points(results, speed)
         if not points:
             print("leapformer lra-report: error: no mechanism has a run of every task "

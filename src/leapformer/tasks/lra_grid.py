@@ -32,7 +32,12 @@ def run_grid(tasks: Sequence[str], mechanisms: Sequence[str], out: str | Path, *
     from leapformer.nn import MECHANISMS
     from leapformer.tasks.lra import run_lra
     from leapformer.tasks.lra_figures import plot_accuracy_throughput
-    from leapformer.tasks.lra_report import collect, figure1_points, render_table
+    from leapformer.tasks.lra_report import (
+        collect,
+        figure1_points,
+        render_report,
+        render_table,
+    )
     from leapformer.tasks.lra_tasks import TASKS
 
     bad = [t for t in tasks if t not in TASKS]
@@ -59,7 +64,7 @@ def run_grid(tasks: Sequence[str], mechanisms: Sequence[str], out: str | Path, *
                  f"{100 * res['test_accuracy']:.2f}, {time.perf_counter() - t0:.0f} s")
     results = collect([out / f"{t}-{m}" for t, m in pairs])
     table = render_table(results)
-    atomic_write_text(out / "report.md", table)
+    atomic_write_text(out / "report.md", render_report(results, speed))
     figure = None
     points, xlabel = figure1_points(results, speed)
     if points:

@@ -91,3 +91,84 @@ def figure1_points(results: list[dict], speed: dict | None = None) -> tuple[list
     else:
         label = "training throughput of the runs (tokens/s, bubble = peak RSS MB)"
     return points, label
+
+
+def _averages(results: list[dict]) -> tuple[list[str], dict[str, float]]:
+    """Tasks present and the mean test accuracy (%) of each mechanism that ran all of them."""
+    tasks = [t for t in TASKS if any(r["task"] == t for r in results)]
+    cell = {(r["attention"], r["task"]): r for r in results}
+    avgs = {}
+    for m in {r["attention"] for r in results}:
+        if all((m, t) in cell for t in tasks):
+            avgs[m] = 100 * sum(cell[(m, t)]["test_accuracy"] for t in tasks) / len(tasks)
+    return tasks, avgs
+
+
+def evaluate_targets(results: list[dict], speed: dict | None = None) -> list[dict]:
+    """The issue's LRA targets: LeaP's average accuracy at or above cosFormer's and
+    every other efficient mechanism's, within 1 point of softmax; with a speed
+    result, LeaP's training throughput at its length within 1.25x of ReLU
+    linear and at least 3x softmax."""
+    from leapformer.bench._common import target
+
+    _, avgs = _averages(results)
+    leap = avgs.get("leap")
+    others = {m: a for m, a in avgs.items() if m not in ("leap", "softmax")}
+    best_other = max(others, key=others.get) if others else None
+    rows = [
+        target("LeaP average accuracy - cosFormer's", ">= 0",
+               None if leap is None or "cosformer" not in avgs else leap - avgs["cosformer"],
+               lambda v: v >= 0, "{:+.2f} pt"),
+        target("LeaP average accuracy - best other efficient mechanism's", ">= 0",
+               None if leap is None or best_other is None else leap - others[best_other],
+               lambda v: v >= 0, "{:+.2f} pt", detail=f"best: {best_other}"),
+        target("LeaP average accuracy - softmax's", ">= -1 pt",
+               None if leap is None or "softmax" not in avgs else leap - avgs["softmax"],
+               lambda v: v >= -1.0, "{:+.2f} pt"),
+    ]
+    if speed is not None:
+        row = {r["mechanism"]: r for r in speed["rows"] if r["mode"] == "train" and not r["error"]}
+        n = speed["config"]["length"]
+        lp = row.get("leap", {})
+        rows += [
+            target(f"LeaP training throughput vs softmax at {n}", ">= 3x", lp.get("vs_softmax"),
+                   lambda v: v >= 3.0, "{:.2f}x"),
+            target(f"LeaP training throughput vs ReLU linear at {n}", ">= 0.8x (within 1.25x)",
+                   lp.get("vs_linear"), lambda v: v >= 0.8, "{:.2f}x"),
+        ]
+    return rows
+
+
+def render_report(results: list[dict], speed: dict | None = None, *, command: str = "") -> str:
+    """The whole markdown report: what was run, the accuracy table, the speed rows
+    used for Figure 1 (when given) and the targets."""
+    from leapformer.bench._common import targets_table
+
+    tasks, avgs = _averages(results)
+    profiles = sorted({str(r.get("profile", "?")) for r in results})
+    lines = ["# Long-Range Arena results", ""]
+    if command:
+        lines.append(f"- command: `{command}`")
+    lines += [f"- runs: {len(results)} (tasks: {', '.join(tasks)}; profile: {', '.join(profiles)})",
+              ("- accuracy: test accuracy (%) of the best checkpoint; average over the tasks "
+              "listed (only for mechanisms that ran all of them)"),
+              ("- throughput and peak RSS per run are listed per task in the order of the "
+              "columns; peak RSS is the process's (a grid runs many runs in one process)"), "",
+              "## Accuracy", "", render_table(results).rstrip("\n"), ""]
+    if speed is not None:
+        n = speed["config"]["length"]
+        lines += [f"## Training speed at {n} tokens (Figure 1's x axis and bubble size)", "",
+                  (f"From `{speed.get('command', 'leapformer bench lra-speed')}`; "
+                  f"{speed['machine'].get('device', '')}."), "",
+                  "| mechanism | average accuracy | train tokens/s | vs softmax | vs linear | peak MB |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in speed["rows"]:
+            if r["mode"] != "train" or r["error"]:
+                continue
+            acc = avgs.get(r["mechanism"])
+            lines.append(f"| {r['mechanism']} | {'-' if acc is None else f'{acc:.2f}'} "
+                         f"| {r['tokens_per_s']:.0f} | {r['vs_softmax']:.2f} "
+                         f"| {r['vs_linear']:.2f} | {r['peak_mb']:.0f} |")
+        lines.append("")
+    lines += [*targets_table(evaluate_targets(results, speed)), ""]
+    return "\n".join(lines)
