@@ -691,6 +691,29 @@ def run_lm_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lm_report_command(args: argparse.Namespace) -> int:
+    """Markdown report of LM runs, extra evaluations and a speed result."""
+    from leapformer._io import atomic_write_text
+    from leapformer.tasks.lm_report import (
+        collect_lm_results,
+        load_evals,
+        load_speed,
+        render_lm_report,
+    )
+
+    try:
+        results = collect_lm_results(args.runs)
+        evals = load_evals(args.evals)
+        speed = load_speed(args.speed) if args.speed is not None else None
+        text = render_lm_report(results, evals, speed, command=invocation())
+    except (ValueError, FileNotFoundError) as err:
+        return _lm_error("report", err)
+    atomic_write_text(args.out, text)
+    print(text, end="")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def add_lm_commands(commands) -> None:
     """``leapformer lm train|eval|generate``."""
     lm = commands.add_parser("lm", help="causal language model: train, evaluate perplexity, "
@@ -744,6 +767,17 @@ def add_lm_commands(commands) -> None:
                            "generation ms/token per position, per mechanism")
     add_lm_bench_arguments(bench)
     bench.set_defaults(func=run_lm_bench)
+
+    rep = sub.add_parser("report", help="markdown report of LM runs (perplexity table, extra "
+                         "evaluations, speed, targets)")
+    rep.add_argument("--runs", type=Path, nargs="+", required=True,
+                     help="run folders of 'lm train' (searched for results.json)")
+    rep.add_argument("--evals", type=Path, nargs="+", default=[], metavar="FILE.json",
+                     help="JSON results of 'lm eval --out' (e.g. cosFormer with "
+                     "--cosformer-length train/stepping)")
+    rep.add_argument("--speed", type=Path, help="JSON of 'lm bench' / benchmarks/lm_speed.py")
+    rep.add_argument("--out", type=Path, required=True, help="the markdown file to write")
+    rep.set_defaults(func=run_lm_report_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
