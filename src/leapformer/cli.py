@@ -850,6 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
     heat.add_argument("--out", type=Path, required=True, help="PNG to write")
     heat.set_defaults(func=run_heatmap)
     add_lm_commands(commands)
+    from leapformer.cli_translate import add_translate_parser
+
+    add_translate_parser(commands)
     return parser
 
 

@@ -104,3 +104,10 @@ def test_errors(tmp_path, en_tok):
     with pytest.raises(ValueError, match="bad.model"):
         SpmTokenizer.load(bad)
     assert train_spm(EN[:2], 5000, hard_vocab_limit=False).vocab_size < 5000
+
+
+def test_trains_when_stderr_has_no_file_descriptor(capsys):
+    # under pytest's capsys (and in notebooks) sys.stderr has no fileno(); training
+    # must not depend on redirecting it
+    tok = train_spm(["hello world", "hello there", "world of words"] * 50, 15)
+    assert tok.vocab_size == 15

@@ -38,6 +38,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -221,9 +222,15 @@ def train_spm(texts: Iterable[str], vocab_size: int, model_type: str = "unigram"
     out = io.BytesIO()
     spm = _spm()
     try:
+        sys.stderr.fileno()
+        redirect = True
+    except (AttributeError, OSError, ValueError):  # e.g. pytest's capsys: no descriptor
+        redirect = False  # sentencepiece's log redirect needs one; minloglevel still quiets it
+    try:
         with open(os.devnull, "w") as quiet:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(sentences), model_writer=out, logstream=quiet,
+                sentence_iterator=iter(sentences), model_writer=out,
+                **({"logstream": quiet} if redirect else {}),
                 vocab_size=vocab_size, model_type=model_type,
                 character_coverage=character_coverage,
                 max_sentence_length=max_sentence_length, num_threads=num_threads,

@@ -1,6 +1,6 @@
 """Models assembled from :mod:`leapformer.nn`: sequence classifiers (LRA) and a
 decoder-only language model with batched generation, and an encoder-decoder
-translation model with greedy and beam search."""
+translation model with greedy and beam search and a simultaneous wait-k agent."""
 
 from leapformer.models.classifier import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
 from leapformer.models.generate import choose_next, cosformer_length_mode, generate
@@ -22,11 +22,13 @@ from leapformer.models.seq2seq import (
     label_smoothed_nll,
     reorder_decoder_cache,
 )
+from leapformer.models.simul import SimulAgent, SimulResult, simultaneous_greedy
 
 __all__ = [
     "LM_PRESETS", "SEQ2SEQ_PRESETS", "CausalLM", "ClassifierConfig", "DualEncoderClassifier",
     "EncoderOutput", "Hypothesis", "LMCache", "LMConfig", "Seq2Seq", "Seq2SeqCache",
-    "Seq2SeqConfig", "SequenceClassifier", "beam_search", "choose_next", "cosformer_length_mode",
+    "Seq2SeqConfig", "SequenceClassifier", "SimulAgent", "SimulResult", "beam_search",
+    "choose_next", "cosformer_length_mode",
     "count_parameters", "generate", "greedy", "label_smoothed_nll", "max_lengths",
-    "next_token_loss", "reorder_decoder_cache",
+    "next_token_loss", "reorder_decoder_cache", "simultaneous_greedy",
 ]

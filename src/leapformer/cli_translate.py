@@ -1,0 +1,208 @@
+"""``leapformer translate train|eval|simul``: text translation, offline and wait-k.
+
+Registered on the top-level parser by :func:`add_translate_parser`::
+
+    leapformer translate train --spec enc=leap,dec=leap,cross=leap --waitk 5 --out runs/wk5
+    leapformer translate eval  --run runs/wk5 --beam 5 --split test
+    leapformer translate simul --run runs/wk5 --waitk 5 --encoder incremental --out runs/wk5/s5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_translate_parser", "run_translate_eval_command", "run_translate_simul_command",
+           "run_translate_train_command"]
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _waitk(text: str) -> int | str:
+    if text == "multi":
+        return text
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"--waitk must be a positive integer or 'multi', got "
+                                         f"{text!r}") from None
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _error(command: str, err: Exception) -> int:
+    print(f"leapformer translate {command}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def _bar(args, total: int, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=args.no_progress, file=sys.stderr)
+
+
+def run_translate_train_command(args: argparse.Namespace) -> int:
+    from leapformer.tasks.translate import run_translate_train
+    from leapformer.train import cleanup, init_distributed
+
+    try:
+        dist = init_distributed(args.device)
+    except (RuntimeError, ValueError) as err:
+        return _error("train", err)
+    causal = None if args.causal_encoder is None else args.causal_encoder == "yes"
+    try:
+        res = run_translate_train(
+            args.spec, out=args.out, waitk=args.waitk, data=args.data, src_lang=args.src_lang,
+            tgt_lang=args.tgt_lang, preset=args.preset, causal_encoder=causal,
+            length_predictor=args.length_predictor, steps=args.steps,
+            max_batch_tokens=args.max_batch_tokens, lr=args.lr, schedule=args.schedule,
+            warmup_steps=args.warmup_steps, seed=args.seed, resume=args.resume,
+            overrides=dict(args.train_option), model_overrides=dict(args.model_option),
+            mechanism_options=dict(args.mechanism_option), device=dist.device, dist=dist,
+            progress=not args.no_progress)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+        return _error("train", err)
+    finally:
+        cleanup()
+    if dist.is_main:
+        print(json.dumps(res, indent=2))
+        print(f"wrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _sentences(args) -> int:
+    from leapformer.tasks.translate_data import load_translation_data
+
+    n = len(load_translation_data(args.run).ids[args.split][0])
+    return n if args.max_sentences is None else min(n, args.max_sentences)
+
+
+def run_translate_eval_command(args: argparse.Namespace) -> int:
+    from leapformer.tasks.translate import run_translate_eval
+
+    try:
+        with _bar(args, _sentences(args), f"beam {args.beam}", "sent") as bar:
+            res = run_translate_eval(args.run, split=args.split, beam=args.beam,
+                                     length_penalty=args.length_penalty,
+                                     max_len_a=args.max_len_a, max_len_b=args.max_len_b,
+                                     max_sentences=args.max_sentences,
+                                     batch_size=args.batch_size, checkpoint=args.checkpoint,
+                                     out=args.out, device=args.device, progress=bar.update)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        return _error("eval", err)
+    print(json.dumps(res, indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_translate_simul_command(args: argparse.Namespace) -> int:
+    from leapformer.tasks.translate import run_translate_simul
+
+    try:
+        with _bar(args, _sentences(args), f"wait-{args.waitk}", "sent") as bar:
+            res = run_translate_simul(args.run, k=args.waitk, split=args.split,
+                                      encoder=args.encoder, max_sentences=args.max_sentences,
+                                      max_len_a=args.max_len_a, max_len_b=args.max_len_b,
+                                      source_ms_per_token=args.source_ms_per_token,
+                                      checkpoint=args.checkpoint, out=args.out,
+                                      device=args.device, progress=bar.update)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        return _error("simul", err)
+    print(json.dumps(res, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _add_decode_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=Path, required=True, help="run folder of 'translate train'")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--max-sentences", type=_positive, help="first N sentences only")
+    p.add_argument("--max-len-a", type=float, default=1.5, help="max length a * |src| + b")
+    p.add_argument("--max-len-b", type=float, default=10)
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_translate_parser(commands) -> argparse.ArgumentParser:
+    """Add ``translate`` with ``train``, ``eval`` and ``simul`` to ``commands``
+    (the top-level ``add_subparsers`` object); returns the ``translate`` parser."""
+    from leapformer.models.simul import ENCODER_MODES
+    from leapformer.tasks.translate import TRANSLATE_PRESETS
+    from leapformer.train.schedule import SCHEDULES
+
+    tr = commands.add_parser("translate", help="text translation: train (offline or wait-k), "
+                             "offline BLEU, simultaneous BLEU + latency")
+    sub = tr.add_subparsers(dest="translate_command", required=True)
+
+    train = sub.add_parser("train", help="train an encoder-decoder (embedded en-ja Bible, or "
+                           "--data DIR)")
+    train.add_argument("--spec", default="enc=leap,dec=leap,cross=leap",
+                       help="mechanism per block, e.g. enc=leap,dec=linear,cross=leap")
+    train.add_argument("--waitk", type=_waitk, help="wait-k training: K or 'multi' "
+                       "(default: offline)")
+    train.add_argument("--data", type=Path, metavar="DIR", help="folder of {train,valid,test}."
+                       "{SRC,TGT} text files (default: embedded en-ja Bible)")
+    train.add_argument("--src-lang", default="en")
+    train.add_argument("--tgt-lang", default="ja")
+    train.add_argument("--preset", default="lite", choices=sorted(TRANSLATE_PRESETS))
+    train.add_argument("--causal-encoder", choices=("yes", "no"),
+                       help="unidirectional encoder (default: yes with --waitk, else no)")
+    train.add_argument("--length-predictor", choices=("ratio", "lookup", "conv"),
+                       help="target-length predictor (cosFormer decoder blocks; default ratio "
+                       "there, none otherwise)")
+    train.add_argument("--out", type=Path, required=True, help="run folder")
+    train.add_argument("--steps", type=_positive)
+    train.add_argument("--max-batch-tokens", type=_positive, help="padded tokens per batch")
+    train.add_argument("--lr", type=float)
+    train.add_argument("--schedule", choices=SCHEDULES)
+    train.add_argument("--warmup-steps", type=int)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--train-option", type=_key_value, action="append", default=[],
+                       metavar="KEY=VALUE", help="TranslatePreset field, e.g. eval_every=100")
+    train.add_argument("--model-option", type=_key_value, action="append", default=[],
+                       metavar="KEY=VALUE", help="Seq2SeqConfig field, e.g. d_model=128")
+    train.add_argument("--mechanism-option", type=_key_value, action="append", default=[],
+                       metavar="NAME=JSON", help='mechanism options, e.g. leap={"hidden":16}')
+    train.add_argument("--device", help="torch device (default: cpu, or cuda:LOCAL_RANK "
+                       "under torchrun)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=run_translate_train_command)
+
+    ev = sub.add_parser("eval", help="offline beam search on a split: BLEU (sacreBLEU)")
+    _add_decode_arguments(ev)
+    ev.add_argument("--beam", type=_positive, default=5)
+    ev.add_argument("--length-penalty", type=float, default=1.0)
+    ev.add_argument("--batch-size", type=_positive, default=32, help="sentences per batch")
+    ev.add_argument("--out", type=Path, help="output folder (default RUN/eval-SPLIT)")
+    ev.set_defaults(func=run_translate_eval_command)
+
+    si = sub.add_parser("simul", help="simultaneous wait-k translation: instances.log and "
+                        "scores.json (BLEU, AL, LAAL, AP, DAL, computation-aware)")
+    _add_decode_arguments(si)
+    si.add_argument("--waitk", type=_positive, required=True, help="test-time k")
+    si.add_argument("--encoder", default="incremental", choices=ENCODER_MODES,
+                    help="incremental (causal encoder, extended state) or reencode (baseline)")
+    si.add_argument("--source-ms-per-token", type=float, default=300.0,
+                    help="source rate for computation-aware latency (ms per token)")
+    si.add_argument("--out", type=Path, help="output folder (default "
+                    "RUN/simul-SPLIT-kK-ENCODER)")
+    si.set_defaults(func=run_translate_simul_command)
+    return tr

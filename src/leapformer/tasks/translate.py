@@ -1,0 +1,497 @@
+"""Text translation task (SPEC §2-§4, §6): train a :class:`~leapformer.models.Seq2Seq`
+(offline or wait-k), evaluate it offline (beam search, BLEU) and simultaneously
+(wait-k agent, BLEU + SimulEval latency).
+
+``run_translate_train(spec, out=DIR, waitk=None | k | "multi", data=None | DIR)``:
+
+1. **Data** (:mod:`leapformer.tasks.translate_data`): the embedded en-ja Bible
+   (split by book) or a folder of ``{train,valid,test}.{src_lang,tgt_lang}``
+   files; SentencePiece models trained on the training split, ids cached in
+   the run folder.
+2. **Model**: :data:`~leapformer.models.SEQ2SEQ_PRESETS` ``[preset]`` with the
+   MLA ``spec`` (``"enc=leap,dec=leap,cross=leap"``); a causal
+   (unidirectional) encoder by default when ``waitk`` is set, so the agent can
+   encode a streamed source once (``causal_encoder`` overrides). cosFormer in
+   a decoder block needs a target length: a ``ratio`` length predictor
+   (fitted on the training pairs) is used unless another is named.
+3. **Training** with the shared :class:`~leapformer.train.Trainer`:
+   label-smoothed cross-entropy, token-bucketed batches, wait-k
+   ``memory_prefix`` (fixed ``k``, or ``"multi"``: ``k`` drawn per batch),
+   validation loss every ``eval_every`` steps on the first ``valid_pairs``
+   validation pairs (wait-k with the training ``k``; ``valid_k`` for multi),
+   ``best.pt`` / ``last.pt``, ``metrics.jsonl``, exact ``resume``.
+4. ``out/config.json`` (what :func:`load_translate_run` needs) and
+   ``out/results.json``: steps, wall time, steps/s, training tokens/s
+   (target tokens), parameters, best validation loss.
+
+``run_translate_eval(run)`` (offline beam search on a split, sacreBLEU with the
+target language's tokenizer, hypotheses file, ``results.json``) and
+``run_translate_simul(run, k=...)`` (:class:`~leapformer.models.SimulAgent`
+per sentence; ``instances.log`` and ``scores.json`` in SimulEval's formats;
+decoder throughput) read a run folder.
+
+Presets (:data:`TRANSLATE_PRESETS`): ``lite`` (the 3+3-layer, 256-wide model,
+4k-token vocabularies, a CPU run of minutes) and ``paper`` (Transformer base,
+fairseq's recipe: inverse-sqrt schedule, 4000 warm-up steps, lr 5e-4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from leapformer._io import atomic_write_text
+from leapformer.eval import InstanceRecord, corpus_bleu, write_instances, write_scores
+from leapformer.models import Seq2Seq, Seq2SeqConfig, SimulAgent, beam_search
+from leapformer.models.seq2seq import SEQ2SEQ_PRESETS, label_smoothed_nll
+from leapformer.models.simul import ENCODER_MODES
+from leapformer.nn import AttentionSpec
+from leapformer.tasks.translate_data import (
+    TokenBatcher,
+    TranslationData,
+    describe_source,
+    load_translation_data,
+    make_batch,
+    prepare_translation_data,
+)
+from leapformer.train import DistInfo, TrainConfig, Trainer, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+RUN_FORMAT = "leapformer-translate-run"
+
+__all__ = ["TRANSLATE_PRESETS", "TranslatePreset", "load_translate_run", "run_translate_eval",
+           "run_translate_simul", "run_translate_train"]
+
+
+@dataclass
+class TranslatePreset:
+    """Training settings of a translation run (a preset, then overrides).
+
+    ``max_batch_tokens``: padded tokens per batch (token bucketing);
+    ``src_vocab``/``tgt_vocab``: SentencePiece sizes; ``max_tokens``: longest
+    training pair kept (tokens per side); ``max_chars``: drop longer training
+    pairs before tokenising; ``valid_pairs``: validation pairs used for the
+    periodic loss (None: all); ``valid_k``: wait-k of the validation loss of a
+    multi-k run.
+    """
+
+    steps: int
+    max_batch_tokens: int
+    lr: float = 5e-4
+    schedule: str = "inverse_sqrt"
+    warmup_steps: int = 4000
+    weight_decay: float = 0.0001
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+    eval_every: int = 1000
+    log_every: int = 50
+    valid_pairs: int | None = 500
+    valid_k: int = 5
+    src_vocab: int = 8000
+    tgt_vocab: int = 8000
+    max_tokens: int = 200
+    max_chars: int | None = None
+    amp: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "max_batch_tokens", "grad_accum", "log_every", "valid_k",
+                     "src_vocab", "tgt_vocab", "max_tokens"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        for name in ("eval_every", "warmup_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        if self.valid_pairs is not None and (not isinstance(self.valid_pairs, int)
+                                             or self.valid_pairs < 1):
+            raise ValueError(f"valid_pairs must be None or a positive int, got "
+                             f"{self.valid_pairs!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+
+
+#: ``lite``: sized for a shared CPU (see docs/simul.md for measured step times);
+#: ``paper``: fairseq's Transformer-base recipe (4096 tokens x 8 GPUs there).
+TRANSLATE_PRESETS: dict[str, TranslatePreset] = {
+    "lite": TranslatePreset(steps=1500, max_batch_tokens=2048, lr=1e-3, warmup_steps=300,
+                            eval_every=250, log_every=25, valid_pairs=300, src_vocab=4000,
+                            tgt_vocab=4000, max_tokens=128),
+    "paper": TranslatePreset(steps=100_000, max_batch_tokens=4096, lr=5e-4, warmup_steps=4000,
+                             eval_every=2000, valid_pairs=None, src_vocab=8000,
+                             tgt_vocab=8000, max_tokens=256),
+}
+
+
+def _parse_waitk(waitk) -> int | str | None:
+    if waitk is None or waitk == "multi":
+        return waitk
+    if isinstance(waitk, str) and waitk.isdigit():
+        waitk = int(waitk)
+    if isinstance(waitk, bool) or not isinstance(waitk, int) or waitk < 1:
+        raise ValueError(f"waitk must be None, a positive int or 'multi', got {waitk!r}")
+    return waitk
+
+
+def _parse_spec(spec) -> AttentionSpec:
+    if isinstance(spec, AttentionSpec):
+        return spec
+    try:
+        return AttentionSpec.parse(spec)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"bad attention spec {spec!r}: {err}") from None
+
+
+def _check_resume(out: Path, config: dict, keys: tuple[str, ...]) -> None:
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    for key in keys:
+        if old.get(key) != config.get(key):
+            raise ValueError(f"cannot resume {out}: its {key} differs from this run's "
+                             f"(saved {old.get(key)!r}, now {config.get(key)!r})")
+
+
+def _build_model(config: dict, data: TranslationData | None = None) -> Seq2Seq:
+    cfg = Seq2SeqConfig(**config["model"])
+    model = Seq2Seq(cfg, config["spec"], config["length_predictor"],
+                    causal_encoder=config["causal_encoder"])
+    if data is not None and config["length_predictor"] in ("ratio", "lookup"):
+        src, tgt = data.ids["train"]
+        model.fit_length_predictor([s + [cfg.eos_id] for s in src], [len(t) + 1 for t in tgt])
+    return model
+
+
+def _batch_to(batch: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _loss(model, batch: dict) -> dict:
+    return model.loss(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_out"],
+                      batch["tgt_mask"], batch["prefix"])
+
+
+@torch.no_grad()
+def validation_loss(model: Seq2Seq, data: TranslationData, *, pairs: int | None,
+                    max_batch_tokens: int, waitk, device) -> dict:
+    """Label-smoothed loss and NLL per target token over the first ``pairs`` validation pairs."""
+    n = len(data.ids["valid"][0]) if pairs is None else min(pairs, len(data.ids["valid"][0]))
+    src, tgt = data.ids["valid"]
+    order = sorted(range(n), key=lambda j: max(len(src[j]), len(tgt[j])))
+    loss = nll = tokens = 0.0
+    start = 0
+    while start < n:
+        rows = [order[start]]
+        while start + len(rows) < n:
+            j = order[start + len(rows)]
+            if (len(rows) + 1) * (max(len(src[j]), len(tgt[j])) + 1) > max_batch_tokens:
+                break
+            rows.append(j)
+        start += len(rows)
+        b = _batch_to(make_batch(data, "valid", rows, waitk=waitk), device)
+        r = _loss(model, b)
+        c = float(r["tokens"])
+        loss += float(r["loss"]) * c
+        nll += float(r["nll"]) * c
+        tokens += c
+    return {"loss": loss / tokens, "nll": nll / tokens, "ppl": math.exp(min(nll / tokens, 50))}
+
+
+def run_translate_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path,
+                        waitk: int | str | None = None, data: str | Path | None = None,
+                        src_lang: str = "en", tgt_lang: str = "ja", preset: str = "lite",
+                        causal_encoder: bool | None = None, length_predictor: str | None = None,
+                        steps: int | None = None, max_batch_tokens: int | None = None,
+                        lr: float | None = None, schedule: str | None = None,
+                        warmup_steps: int | None = None, seed: int = 0, resume: bool = False,
+                        overrides: dict | None = None, model_overrides: dict | None = None,
+                        mechanism_options: dict | None = None,
+                        device: str | torch.device | None = None,
+                        dist: DistInfo | None = None, progress: bool = True) -> dict:
+    """Train one translation model; writes and returns ``out/results.json`` (module docstring).
+
+    ``overrides``: :class:`TranslatePreset` fields; ``model_overrides``:
+    :class:`~leapformer.models.Seq2SeqConfig` fields (e.g. ``{"d_model": 64}``).
+    """
+    dist = dist or DistInfo()
+    waitk = _parse_waitk(waitk)
+    spec_obj = _parse_spec(spec)
+    if preset not in TRANSLATE_PRESETS or preset not in SEQ2SEQ_PRESETS:
+        raise ValueError(f"preset must be one of {sorted(TRANSLATE_PRESETS)}, got {preset!r}")
+    named = {"steps": steps, "max_batch_tokens": max_batch_tokens, "lr": lr,
+             "schedule": schedule, "warmup_steps": warmup_steps}
+    changes = {k: v for k, v in named.items() if v is not None}
+    known = {f.name for f in fields(TranslatePreset)}
+    if overrides:
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
+        changes.update(overrides)
+    p = replace(TRANSLATE_PRESETS[preset], **changes)
+    if steps is not None and p.eval_every > p.steps:
+        p = replace(p, eval_every=0)
+    if causal_encoder is None:
+        causal_encoder = waitk is not None
+    model_overrides = dict(model_overrides or {})
+    bad = set(model_overrides) & {"src_vocab_size", "tgt_vocab_size", "mechanism_options"}
+    if bad:
+        raise ValueError(f"model_overrides cannot set {sorted(bad)} (set by the run)")
+    out = Path(out)
+    if not resume and (out / "last.pt").exists():
+        raise FileExistsError(f"{out} already holds a run (last.pt); pass resume=True "
+                              "(--resume) to continue it, or choose another out folder")
+    if resume and not (out / "last.pt").is_file():
+        raise FileNotFoundError(f"cannot resume: no checkpoint {out / 'last.pt'}")
+    source = describe_source(data, src_lang=src_lang, tgt_lang=tgt_lang, src_vocab=p.src_vocab,
+                             tgt_vocab=p.tgt_vocab, max_tokens=p.max_tokens,
+                             max_chars=p.max_chars)
+    device = torch.device(device or (dist.device if dist.enabled else "cpu"))
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        _check_resume(out, {"source": source}, ("source",))
+    d = prepare_translation_data(out, source)
+    torch.manual_seed(seed)
+    cfg = Seq2SeqConfig.preset(preset, d.src_tok.vocab_size, d.tgt_tok.vocab_size,
+                               mechanism_options=dict(mechanism_options or {}),
+                               **model_overrides)
+    if dist.enabled and length_predictor == "conv":
+        raise ValueError("length_predictor='conv' is trained inside Seq2Seq.loss, which a "
+                         "data-parallel run cannot call; use 'ratio' or 'lookup' with dist")
+    probe = Seq2Seq(cfg, spec_obj, causal_encoder=causal_encoder)
+    if probe.needs_target_length and length_predictor is None:
+        length_predictor = "ratio"
+        log.info("a cosFormer decoder block needs a target length: using a ratio predictor")
+    del probe
+    config = {"format": RUN_FORMAT, "version": 1, "spec": str(spec_obj), "waitk": waitk,
+              "causal_encoder": causal_encoder, "length_predictor": length_predictor,
+              "preset": preset, "seed": seed, "model": asdict(cfg), "train": asdict(p),
+              "source": source}
+    if resume:
+        _check_resume(out, config, ("model", "spec", "waitk", "causal_encoder",
+                                    "length_predictor"))
+    torch.manual_seed(seed)
+    model = _build_model(config, d).to(device)
+    if dist.is_main:
+        atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    src_ids, tgt_ids = d.ids["train"]
+    batcher = TokenBatcher([len(s) for s in src_ids], [len(t) for t in tgt_ids],
+                           p.max_batch_tokens, seed=seed)
+    log.info("translate run %s: %s, waitk=%s, %d parameters, %d training pairs, %d batches "
+             "per epoch", out, config["spec"], waitk,
+             sum(x.numel() for x in model.parameters()), len(src_ids),
+             batcher.batches_per_epoch())
+
+    def get_batch(i: int) -> dict:
+        return make_batch(d, "train", batcher.batch(i).tolist(), waitk=waitk, seed=seed, i=i)
+
+    def loss_fn(m, batch):
+        b = _batch_to(batch, device)
+        if isinstance(m, Seq2Seq):
+            r = _loss(m, b)
+            loss, tokens = r["loss"], int(r["tokens"])
+        else:  # DDP-wrapped: the forward must go through the wrapper (gradient sync)
+            logits = m(b["src"], b["src_mask"], b["tgt_in"], b["tgt_mask"], b["prefix"])
+            loss, _ = label_smoothed_nll(logits, b["tgt_out"], epsilon=cfg.label_smoothing,
+                                         ignore_index=cfg.pad_id)
+            tokens = int((b["tgt_out"] != cfg.pad_id).sum())
+        return loss, {"examples": int(b["src"].shape[0]), "tokens": tokens}
+
+    valid_k = p.valid_k if waitk == "multi" else waitk
+
+    def evaluate(m):
+        return validation_loss(m, d, pairs=p.valid_pairs, max_batch_tokens=p.max_batch_tokens,
+                               waitk=valid_k, device=device)
+
+    train = TrainConfig(steps=p.steps, lr=p.lr, weight_decay=p.weight_decay, betas=p.betas,
+                        schedule=p.schedule, warmup_steps=p.warmup_steps,
+                        grad_clip=p.grad_clip, grad_accum=p.grad_accum,
+                        eval_every=p.eval_every, log_every=p.log_every, seed=seed, amp=p.amp,
+                        metric="loss", mode="min")
+    trainer = Trainer(model, train, get_batch=get_batch, loss_fn=loss_fn, evaluate=evaluate,
+                      out_dir=out, progress=progress, dist=dist,
+                      meta={"task": "translate", "spec": config["spec"], "waitk": waitk})
+    result = trainer.fit(resume=resume)
+    summary = {
+        "task": "translate", "spec": config["spec"], "waitk": waitk,
+        "causal_encoder": causal_encoder, "length_predictor": length_predictor,
+        "preset": preset, "seed": seed, "corpus": source["corpus"],
+        "src_lang": src_lang, "tgt_lang": tgt_lang,
+        "steps": result.steps, "train_loss": result.train_loss,
+        "train_wall_s": result.wall_s, "train_steps_per_s": result.steps_per_s,
+        "train_tokens_per_s": result.tokens_per_s,
+        "best_valid_loss": result.best["loss"] if result.best else None,
+        "best_step": result.best["step"] if result.best else None,
+        "last_valid": result.last_eval, "parameters": result.parameters,
+        "train_pairs": len(src_ids), "device": str(device), "world_size": dist.world_size,
+        "command": " ".join(sys.argv),
+    }
+    if dist.is_main:
+        atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def load_translate_run(run: str | Path, *, checkpoint: str = "best",
+                       device: str | torch.device = "cpu"
+                       ) -> tuple[Seq2Seq, TranslationData, dict]:
+    """``(model in eval mode, data, config)`` of a run folder of :func:`run_translate_train`."""
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run folder {run} does not exist")
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    path = run / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run} is not a translation run folder "
+                                "(made by 'leapformer translate train')")
+    config = json.loads(path.read_text())
+    if config.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path} is not a translation run config (format "
+                         f"{config.get('format')!r})")
+    ck_path = run / f"{checkpoint}.pt"
+    if not ck_path.is_file():
+        raise FileNotFoundError(f"no checkpoint {ck_path} (has the run finished a step?)")
+    data = load_translation_data(run)
+    model = _build_model(config)
+    model.load_state_dict(load_checkpoint(ck_path)["model"])
+    return model.to(device).eval(), data, config
+
+
+def _split_pairs(data: TranslationData, split: str, max_sentences: int | None):
+    if split not in data.ids:
+        raise ValueError(f"split must be one of {sorted(data.ids)}, got {split!r}")
+    if max_sentences is not None and (isinstance(max_sentences, bool) or
+                                      not isinstance(max_sentences, int) or max_sentences < 1):
+        raise ValueError(f"max_sentences must be None or a positive int, got {max_sentences!r}")
+    src, _ = data.ids[split]
+    n = len(src) if max_sentences is None else min(max_sentences, len(src))
+    return n, src[:n], data.texts[split][0][:n], data.texts[split][1][:n]
+
+
+def run_translate_eval(run: str | Path, *, split: str = "test", beam: int = 5,
+                       length_penalty: float = 1.0, max_len_a: float = 1.5,
+                       max_len_b: float = 10, max_sentences: int | None = None,
+                       batch_size: int = 32, checkpoint: str = "best",
+                       out: str | Path | None = None, device: str | torch.device = "cpu",
+                       progress=None) -> dict:
+    """Offline translation of ``split`` with beam search (``beam=1``: greedy is the
+    same search with one beam) and corpus BLEU. Writes ``out`` (default
+    ``run/eval-<split>``): ``hyp.txt`` (one detokenised hypothesis per line)
+    and ``results.json``; returns the results. ``progress``: called with the
+    number of sentences done after each batch."""
+    model, data, config = load_translate_run(run, checkpoint=checkpoint, device=device)
+    n, src, _, refs = _split_pairs(data, split, max_sentences)
+    out = Path(out) if out is not None else Path(run) / f"eval-{split}"
+    eos = model.cfg.eos_id
+    order = sorted(range(n), key=lambda j: len(src[j]))
+    hyps: list[str | None] = [None] * n
+    t0 = time.perf_counter()
+    tokens = 0
+    for start in range(0, n, batch_size):
+        rows = order[start:start + batch_size]
+        S = max(len(src[j]) for j in rows) + 1
+        x = torch.zeros(len(rows), S, dtype=torch.long)
+        for r, j in enumerate(rows):
+            x[r, :len(src[j]) + 1] = torch.tensor(src[j] + [eos])
+        mask = x == model.cfg.pad_id
+        out_ids = beam_search(model, x.to(device), mask.to(device), beam=beam,
+                              length_penalty=length_penalty, max_len_a=max_len_a,
+                              max_len_b=max_len_b)
+        for j, ids in zip(rows, out_ids):
+            hyps[j] = data.tgt_tok.decode(ids)
+            tokens += len(ids)
+        if progress is not None:
+            progress(len(rows))
+    wall = time.perf_counter() - t0
+    tgt_lang = config["source"]["tgt_lang"]
+    bleu = corpus_bleu(hyps, refs, tgt_lang)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "hyp.txt", "".join(h + "\n" for h in hyps))
+    res = {"run": str(run), "split": split, "checkpoint": checkpoint, "sentences": n,
+           "beam": beam, "length_penalty": length_penalty, "max_len_a": max_len_a,
+           "max_len_b": max_len_b, "spec": config["spec"], "waitk_trained": config["waitk"],
+           "BLEU": bleu.score, "bleu_tokenizer": bleu.tokenizer,
+           "bleu_signature": bleu.signature, "bleu_bp": bleu.bp,
+           "bleu_precisions": list(bleu.precisions), "target_tokens": tokens,
+           "wall_s": wall, "target_tokens_per_s": tokens / wall if wall > 0 else None,
+           "hypotheses": str(out / "hyp.txt")}
+    atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
+def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
+                        encoder: str = "incremental", max_sentences: int | None = None,
+                        max_len_a: float = 1.5, max_len_b: float = 10,
+                        source_ms_per_token: float = 300.0, checkpoint: str = "best",
+                        out: str | Path | None = None, device: str | torch.device = "cpu",
+                        progress=None) -> dict:
+    """Simultaneous wait-``k`` translation of ``split`` (one sentence at a time).
+
+    Writes ``out`` (default ``run/simul-<split>-k<k>-<encoder>``):
+    ``instances.log`` (SimulEval JSON lines: delays in source subword tokens,
+    ``reference_length`` in target subword tokens, ``elapsed`` = delays x
+    ``source_ms_per_token`` + compute ms, ``source_duration_ms`` = |X| x
+    ``source_ms_per_token``), ``scores.json`` (BLEU, AL, LAAL, AP, DAL and the
+    computation-aware ``_CA`` scores) and ``results.json`` (the scores plus BLEU
+    tokenizer, decoder throughput in target tokens/s, the oracles the agent
+    used); returns the results. ``progress``: called with 1 per sentence.
+    """
+    if encoder not in ENCODER_MODES:
+        raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {encoder!r}")
+    if not source_ms_per_token > 0:
+        raise ValueError(f"source_ms_per_token must be positive, got {source_ms_per_token!r}")
+    model, data, config = load_translate_run(run, checkpoint=checkpoint, device=device)
+    agent = SimulAgent(model, k, max_len_a=max_len_a, max_len_b=max_len_b, encoder=encoder)
+    n, src, _, refs = _split_pairs(data, split, max_sentences)
+    out = Path(out) if out is not None else Path(run) / f"simul-{split}-k{k}-{encoder}"
+    records, hyps = [], []
+    dec_s = enc_s = 0.0
+    tokens = steps = 0
+    oracle: set[str] = set()
+    r = float(source_ms_per_token)
+    for j in range(n):
+        res = agent.translate(src[j])
+        hyp = data.tgt_tok.decode(res.tokens)
+        hyps.append(hyp)
+        dec_s += res.decoder_s
+        enc_s += res.encoder_s
+        tokens += len(res.tokens)
+        steps += res.decoder_steps
+        oracle.update(res.oracle)
+        records.append(InstanceRecord(
+            index=j, prediction=hyp, delays=res.delays,
+            elapsed=[d * r + e for d, e in zip(res.delays, res.elapsed)],
+            source_length=res.source_length, reference=refs[j],
+            source=" ".join(data.src_tok.id_to_piece(t) for t in src[j]),
+            reference_length=max(1, len(data.tgt_tok.encode(refs[j]))),
+            source_duration_ms=res.source_length * r))
+        if progress is not None:
+            progress(1)
+    tgt_lang = config["source"]["tgt_lang"]
+    bleu = corpus_bleu(hyps, refs, tgt_lang)
+    out.mkdir(parents=True, exist_ok=True)
+    write_instances(out / "instances.log", records)
+    scores = write_scores(out / "scores.json", records, bleu=bleu.score)
+    res = {"run": str(run), "split": split, "checkpoint": checkpoint, "sentences": n, "k": k,
+           "encoder": encoder, "spec": config["spec"], "waitk_trained": config["waitk"],
+           "causal_encoder": config["causal_encoder"], **scores,
+           "bleu_tokenizer": bleu.tokenizer, "bleu_signature": bleu.signature,
+           "latency_unit": "source subword tokens", "source_ms_per_token": r,
+           "oracle": sorted(oracle), "target_tokens": tokens, "decoder_steps": steps,
+           "decoder_s": dec_s, "encoder_s": enc_s,
+           "decoder_tokens_per_s": tokens / dec_s if dec_s > 0 else None,
+           "instances": str(out / "instances.log"), "scores": str(out / "scores.json")}
+    atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res

@@ -1,0 +1,221 @@
+"""Translation task end to end on a tiny parallel fixture: training lowers the loss,
+resume is exact, eval writes BLEU, simul writes SimulEval files whose scores
+recompute from the log; batching is deterministic; CLI wiring and errors."""
+
+import argparse
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from leapformer.cli_translate import add_translate_parser
+from leapformer.eval import read_instances, scores_from_log
+from leapformer.tasks.translate import (
+    run_translate_eval,
+    run_translate_simul,
+    run_translate_train,
+)
+from leapformer.tasks.translate_data import TokenBatcher, sample_k, waitk_memory_prefix
+from leapformer.train import load_checkpoint
+
+SRC = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa"]
+TGT = ["AA", "BB", "CC", "DD", "EE", "FF", "GG", "HH", "II", "JJ"]
+TINY = {"d_model": 32, "nhead": 2, "num_encoder_layers": 1, "num_decoder_layers": 1,
+        "dim_feedforward": 64, "dropout": 0.1}
+TRAIN = {"eval_every": 10, "log_every": 5, "valid_pairs": 20, "src_vocab": 40, "tgt_vocab": 40,
+         "warmup_steps": 5}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_fixture(root, n=(160, 20, 12), seed=0):
+    """A word-for-word 'language pair': target words in the source order."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, count in zip(("train", "valid", "test"), n):
+        src, tgt = [], []
+        for _ in range(count):
+            idx = [rng.randrange(len(SRC)) for _ in range(rng.randint(3, 8))]
+            src.append(" ".join(SRC[i] for i in idx))
+            tgt.append(" ".join(TGT[i] for i in idx))
+        (root / f"{split}.en").write_text("\n".join(src) + "\n")
+        (root / f"{split}.de").write_text("\n".join(tgt) + "\n")
+    return root
+
+
+def train(tmp_path, out, steps, *, resume=False, waitk=2, spec="leap", **kw):
+    return run_translate_train(spec, out=out, waitk=waitk, data=tmp_path / "data",
+                               src_lang="en", tgt_lang="de", steps=steps,
+                               max_batch_tokens=200, lr=3e-3, overrides=TRAIN,
+                               model_overrides=TINY, resume=resume, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("translate")
+    write_fixture(tmp / "data")
+    res = train(tmp, tmp / "run", 40)
+    return tmp, res
+
+
+def test_training_lowers_the_loss_and_writes_its_files(trained):
+    tmp, res = trained
+    run = tmp / "run"
+    for name in ("config.json", "results.json", "metrics.jsonl", "best.pt", "last.pt",
+                 "spm.src.model", "spm.tgt.model", "data/ids.npz", "data/data.json"):
+        assert (run / name).is_file(), name
+    assert res["steps"] == 40 and res["parameters"] > 0 and res["train_tokens_per_s"] > 0
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in recs if r["kind"] == "train"]
+    evals = [r["loss"] for r in recs if r["kind"] == "eval"]
+    assert losses[-1] < losses[0] - 0.5
+    assert len(evals) == 4 and evals[-1] < evals[0]
+    config = json.loads((run / "config.json").read_text())
+    assert config["waitk"] == 2 and config["causal_encoder"] is True
+    assert json.loads((run / "results.json").read_text())["best_valid_loss"] == min(evals)
+
+
+def test_resume_continues_and_equals_the_uninterrupted_run(tmp_path):
+    write_fixture(tmp_path / "data")
+    full = train(tmp_path, tmp_path / "a", 20, waitk="multi")
+    train(tmp_path, tmp_path / "b", 10, waitk="multi")
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 10
+    resumed = train(tmp_path, tmp_path / "b", 20, waitk="multi", resume=True)
+    assert resumed["steps"] == 20
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-6)
+    a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(tmp_path, tmp_path / "a", 20, waitk="multi")
+    with pytest.raises(ValueError, match="cannot resume .* waitk"):
+        train(tmp_path, tmp_path / "a", 30, waitk=3, resume=True)
+
+
+def test_eval_writes_bleu_and_hypotheses(trained):
+    tmp, _ = trained
+    res = run_translate_eval(tmp / "run", beam=2, max_sentences=8, out=tmp / "ev")
+    assert 0.0 <= res["BLEU"] <= 100.0 and res["bleu_tokenizer"] == "13a"
+    assert res["sentences"] == 8
+    hyps = (tmp / "ev" / "hyp.txt").read_text().split("\n")[:-1]
+    assert len(hyps) == 8
+    assert json.loads((tmp / "ev" / "results.json").read_text())["BLEU"] == res["BLEU"]
+
+
+@pytest.mark.parametrize("encoder", ["incremental", "reencode"])
+def test_simul_writes_simuleval_files(trained, encoder):
+    tmp, _ = trained
+    out = tmp / f"simul-{encoder}"
+    res = run_translate_simul(tmp / "run", k=2, encoder=encoder, max_sentences=6, out=out)
+    records = read_instances(out / "instances.log")
+    assert [r.index for r in records] == list(range(6))
+    for r in records:
+        n = int(r.source_length)
+        assert r.delays == [min(2 + t, n) for t in range(len(r.delays))]
+        assert len(r.elapsed) == len(r.delays) and r.reference_length >= 1
+        assert r.source_duration_ms == pytest.approx(300.0 * n)
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores == scores_from_log(out / "instances.log", bleu=scores["BLEU"])
+    for key in ("BLEU", "AL", "LAAL", "AP", "DAL", "AL_CA"):
+        assert key in scores and res[key] == scores[key]
+    assert res["decoder_tokens_per_s"] > 0 and res["oracle"] == []
+
+
+def test_incremental_and_reencode_agree_on_a_causal_run(trained):
+    tmp, _ = trained
+    a = run_translate_simul(tmp / "run", k=3, max_sentences=4, out=tmp / "s-a")
+    b = run_translate_simul(tmp / "run", k=3, encoder="reencode", max_sentences=4,
+                            out=tmp / "s-b")
+    pa = [r.prediction for r in read_instances(tmp / "s-a" / "instances.log")]
+    pb = [r.prediction for r in read_instances(tmp / "s-b" / "instances.log")]
+    assert pa == pb and a["AL"] == b["AL"]
+
+
+def test_batches_are_a_pure_function_of_seed_and_index():
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(1, 30, 300), rng.integers(1, 30, 300)
+    a = TokenBatcher(src, tgt, 120, seed=3, pool=50)
+    b = TokenBatcher(src, tgt, 120, seed=3, pool=50)
+    late = [b.batch(i).tolist() for i in (57, 3, 200)]  # out of order, other epochs
+    assert late == [a.batch(i).tolist() for i in (57, 3, 200)]
+    per_epoch = a.batches_per_epoch()
+    seen = np.concatenate([a.batch(i) for i in range(per_epoch)])
+    assert sorted(seen.tolist()) == list(range(300))  # an epoch covers every pair once
+    for i in range(per_epoch):
+        rows = a.batch(i)
+        cost = np.maximum(src[rows], tgt[rows]) + 1
+        assert len(rows) == 1 or len(rows) * cost.max() <= 120
+    assert TokenBatcher(src, tgt, 120, seed=4, pool=50).batch(0).tolist() != a.batch(0).tolist()
+    with pytest.raises(ValueError, match="max_batch_tokens must be a positive int"):
+        TokenBatcher(src, tgt, 0)
+
+
+def test_waitk_prefix_matches_the_agent_schedule_and_multi_k_is_deterministic():
+    src_len = torch.tensor([5, 3])  # 4 and 2 tokens + EOS
+    p = waitk_memory_prefix(2, 5, src_len)
+    assert p.tolist() == [[2, 3, 5, 5, 5], [3, 3, 3, 3, 3]]
+    ks = [sample_k("multi", 0, i, 9) for i in range(50)]
+    assert ks == [sample_k("multi", 0, i, 9) for i in range(50)]
+    assert min(ks) >= 1 and max(ks) <= 9 and len(set(ks)) > 3
+    assert sample_k(4, 0, 7, 9) == 4
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="leapformer")
+    add_translate_parser(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def test_cli_wiring(tmp_path, trained, capfd):
+    tmp, _ = trained
+    args = parser().parse_args(
+        ["translate", "train", "--spec", "enc=leap,dec=linear,cross=leap", "--waitk", "multi",
+         "--data", str(tmp / "data"), "--src-lang", "en", "--tgt-lang", "de",
+         "--out", str(tmp_path / "cli"), "--steps", "3", "--max-batch-tokens", "200",
+         "--no-progress"]
+        + [a for k, v in TINY.items() for a in ("--model-option", f"{k}={v}")]
+        + [a for k, v in TRAIN.items() for a in ("--train-option", f"{k}={v}")])
+    assert args.waitk == "multi" and args.func.__name__ == "run_translate_train_command"
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "cli" / "results.json").read_text())["steps"] == 3
+    args = parser().parse_args(["translate", "eval", "--run", str(tmp / "run"), "--beam", "1",
+                                "--max-sentences", "3", "--out", str(tmp_path / "ev"),
+                                "--no-progress"])
+    assert args.func(args) == 0 and (tmp_path / "ev" / "hyp.txt").is_file()
+    args = parser().parse_args(["translate", "simul", "--run", str(tmp / "run"), "--waitk", "3",
+                                "--encoder", "reencode", "--max-sentences", "3",
+                                "--out", str(tmp_path / "si"), "--no-progress"])
+    assert args.func(args) == 0 and (tmp_path / "si" / "scores.json").is_file()
+    with pytest.raises(SystemExit):
+        parser().parse_args(["translate", "train", "--waitk", "0", "--out", "x"])
+    capfd.readouterr()
+
+
+def test_errors_name_the_argument(tmp_path, capfd):
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match="run folder .*nope does not exist"):
+        run_translate_eval(missing)
+    with pytest.raises(FileNotFoundError, match="not a translation run folder"):
+        run_translate_simul(tmp_path, k=2)
+    args = parser().parse_args(["translate", "simul", "--run", str(missing), "--waitk", "2",
+                                "--no-progress"])
+    assert args.func(args) == 2
+    assert "translate simul: error:" in capfd.readouterr().err
+    write_fixture(tmp_path / "data", n=(20, 4, 4))
+    with pytest.raises(ValueError, match="bad attention spec 'enc=bogus'"):
+        train(tmp_path, tmp_path / "r", 2, spec="enc=bogus")
+    with pytest.raises(ValueError, match="waitk must be None, a positive int or 'multi'"):
+        train(tmp_path, tmp_path / "r", 2, waitk=0)
+    with pytest.raises(ValueError, match="embedded corpus is English -> Japanese"):
+        run_translate_train("leap", out=tmp_path / "r", tgt_lang="de", progress=False)
+    with pytest.raises(FileNotFoundError, match="data folder .* does not exist"):
+        run_translate_train("leap", out=tmp_path / "r", data=missing, progress=False)
