@@ -99,8 +99,6 @@ def _toy_worker(rank, world, store, out_dir):
         dist.destroy_process_group()
 
 
-@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                    reason="torch.distributed with gloo needed")
 def test_two_ranks_train_the_weights_of_one_process(tmp_path):
     """DDP over shards of each global batch (with accumulation) == one process on the batch."""
     import torch.multiprocessing as mp
@@ -142,8 +140,6 @@ def _metrics(out):
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                    reason="torch.distributed with gloo needed")
 def test_two_process_lra_run_resumes_in_one_process_and_back(tmp_path, monkeypatch, capsys):
     from leapformer.cli import main
     from leapformer.data import generate_listops, write_tsv

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -93,7 +94,7 @@ def _split_at(ids: list[int], sep: int) -> list[list[int]]:
     return pieces
 
 
-class LMTokenizer:
+class LMTokenizer(ABC):
     """Text <-> ids for language modelling; ``</s>`` stands for ``"\\n"``.
 
     Subclasses: :class:`BPETokenizer`, :class:`WordTokenizer`. Use
@@ -106,21 +107,25 @@ class LMTokenizer:
     unk_id: ClassVar[int] = 2
 
     @property
+    @abstractmethod
     def vocab_size(self) -> int:
-        raise NotImplementedError
+        """Number of token ids."""
 
+    @abstractmethod
     def encode(self, text: str) -> list[int]:
-        raise NotImplementedError
+        """Token ids of ``text``."""
 
+    @abstractmethod
     def decode(self, ids) -> str:
-        raise NotImplementedError
+        """Text of token ids."""
 
     def encode_array(self, text: str) -> np.ndarray:
         """``encode(text)`` as a 1-D ``int64`` array (a token stream)."""
         return np.asarray(self.encode(text), dtype=np.int64)
 
+    @abstractmethod
     def _payload(self) -> dict:
-        raise NotImplementedError
+        """The subclass's part of :meth:`to_dict`."""
 
     def to_dict(self) -> dict:
         """A JSON-able description (``LMTokenizer.from_dict`` rebuilds it)."""

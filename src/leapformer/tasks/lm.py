@@ -59,6 +59,7 @@ from leapformer._io import atomic_write_text
 from leapformer.data.lm_corpus import SPLITS, StreamBatcher
 from leapformer.data.lm_tokenizer import LMTokenizer
 from leapformer.models.lm import LM_PRESETS, CausalLM, LMConfig
+from leapformer.tasks._runs import read_run
 from leapformer.tasks.lm_eval import evaluate_perplexity
 from leapformer.train import DistInfo, TrainConfig, Trainer, load_checkpoint
 from leapformer.train.distributed import barrier
@@ -406,20 +407,9 @@ def load_lm_run(run: str | Path, *, checkpoint: str = "best", device: str | torc
                 ) -> tuple[CausalLM, LMTokenizer, dict]:
     """``(model in eval mode, tokenizer, config)`` of a run folder of :func:`run_lm_train`;
     ``checkpoint``: ``"best"`` or ``"last"``."""
-    run = Path(run)
-    if not run.is_dir():
-        raise FileNotFoundError(f"run folder {run} does not exist")
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    path = run / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run} is not an LM run folder "
-                                "(made by 'leapformer lm train')")
-    config = json.loads(path.read_text())
-    if config.get("format") != RUN_FORMAT:
-        raise ValueError(f"{path} is not an LM run config (format {config.get('format')!r})")
+    run, config, ck_path = read_run(run, checkpoint, fmt=RUN_FORMAT, what="an LM",
+                                    command="leapformer lm train")
     tok = LMTokenizer.load(run / "tokenizer.json")
     model = CausalLM(LMConfig(**config["model"]))
-    ck = load_checkpoint(run / f"{checkpoint}.pt")
-    model.load_state_dict(ck["model"])
+    model.load_state_dict(load_checkpoint(ck_path)["model"])
     return model.to(device).eval(), tok, config

@@ -53,6 +53,7 @@ from leapformer.models import Seq2Seq, Seq2SeqConfig, SimulAgent, beam_search
 from leapformer.models.seq2seq import SEQ2SEQ_PRESETS, label_smoothed_nll
 from leapformer.models.simul import ENCODER_MODES
 from leapformer.nn import AttentionSpec
+from leapformer.tasks._runs import read_run
 from leapformer.tasks.translate_data import (
     TokenBatcher,
     TranslationData,
@@ -347,22 +348,8 @@ def load_translate_run(run: str | Path, *, checkpoint: str = "best",
                        device: str | torch.device = "cpu"
                        ) -> tuple[Seq2Seq, TranslationData, dict]:
     """``(model in eval mode, data, config)`` of a run folder of :func:`run_translate_train`."""
-    run = Path(run)
-    if not run.is_dir():
-        raise FileNotFoundError(f"run folder {run} does not exist")
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    path = run / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run} is not a translation run folder "
-                                "(made by 'leapformer translate train')")
-    config = json.loads(path.read_text())
-    if config.get("format") != RUN_FORMAT:
-        raise ValueError(f"{path} is not a translation run config (format "
-                         f"{config.get('format')!r})")
-    ck_path = run / f"{checkpoint}.pt"
-    if not ck_path.is_file():
-        raise FileNotFoundError(f"no checkpoint {ck_path} (has the run finished a step?)")
+    run, config, ck_path = read_run(run, checkpoint, fmt=RUN_FORMAT, what="a translation",
+                                    command="leapformer translate train")
     data = load_translation_data(run)
     model = _build_model(config)
     model.load_state_dict(load_checkpoint(ck_path)["model"])
