@@ -14,38 +14,20 @@ import json
 import sys
 from pathlib import Path
 
+from leapformer.cli import parse_key_value, parse_positive
+
 __all__ = ["add_translate_parser", "run_translate_eval_command", "run_translate_simul_command",
            "run_translate_train_command"]
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def _waitk(text: str) -> int | str:
     if text == "multi":
         return text
     try:
-        return _positive(text)
+        return parse_positive(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"--waitk must be a positive integer or 'multi', got "
                                          f"{text!r}") from None
-
-
-def _key_value(text: str) -> tuple[str, object]:
-    key, eq, value = text.partition("=")
-    if not eq or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
 
 
 def _error(command: str, err: Exception) -> int:
@@ -132,7 +114,7 @@ def run_translate_simul_command(args: argparse.Namespace) -> int:
 def _add_decode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=Path, required=True, help="run folder of 'translate train'")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    p.add_argument("--max-sentences", type=_positive, help="first N sentences only")
+    p.add_argument("--max-sentences", type=parse_positive, help="first N sentences only")
     p.add_argument("--max-len-a", type=float, default=1.5, help="max length a * |src| + b")
     p.add_argument("--max-len-b", type=float, default=10)
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
@@ -168,18 +150,18 @@ def add_translate_parser(commands) -> argparse.ArgumentParser:
                        help="target-length predictor (cosFormer decoder blocks; default ratio "
                        "there, none otherwise)")
     train.add_argument("--out", type=Path, required=True, help="run folder")
-    train.add_argument("--steps", type=_positive)
-    train.add_argument("--max-batch-tokens", type=_positive, help="padded tokens per batch")
+    train.add_argument("--steps", type=parse_positive)
+    train.add_argument("--max-batch-tokens", type=parse_positive, help="padded tokens per batch")
     train.add_argument("--lr", type=float)
     train.add_argument("--schedule", choices=SCHEDULES)
     train.add_argument("--warmup-steps", type=int)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    train.add_argument("--train-option", type=_key_value, action="append", default=[],
+    train.add_argument("--train-option", type=parse_key_value, action="append", default=[],
                        metavar="KEY=VALUE", help="TranslatePreset field, e.g. eval_every=100")
-    train.add_argument("--model-option", type=_key_value, action="append", default=[],
+    train.add_argument("--model-option", type=parse_key_value, action="append", default=[],
                        metavar="KEY=VALUE", help="Seq2SeqConfig field, e.g. d_model=128")
-    train.add_argument("--mechanism-option", type=_key_value, action="append", default=[],
+    train.add_argument("--mechanism-option", type=parse_key_value, action="append", default=[],
                        metavar="NAME=JSON", help='mechanism options, e.g. leap={"hidden":16}')
     train.add_argument("--device", help="torch device (default: cpu, or cuda:LOCAL_RANK "
                        "under torchrun)")
@@ -188,16 +170,16 @@ def add_translate_parser(commands) -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="offline beam search on a split: BLEU (sacreBLEU)")
     _add_decode_arguments(ev)
-    ev.add_argument("--beam", type=_positive, default=5)
+    ev.add_argument("--beam", type=parse_positive, default=5)
     ev.add_argument("--length-penalty", type=float, default=1.0)
-    ev.add_argument("--batch-size", type=_positive, default=32, help="sentences per batch")
+    ev.add_argument("--batch-size", type=parse_positive, default=32, help="sentences per batch")
     ev.add_argument("--out", type=Path, help="output folder (default RUN/eval-SPLIT)")
     ev.set_defaults(func=run_translate_eval_command)
 
     si = sub.add_parser("simul", help="simultaneous wait-k translation: instances.log and "
                         "scores.json (BLEU, AL, LAAL, AP, DAL, computation-aware)")
     _add_decode_arguments(si)
-    si.add_argument("--waitk", type=_positive, required=True, help="test-time k")
+    si.add_argument("--waitk", type=parse_positive, required=True, help="test-time k")
     si.add_argument("--encoder", default="incremental", choices=ENCODER_MODES,
                     help="incremental (causal encoder, extended state) or reencode (baseline)")
     si.add_argument("--source-ms-per-token", type=float, default=300.0,
