@@ -1,10 +1,11 @@
-"""``leapformer translate train|eval|simul``: text translation, offline and wait-k.
+"""``leapformer translate train|eval|simul|report``: text translation, offline and wait-k.
 
 Registered on the top-level parser by :func:`add_translate_parser`::
 
     leapformer translate train --spec enc=leap,dec=leap,cross=leap --waitk 5 --out runs/wk5
     leapformer translate eval  --run runs/wk5 --beam 5 --split test
     leapformer translate simul --run runs/wk5 --waitk 5 --encoder incremental --out runs/wk5/s5
+    leapformer translate report --runs runs/ --out docs/results/simul-cpu.md
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 
 from leapformer.cli import parse_key_value, parse_positive
 
-__all__ = ["add_translate_parser", "run_translate_eval_command", "run_translate_simul_command",
-           "run_translate_train_command"]
+__all__ = ["add_translate_parser", "run_translate_eval_command", "run_translate_report_command",
+           "run_translate_simul_command", "run_translate_train_command"]
 
 
 def _waitk(text: str) -> int | str:
@@ -87,7 +88,7 @@ def run_translate_eval_command(args: argparse.Namespace) -> int:
                                      max_len_a=args.max_len_a, max_len_b=args.max_len_b,
                                      max_sentences=args.max_sentences,
                                      batch_size=args.batch_size, checkpoint=args.checkpoint,
-                                     out=args.out, device=args.device, progress=bar.update)
+                                     length_predictor=args.length_predictor, out=args.out, device=args.device, progress=bar.update)
     except (ValueError, TypeError, FileNotFoundError) as err:
         return _error("eval", err)
     print(json.dumps(res, indent=2, ensure_ascii=False))
@@ -111,6 +112,23 @@ def run_translate_simul_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_translate_report_command(args: argparse.Namespace) -> int:
+    from leapformer._io import atomic_write_text
+    from leapformer.cli import invocation
+    from leapformer.tasks.translate_report import collect_translate_runs, render_translate_report
+
+    try:
+        text = render_translate_report(collect_translate_runs(args.runs), command=invocation(),
+                                       notes=args.note)
+    except (ValueError, FileNotFoundError) as err:
+        return _error("report", err)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, text)
+    print(text, end="")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _add_decode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=Path, required=True, help="run folder of 'translate train'")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
@@ -123,10 +141,10 @@ def _add_decode_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_translate_parser(commands) -> argparse.ArgumentParser:
-    """Add ``translate`` with ``train``, ``eval`` and ``simul`` to ``commands``
+    """Add ``translate`` with ``train``, ``eval``, ``simul`` and ``report`` to ``commands``
     (the top-level ``add_subparsers`` object); returns the ``translate`` parser."""
     from leapformer.models.simul import ENCODER_MODES
-    from leapformer.tasks.translate import TRANSLATE_PRESETS
+    from leapformer.tasks.translate import EVAL_LENGTHS, TRANSLATE_PRESETS
     from leapformer.train.schedule import SCHEDULES
 
     tr = commands.add_parser("translate", help="text translation: train (offline or wait-k), "
@@ -173,7 +191,12 @@ def add_translate_parser(commands) -> argparse.ArgumentParser:
     ev.add_argument("--beam", type=parse_positive, default=5)
     ev.add_argument("--length-penalty", type=float, default=1.0)
     ev.add_argument("--batch-size", type=parse_positive, default=32, help="sentences per batch")
-    ev.add_argument("--out", type=Path, help="output folder (default RUN/eval-SPLIT)")
+    ev.add_argument("--length-predictor", default="trained", choices=EVAL_LENGTHS,
+                    help="target length of a cosFormer decoder: the run's own predictor, a "
+                         "ratio/lookup one fitted on the training pairs, or the reference "
+                         "length (oracle)")
+    ev.add_argument("--out", type=Path, help="output folder (default RUN/eval-SPLIT, "
+                                             "RUN/eval-SPLIT-PREDICTOR for another predictor)")
     ev.set_defaults(func=run_translate_eval_command)
 
     si = sub.add_parser("simul", help="simultaneous wait-k translation: instances.log and "
@@ -187,4 +210,13 @@ def add_translate_parser(commands) -> argparse.ArgumentParser:
     si.add_argument("--out", type=Path, help="output folder (default "
                     "RUN/simul-SPLIT-kK-ENCODER)")
     si.set_defaults(func=run_translate_simul_command)
+
+    rep = sub.add_parser("report", help="markdown report of translation runs and their "
+                         "eval/simul results (training, per-block ablation, targets)")
+    rep.add_argument("--runs", type=Path, nargs="+", required=True,
+                     help="run folders, or folders holding them")
+    rep.add_argument("--note", action="append", default=[],
+                     help="extra line for the report's header (repeatable)")
+    rep.add_argument("--out", type=Path, required=True, help="markdown file to write")
+    rep.set_defaults(func=run_translate_report_command)
     return tr

@@ -12,7 +12,9 @@ import torch
 
 from leapformer.cli_translate import add_translate_parser
 from leapformer.eval import read_instances, scores_from_log
+from leapformer.models import beam_search
 from leapformer.tasks.translate import (
+    load_translate_run,
     run_translate_eval,
     run_translate_simul,
     run_translate_train,
@@ -109,6 +111,37 @@ def test_eval_writes_bleu_and_hypotheses(trained):
     hyps = (tmp / "ev" / "hyp.txt").read_text().split("\n")[:-1]
     assert len(hyps) == 8
     assert json.loads((tmp / "ev" / "results.json").read_text())["BLEU"] == res["BLEU"]
+
+
+def test_offline_cosformer_eval_with_each_length_predictor(trained):
+    tmp, _ = trained
+    run = tmp / "cos"
+    train(tmp, run, 12, waitk=None, spec="cosformer", length_predictor="conv")
+    n = 6
+    res = {m: run_translate_eval(run, beam=2, max_sentences=n, length_predictor=m)
+           for m in ("trained", "ratio", "lookup", "oracle")}
+    assert res["trained"]["length_predictor"] == "conv"
+    assert (run / "eval-test").is_dir() and (run / "eval-test-oracle").is_dir()
+    assert res["oracle"]["length_mae"] == 0 and res["oracle"]["length_ratio"] == 1
+    for m in ("trained", "ratio", "lookup"):
+        assert res[m]["length_predictor"] == ("conv" if m == "trained" else m)
+        assert res[m]["length_mae"] >= 0 and res[m]["length_ratio"] > 0
+    # the oracle run equals beam search given the reference lengths directly
+    model, data, _ = load_translate_run(run)
+    src, tgt = data.ids["test"]
+    hyps = (run / "eval-test-oracle" / "hyp.txt").read_text().split("\n")[:-1]
+    for j in range(n):
+        x = torch.tensor([src[j] + [model.cfg.eos_id]])
+        ids = beam_search(model, x, None, beam=2, target_length=len(tgt[j]) + 1)[0]
+        assert data.tgt_tok.decode(ids) == hyps[j]
+    ratio_run = tmp / "cos-ratio"
+    assert train(tmp, ratio_run, 2, waitk=None, spec="cosformer")["length_predictor"] == "ratio"
+    with pytest.raises(ValueError, match="length_predictor='conv' is trained with the model"):
+        run_translate_eval(ratio_run, max_sentences=2, length_predictor="conv")
+    with pytest.raises(ValueError, match="length_predictor='ratio' needs a cosFormer"):
+        run_translate_eval(tmp / "run", max_sentences=2, length_predictor="ratio")
+    with pytest.raises(ValueError, match="length_predictor must be one of"):
+        run_translate_eval(run, max_sentences=2, length_predictor="nope")
 
 
 @pytest.mark.parametrize("encoder", ["incremental", "reencode"])

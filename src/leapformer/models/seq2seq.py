@@ -394,6 +394,16 @@ class Seq2Seq(nn.Module):
         raise ValueError(f"length_predictor must be None, one of {LENGTH_PREDICTORS} or a "
                          f"LengthPredictor, got {spec!r}")
 
+    def set_length_predictor(self, spec: str | LengthPredictor | None) -> LengthPredictor | None:
+        """Replace the target-length predictor (``None``, ``"ratio"``, ``"lookup"``,
+        ``"conv"`` or a :class:`~leapformer.nn.length.LengthPredictor`); a new
+        ``ratio``/``lookup`` one must then be fitted (:meth:`fit_length_predictor`),
+        a new ``conv`` one trained. Returns the new predictor."""
+        device = self.src_embed.weight.device
+        pred = self._build_length_predictor(spec)
+        self.length_predictor = pred.to(device) if pred is not None else None
+        return self.length_predictor
+
     @property
     def needs_target_length(self) -> bool:
         """True if a decoder block re-weights by the target length (cosFormer)."""

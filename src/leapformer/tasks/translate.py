@@ -168,9 +168,40 @@ def _build_model(config: dict, data: TranslationData | None = None) -> Seq2Seq:
     model = Seq2Seq(cfg, config["spec"], config["length_predictor"],
                     causal_encoder=config["causal_encoder"])
     if data is not None and config["length_predictor"] in ("ratio", "lookup"):
-        src, tgt = data.ids["train"]
-        model.fit_length_predictor([s + [cfg.eos_id] for s in src], [len(t) + 1 for t in tgt])
+        _fit_length(model, data)
     return model
+
+
+def _fit_length(model: Seq2Seq, data: TranslationData) -> None:
+    """Fit the model's ratio/lookup length predictor on the training pairs (decoder
+    positions = target tokens + 1; sources with their EOS, as the encoder sees them)."""
+    src, tgt = data.ids["train"]
+    eos = model.cfg.eos_id
+    model.fit_length_predictor([s + [eos] for s in src], [len(t) + 1 for t in tgt])
+
+
+#: offline-evaluation target lengths of a cosFormer decoder: the run's own predictor,
+#: one fitted now on the training pairs, or the reference length (an oracle).
+EVAL_LENGTHS = ("trained", "ratio", "lookup", "conv", "oracle")
+
+
+def _eval_length_mode(model: Seq2Seq, data: TranslationData, config: dict, mode: str) -> str:
+    """Set up ``mode`` of :data:`EVAL_LENGTHS` on ``model``; returns the predictor used."""
+    if mode not in EVAL_LENGTHS:
+        raise ValueError(f"length_predictor must be one of {EVAL_LENGTHS}, got {mode!r}")
+    trained = config["length_predictor"]
+    if mode != "trained" and not model.needs_target_length:
+        raise ValueError(f"length_predictor={mode!r} needs a cosFormer decoder or cross block; "
+                         f"spec {config['spec']!r} uses no target length")
+    if mode == "trained" or mode == trained:
+        return trained
+    if mode == "conv":
+        raise ValueError(f"length_predictor='conv' is trained with the model; run "
+                         f"{config.get('out', 'this run')} was trained with {trained!r}")
+    if mode in ("ratio", "lookup"):
+        model.set_length_predictor(mode)
+        _fit_length(model, data)
+    return mode
 
 
 def _batch_to(batch: dict, device) -> dict:
@@ -371,31 +402,54 @@ def run_translate_eval(run: str | Path, *, split: str = "test", beam: int = 5,
                        length_penalty: float = 1.0, max_len_a: float = 1.5,
                        max_len_b: float = 10, max_sentences: int | None = None,
                        batch_size: int = 32, checkpoint: str = "best",
+                       length_predictor: str = "trained",
                        out: str | Path | None = None, device: str | torch.device = "cpu",
                        progress=None) -> dict:
     """Offline translation of ``split`` with beam search (``beam=1``: greedy is the
     same search with one beam) and corpus BLEU. Writes ``out`` (default
-    ``run/eval-<split>``): ``hyp.txt`` (one detokenised hypothesis per line)
-    and ``results.json``; returns the results. ``progress``: called with the
-    number of sentences done after each batch."""
+    ``run/eval-<split>``, ``run/eval-<split>-<length_predictor>`` for another
+    predictor): ``hyp.txt`` (one detokenised hypothesis per line) and
+    ``results.json``; returns the results. ``progress``: called with the
+    number of sentences done after each batch.
+
+    ``length_predictor`` (models with a cosFormer decoder or cross block, see
+    :data:`EVAL_LENGTHS`): the run's own, a ``ratio``/``lookup`` predictor
+    fitted now on the training pairs, or ``oracle`` (the reference length).
+    The results then carry ``length_mae`` and ``length_ratio``: the mean
+    absolute error and the mean of predicted / true decoder positions."""
     model, data, config = load_translate_run(run, checkpoint=checkpoint, device=device)
+    used = _eval_length_mode(model, data, config, length_predictor)
     n, src, _, refs = _split_pairs(data, split, max_sentences)
-    out = Path(out) if out is not None else Path(run) / f"eval-{split}"
+    tgt = data.ids[split][1][:n]
+    suffix = "" if length_predictor == "trained" else f"-{length_predictor}"
+    out = Path(out) if out is not None else Path(run) / f"eval-{split}{suffix}"
     eos = model.cfg.eos_id
     order = sorted(range(n), key=lambda j: len(src[j]))
     hyps: list[str | None] = [None] * n
     t0 = time.perf_counter()
     tokens = 0
+    length_err = length_ratio = 0.0
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size]
         S = max(len(src[j]) for j in rows) + 1
         x = torch.zeros(len(rows), S, dtype=torch.long)
         for r, j in enumerate(rows):
             x[r, :len(src[j]) + 1] = torch.tensor(src[j] + [eos])
+        x = x.to(device)
         mask = x == model.cfg.pad_id
-        out_ids = beam_search(model, x.to(device), mask.to(device), beam=beam,
-                              length_penalty=length_penalty, max_len_a=max_len_a,
-                              max_len_b=max_len_b)
+        true_m = torch.tensor([len(tgt[j]) + 1 for j in rows], device=device)
+        target_length = None
+        if model.needs_target_length:
+            if used == "oracle":
+                target_length = true_m
+            else:
+                with torch.no_grad():
+                    target_length = model.predict_target_length(model.encode(x, mask))
+            length_err += float((target_length - true_m).abs().sum())
+            length_ratio += float((target_length / true_m).sum())
+        out_ids = beam_search(model, x, mask, beam=beam, length_penalty=length_penalty,
+                              max_len_a=max_len_a, max_len_b=max_len_b,
+                              target_length=target_length)
         for j, ids in zip(rows, out_ids):
             hyps[j] = data.tgt_tok.decode(ids)
             tokens += len(ids)
@@ -409,6 +463,10 @@ def run_translate_eval(run: str | Path, *, split: str = "test", beam: int = 5,
     res = {"run": str(run), "split": split, "checkpoint": checkpoint, "sentences": n,
            "beam": beam, "length_penalty": length_penalty, "max_len_a": max_len_a,
            "max_len_b": max_len_b, "spec": config["spec"], "waitk_trained": config["waitk"],
+           "causal_encoder": config["causal_encoder"],
+           "length_predictor": used if model.needs_target_length else None,
+           "length_mae": length_err / n if model.needs_target_length else None,
+           "length_ratio": length_ratio / n if model.needs_target_length else None,
            "BLEU": bleu.score, "bleu_tokenizer": bleu.tokenizer,
            "bleu_signature": bleu.signature, "bleu_bp": bleu.bp,
            "bleu_precisions": list(bleu.precisions), "target_tokens": tokens,
