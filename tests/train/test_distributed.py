@@ -1,5 +1,6 @@
-"""Data-parallel training under torchrun: batch sharding, and a 2-process LRA run whose
-checkpoints resume in a single process and back."""
+"""Data-parallel training under torchrun: batch sharding, a 2-process LRA run whose
+checkpoints resume in a single process and back, and a 2-process LM run that trains
+the weights of one process."""
 
 import datetime
 import json
@@ -189,3 +190,43 @@ def test_two_process_lra_run_resumes_in_one_process_and_back(tmp_path, monkeypat
     assert res["steps"] == 8 and res["world_size"] == 2
     steps = [r["step"] for r in _metrics(out) if r["kind"] == "train"]
     assert steps == list(range(1, 9))
+
+
+def test_two_process_lm_run_trains_the_weights_of_one_process(tmp_path, monkeypatch, capsys):
+    """``lm train`` under torchrun (2 x half of each global batch) == one process, no dropout."""
+    from leapformer.cli import main
+
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    words = "in the beginning god created the heavens and the earth".split()
+    data = tmp_path / "wikitext"
+    data.mkdir()
+    for split, n in (("train", 60), ("valid", 8), ("test", 8)):
+        lines = [" " + " ".join(words[(i + j) % len(words)] for j in range(9)) + " "
+                 for i in range(n)]
+        (data / f"wiki.{split}.tokens").write_text("\n".join(lines) + "\n")
+    args = ["lm", "train", "--attention", "leap", "--data", str(data), "--steps", "4",
+            "--context", "16", "--batch-size", "4", "--lr", "3e-3", "--warmup-steps", "0",
+            "--eval-every", "2", "--device", "cpu", "--no-progress",
+            *[x for kv in ("num_layers=1", "d_model=32", "nhead=2", "dim_feedforward=64",
+                           "dropout=0.0") for x in ("--model-option", kv)]]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    proc, _ = _torchrun([*args, "--out", str(tmp_path / "two")], tmp_path)
+    assert proc.stdout.count("wrote ") == 1  # rank 0 alone reports and writes
+    res = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert res["world_size"] == 2 and res["steps"] == 4
+    one = torch.load(tmp_path / "one" / "last.pt", map_location="cpu", weights_only=False)
+    two = torch.load(tmp_path / "two" / "last.pt", map_location="cpu", weights_only=False)
+    assert one["model"].keys() == two["model"].keys()
+    for name, value in one["model"].items():
+        torch.testing.assert_close(two["model"][name], value, rtol=1e-4, atol=1e-6)
+    m1, m2 = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert [(r["step"], r["kind"]) for r in m1] == [(r["step"], r["kind"]) for r in m2]
+    for a, b in zip(m1, m2):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)

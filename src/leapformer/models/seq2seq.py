@@ -448,6 +448,13 @@ class Seq2Seq(nn.Module):
             x = x + sinusoidal_embedding(pos, self.cfg.d_model).to(x.dtype)
         return self.dropout(x)
 
+    def embed_source(self, tokens: Tensor, start: int = 0) -> Tensor:
+        """Encoder input of source ``tokens [B, T]`` at positions ``start+1 .. start+T``
+        (scaled embedding + position, dropout in training): what :meth:`encode`
+        feeds the encoder, for a streamed source read ``T`` tokens at a time."""
+        _check_tokens("tokens", tokens, self.cfg.src_vocab_size)
+        return self._embed(tokens, self.src_embed, self.src_pos, start)
+
     def project(self, hidden: Tensor) -> Tensor:
         """Decoder states ``[..., d_model]`` -> logits ``[..., tgt_vocab_size]``."""
         if self.output is None:

@@ -226,7 +226,7 @@ class SimulAgent:
                 # one token at a time, as a stream arrives (the EOS with the last token)
                 for pos in range(read, want):
                     chunk = full[:, pos:pos + 1]
-                    x = model._embed(chunk, model.src_embed, model.src_pos, start=pos)
+                    x = model.embed_source(chunk, start=pos)
                     mem = model.encoder(x, cache=enc_cache, length=n + 1 if self.cos_source
                                         else None)
                     model.decoder.extend_memory(cache.decoder, mem,
