@@ -115,7 +115,10 @@ def run_translate_simul_command(args: argparse.Namespace) -> int:
 def run_translate_report_command(args: argparse.Namespace) -> int:
     from leapformer._io import atomic_write_text
     from leapformer.cli import invocation
-    from leapformer.tasks.translate_report import collect_translate_runs, render_translate_report
+    from leapformer.tasks.translate_report import (
+        collect_translate_runs,
+        render_translate_report,
+    )
 
     try:
         text = render_translate_report(collect_translate_runs(args.runs), command=invocation(),

@@ -198,7 +198,7 @@ def test_two_process_lm_run_trains_the_weights_of_one_process(tmp_path, monkeypa
 
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
-    words = "in the beginning god created the heavens and the earth".split()
+    words = ["in", "the", "beginning", "god", "created", "the", "heavens", "and", "the", "earth"]
     data = tmp_path / "wikitext"
     data.mkdir()
     for split, n in (("train", 60), ("valid", 8), ("test", 8)):

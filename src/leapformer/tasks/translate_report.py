@@ -190,8 +190,8 @@ def _minutes(seconds) -> str:
 
 
 def render_training_table(runs: list[dict]) -> list[str]:
-    lines = ["| run | spec | wait-k | causal enc | steps | train min | target tokens/s "
-             "| best valid loss (step) | parameters |",
+    lines = [("| run | spec | wait-k | causal enc | steps | train min | target tokens/s "
+             "| best valid loss (step) | parameters |"),
              "|---|---|---|---|---:|---:|---:|---|---:|"]
     for r in runs:
         c, res = r["config"], r["results"]
@@ -217,8 +217,8 @@ def render_ablation_table(rows: list[dict], best: dict | None) -> list[str]:
 
 
 def render_simul_table(runs: list[dict]) -> list[str]:
-    lines = ["| run | spec | k | sentences | BLEU | AL | LAAL | AP | DAL | AL_CA (ms) "
-             "| decoder tokens/s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| run | spec | k | sentences | BLEU | AL | LAAL | AP | DAL | AL_CA (ms) "
+             "| decoder tokens/s |"), "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = [(r, s) for r in runs for s in r["simuls"]]
     for r, s in sorted(rows, key=lambda rs: (rs[1]["k"], rs[0]["name"], rs[1]["_path"])):
         enc = "" if s.get("encoder", "incremental") == "incremental" else f" ({s['encoder']})"
@@ -231,8 +231,8 @@ def render_simul_table(runs: list[dict]) -> list[str]:
 
 
 def render_offline_table(runs: list[dict]) -> list[str]:
-    lines = ["| run | spec | trained | split | sentences | beam | length predictor "
-             "| length MAE | BLEU | target tokens/s |",
+    lines = [("| run | spec | trained | split | sentences | beam | length predictor "
+             "| length MAE | BLEU | target tokens/s |"),
              "|---|---|---|---|---:|---:|---|---:|---:|---:|"]
     for r in runs:
         for e in r["evals"]:
