@@ -11,7 +11,7 @@ simul``). :func:`collect_translate_runs` finds runs under the given folders;
   validation loss, parameters);
 - the **per-block ablation**: every run whose spec mixes mechanisms, against
   the homogeneous LeaP run, by validation loss at the last evaluation step
-  both reached (equal steps: runs of one seed and schedule see the same
+  all of them reached (equal steps: runs of one seed and schedule see the same
   batches, so a shorter run is the prefix of a longer one); the best mix is
   the lowest;
 - the simultaneous table (spec x test-time k: BLEU, AL, LAAL, AP, DAL,
@@ -132,14 +132,18 @@ def _one(runs: list[dict], spec: str, waitk=True) -> dict | None:
 def per_block_ablation(runs: list[dict]) -> tuple[list[dict], dict | None]:
     """Rows ``{name, spec, step, valid_loss, leap_valid_loss, delta}`` of every wait-k
     run whose spec mixes mechanisms, compared with the homogeneous LeaP wait-k run at
-    the last validation step both have; and the best row (lowest loss) or None."""
+    one step: the last validation step that LeaP and every mix reached (so a mix
+    trained on afterwards is still ranked where the others stopped); and the best
+    row (lowest difference) or None."""
     leap = _one(runs, LEAP)
+    mixes = [r for r in runs
+             if r["config"]["waitk"] is not None and _homogeneous(r["spec"]) is None]
+    common = set(leap["valid"]) if leap else set()
+    for r in mixes:
+        common &= set(r["valid"])
+    step = max(common) if common else None
     rows = []
-    for r in runs:
-        if r["config"]["waitk"] is None or _homogeneous(r["spec"]) is not None:
-            continue
-        common = sorted(set(r["valid"]) & set(leap["valid"])) if leap else []
-        step = common[-1] if common else None
+    for r in mixes:
         loss = r["valid"].get(step) if step is not None else None
         ref = leap["valid"].get(step) if step is not None else None
         rows.append({"name": r["name"], "spec": r["spec"], "step": step, "valid_loss": loss,
