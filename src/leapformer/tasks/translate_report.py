@@ -261,7 +261,7 @@ def render_translate_report(runs: list[dict], command: str = "", notes: list[str
         lines += ["## Per-block ablation", "",
                   ("Each run changes one block kind of the all-LeaP model; validation loss "
                    "(label-smoothed, per target token, at the run's validation wait-k) at the "
-                   "last step both runs evaluated. Lower is better."), "",
+                   "last step every mix and the all-LeaP run evaluated. Lower is better."), "",
                   *render_ablation_table(rows, best), ""]
     if any(r["simuls"] for r in runs):
         lines += ["## Simultaneous (wait-k)", "",
