@@ -11,34 +11,17 @@ perplexity (and speed) targets.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from leapformer.bench._common import fmt, fmt_len, target, targets_table
+from leapformer.tasks._runs import read_json_object, require_keys
 
 logger = logging.getLogger(__name__)
 
 RUN_KEYS = ("attention", "test_ppl")
 EVAL_KEYS = ("attention", "split", "cosformer_length", "ppl")
 INFERENCE_LENGTHS = ("train", "stepping")  # cosFormer's L when the length is unknown
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"could not read {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"could not read {path}: expected a JSON object, got "  # noqa: TRY004
-                         f"{type(data).__name__}")
-    return data
-
-
-def _require(data: dict, keys: tuple[str, ...], path: Path, what: str) -> None:
-    missing = [k for k in keys if k not in data]
-    if missing:
-        raise ValueError(f"{path} is not {what}: missing {', '.join(missing)}")
 
 
 def collect_lm_results(run_dirs: list[str | Path]) -> list[dict]:
@@ -53,8 +36,8 @@ def collect_lm_results(run_dirs: list[str | Path]) -> list[dict]:
             raise FileNotFoundError(f"run folder {root} does not exist")
         paths = [root] if root.is_file() else sorted(root.rglob("results.json"))
         for path in paths:
-            res = _read_json(path)
-            _require(res, RUN_KEYS, path, "an 'lm train' results.json")
+            res = read_json_object(path)
+            require_keys(res, RUN_KEYS, path, "an 'lm train' results.json")
             res["_path"] = str(path)
             found.append(res)
     if not found:
@@ -69,8 +52,8 @@ def load_evals(paths: list[str | Path]) -> list[dict]:
     for path in map(Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"evaluation file {path} does not exist")
-        res = _read_json(path)
-        _require(res, EVAL_KEYS, path, "an 'lm eval' result")
+        res = read_json_object(path)
+        require_keys(res, EVAL_KEYS, path, "an 'lm eval' result")
         res["_path"] = str(path)
         evals.append(res)
     return evals
@@ -81,8 +64,8 @@ def load_speed(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"speed file {path} does not exist")
-    res = _read_json(path)
-    _require(res, ("rows",), path, "an lm-speed result")
+    res = read_json_object(path)
+    require_keys(res, ("rows",), path, "an lm-speed result")
     return res
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from leapformer.bench._common import fmt, target, targets_table
 from leapformer.nn import AttentionSpec
+from leapformer.tasks._runs import read_json_object, require_keys
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +40,6 @@ SOFTMAX = "enc=softmax,dec=softmax,cross=softmax"
 
 __all__ = ["collect_translate_runs", "evaluate_translate_targets", "per_block_ablation",
            "render_translate_report"]
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"could not read {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"could not read {path}: expected a JSON object, got "  # noqa: TRY004
-                         f"{type(data).__name__}")
-    return data
-
-
-def _require(data: dict, keys: tuple[str, ...], path: Path, what: str) -> None:
-    missing = [k for k in keys if k not in data]
-    if missing:
-        raise ValueError(f"{path} is not {what}: missing {', '.join(missing)}")
 
 
 def _valid_losses(path: Path) -> dict[int, float]:
@@ -76,20 +60,20 @@ def _valid_losses(path: Path) -> dict[int, float]:
 
 
 def _read_run(folder: Path) -> dict:
-    config = _read_json(folder / "config.json")
+    config = read_json_object(folder / "config.json")
     if config.get("format") != RUN_FORMAT:
         raise ValueError(f"{folder / 'config.json'} is not a 'translate train' run config")
-    results = _read_json(folder / "results.json")
-    _require(results, ("steps",), folder / "results.json", "a 'translate train' results.json")
+    results = read_json_object(folder / "results.json")
+    require_keys(results, ("steps",), folder / "results.json", "a 'translate train' results.json")
     spec = str(AttentionSpec.parse(config["spec"]))
     evals, simuls = [], []
     for path in sorted(folder.glob("eval-*/results.json")):
-        res = _read_json(path)
-        _require(res, ("BLEU", "split", "beam"), path, "a 'translate eval' result")
+        res = read_json_object(path)
+        require_keys(res, ("BLEU", "split", "beam"), path, "a 'translate eval' result")
         evals.append({**res, "_path": str(path)})
     for path in sorted(folder.glob("simul-*/results.json")):
-        res = _read_json(path)
-        _require(res, ("BLEU", "k", "AL", "LAAL", "AL_CA", "split"), path,
+        res = read_json_object(path)
+        require_keys(res, ("BLEU", "k", "AL", "LAAL", "AL_CA", "split"), path,
                  "a 'translate simul' result")
         simuls.append({**res, "_path": str(path)})
     return {"name": folder.name, "path": str(folder), "spec": spec, "config": config,
