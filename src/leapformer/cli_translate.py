@@ -88,7 +88,8 @@ def run_translate_eval_command(args: argparse.Namespace) -> int:
                                      max_len_a=args.max_len_a, max_len_b=args.max_len_b,
                                      max_sentences=args.max_sentences,
                                      batch_size=args.batch_size, checkpoint=args.checkpoint,
-                                     length_predictor=args.length_predictor, out=args.out, device=args.device, progress=bar.update)
+                                     length_predictor=args.length_predictor, out=args.out,
+                                     device=args.device, progress=bar.update)
     except (ValueError, TypeError, FileNotFoundError) as err:
         return _error("eval", err)
     print(json.dumps(res, indent=2, ensure_ascii=False))

@@ -196,8 +196,8 @@ def _eval_length_mode(model: Seq2Seq, data: TranslationData, config: dict, mode:
     if mode == "trained" or mode == trained:
         return trained
     if mode == "conv":
-        raise ValueError(f"length_predictor='conv' is trained with the model; run "
-                         f"{config.get('out', 'this run')} was trained with {trained!r}")
+        raise ValueError(f"length_predictor='conv' is trained with the model; this run was "
+                         f"trained with {trained!r}")
     if mode in ("ratio", "lookup"):
         model.set_length_predictor(mode)
         _fit_length(model, data)
