@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from leapformer.cli import add_bench_decode_arguments, run_bench_decode
+from leapformer.cli.bench import add_bench_decode_arguments, run_bench_decode
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 

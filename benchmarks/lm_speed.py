@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from leapformer.cli import add_lm_bench_arguments, run_lm_bench
+from leapformer.cli.lm import add_lm_bench_arguments, run_lm_bench
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from leapformer.cli import add_bench_lra_speed_arguments, run_bench_lra_speed
+from leapformer.cli.bench import add_bench_lra_speed_arguments, run_bench_lra_speed
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from leapformer.cli import add_bench_ops_arguments, run_bench_ops
+from leapformer.cli.bench import add_bench_ops_arguments, run_bench_ops
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 

@@ -26,7 +26,10 @@ def atomic_open(path: str | Path, binary: bool = True) -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. a read-only folder: keep the real error, not this one
+            pass
         raise
 
 

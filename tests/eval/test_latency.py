@@ -1,4 +1,4 @@
-"""Latency metrics on hand-worked instances (SimulEval semantics, SPEC section 4.1).
+"""Latency metrics on hand-worked instances (SimulEval semantics, docs/math.md §4.1).
 
 Notation in the comments: |X| source length, d_i delays, |Y| hypothesis length,
 |Y*| reference length, T the target length SimulEval uses (|Y*| when given,

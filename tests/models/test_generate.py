@@ -10,13 +10,7 @@ from tests.models.test_lm import CTX, IDS, MECHS, V, make_model
 PROMPTS = [[7], [3, 9, 14], [2, 11, 5, 20, 8, 1, 16]]  # lengths 1, 3, 7
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread (two stall for tens of ms per op on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _length(options):

@@ -13,13 +13,7 @@ MECHS = [("softmax", {}), ("linear", {}), ("elu", {}), ("cosformer", {}), ("leap
 IDS = ["softmax", "linear", "elu", "cosformer", "leap", "performer", "cosformer-stepping"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread (two stall for tens of ms per op on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(mech="softmax", options=None, positions="learned", seed=0, **kw):

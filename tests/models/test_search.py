@@ -13,12 +13,7 @@ from tests.models.test_seq2seq import IDS, SPECS, batch, make_model
 BOS, EOS = 2, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(spec, seed):

@@ -20,12 +20,7 @@ SPECS = ["softmax", "linear", "leap", "cosformer",
 IDS = ["softmax", "linear", "leap", "cosformer", "mixed"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(spec="leap", seed=0, length_predictor=None, dtype=torch.float64, **kw):

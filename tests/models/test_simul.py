@@ -20,12 +20,7 @@ SPECS = ["softmax", "linear", "leap", "enc=leap,dec=linear,cross=softmax,dec.1=l
 IDS = ["softmax", "linear", "leap", "mixed"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(spec="leap", *, causal=True, layers=2, seed=0, length_predictor=None):

@@ -1,4 +1,4 @@
-"""LeaP network against the SPEC formula written out in the test."""
+"""LeaP network against the formula of docs/math.md §1 written out in the test."""
 
 import pytest
 import torch

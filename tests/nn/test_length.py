@@ -1,4 +1,4 @@
-"""Tests for the target-length predictors (SPEC §3, MLA §3.3)."""
+"""Tests for the target-length predictors (docs/math.md §3, MLA §3.3)."""
 
 import math
 

@@ -15,12 +15,7 @@ D = E // H
 CFG = BlockConfig(d_model=16, nhead=2, dim_feedforward=24, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(B=2, M=5, N=7, seed=0):

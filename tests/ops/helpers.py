@@ -25,7 +25,7 @@ def make_inputs(B, H, M, N, D, Dv=None, *, dtype=torch.float64, seed=0, grad=Fal
 
 
 def explicit_leap(q, k, v, qp, kp, *, causal=False, mask=None, clamp=0.1):
-    """The SPEC §1.3 formula with Python loops over positions (tiny inputs only)."""
+    """The docs/math.md §1.3 formula with Python loops over positions (tiny inputs only)."""
     B, H, M, _ = q.shape
     N = k.shape[2]
     out = torch.zeros(B, H, M, v.shape[-1], dtype=q.dtype)

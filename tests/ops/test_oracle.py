@@ -1,4 +1,4 @@
-"""The parallel oracle against the SPEC formula written out with loops."""
+"""The parallel oracle against the formula of docs/math.md §1 written out with loops."""
 
 import pytest
 import torch

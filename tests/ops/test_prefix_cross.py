@@ -20,12 +20,7 @@ from leapformer.ops import (
 from tests.ops.helpers import make_inputs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def masked_reference(q, k, v, prefix, qp=None, kp=None, *, mask=None, phi=F.relu, clamp=0.1):

@@ -91,3 +91,35 @@ def test_state_errors():
         leap_attention(q, k, v, qp, kp, causal=True, initial_state=f32)
     with pytest.raises(TypeError, match="LinearAttentionState"):
         leap_attention(q, k, v, qp, kp, causal=True, initial_state=torch.zeros(3))
+
+
+@pytest.mark.parametrize("reweighted", [False, True])
+@pytest.mark.parametrize("normalize", ["clamp", "eps", "none"])
+def test_public_extend_and_read_equal_the_parallel_form(reweighted, normalize):
+    """``LinearAttentionState.extend_`` (keys in two chunks) then ``read`` equals
+    bidirectional attention over all keys (the parallel oracle)."""
+    torch.manual_seed(0)
+    B, H, M, N, D = 2, 3, 5, 7, 4
+    q, k, v = torch.randn(B, H, M, D), torch.randn(B, H, N, D), torch.randn(B, H, N, D)
+    fq, fk = torch.relu(q), torch.relu(k)
+    qp, kp = torch.rand(B, H, M), torch.rand(B, H, N)
+    state = LinearAttentionState.zeros(B, H, 2 if reweighted else 1, D, D)
+    wq = wk = None
+    if reweighted:
+        wq = torch.stack((torch.sin(torch.pi / 2 * qp), torch.cos(torch.pi / 2 * qp)), -1)
+        wk = torch.stack((torch.sin(torch.pi / 2 * kp), torch.cos(torch.pi / 2 * kp)), -1)
+    state.extend_(fk[:, :, :3], v[:, :, :3], None if wk is None else wk[:, :, :3])
+    state.extend_(fk[:, :, 3:], v[:, :, 3:], None if wk is None else wk[:, :, 3:])
+    got = state.read(fq, wq, normalize=normalize, eps=0.1)
+    a = fq @ fk.transpose(-1, -2)
+    if reweighted:
+        a = a * torch.cos(torch.pi / 2 * (qp[..., :, None] - kp[..., None, :]))
+    num, den = a @ v, a.sum(-1, keepdim=True)
+    want = {"clamp": num / den.clamp_min(0.1), "eps": num / (den + 0.1), "none": num}[normalize]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_read_rejects_an_unknown_normalisation():
+    state = LinearAttentionState.zeros(1, 1, 1, 2, 2)
+    with pytest.raises(ValueError, match="normalize"):
+        state.read(torch.ones(1, 1, 1, 2), normalize="sum")

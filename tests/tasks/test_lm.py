@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from leapformer.cli import main
-from leapformer.tasks import lm as lm_task
+from leapformer.tasks.lm import run as lm_task
 from leapformer.tasks.lm import LMTrainPreset, load_lm_run, run_lm_train
 
 WORDS = ["in", "the", "beginning", "god", "created", "the", "heavens", "and", "the", "earth"]
@@ -16,13 +16,7 @@ TINY_MODEL = ["--model-option", "num_layers=1", "--model-option", "d_model=32",
 TINY = {"num_layers": 1, "d_model": 32, "nhead": 2, "dim_feedforward": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,12 @@ import pytest
 import torch
 
 from leapformer.models import CausalLM, LMConfig
-from leapformer.tasks.lm_eval import evaluate_perplexity
+from leapformer.tasks.lm.perplexity import evaluate_perplexity
 
 V = 23
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(attention, seed=0):

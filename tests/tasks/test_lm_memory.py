@@ -31,12 +31,7 @@ from leapformer.models import CausalLM, LMConfig
 N = 1024
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ShapeRecorder(TorchDispatchMode):

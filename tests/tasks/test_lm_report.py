@@ -5,7 +5,7 @@ import json
 import pytest
 
 from leapformer.cli import main
-from leapformer.tasks.lm_report import (
+from leapformer.tasks.lm.report import (
     collect_lm_results,
     cosformer_inference,
     evaluate_lm_targets,

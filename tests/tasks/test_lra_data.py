@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from leapformer.tasks.lra_data import Split, batch_fn, eval_batches, pad
+from leapformer.tasks.lra.batching import Split, batch_fn, eval_batches, pad
 
 
 def _split(n=10):

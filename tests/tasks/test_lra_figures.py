@@ -8,13 +8,13 @@ import torch
 
 from leapformer.cli import main
 from leapformer.models import ClassifierConfig, SequenceClassifier
-from leapformer.tasks.lra_figures import (
+from leapformer.tasks.lra.figures import (
     cosformer_reweighting,
     plot_accuracy_throughput,
     plot_reweighting,
     reweighting_matrices,
 )
-from leapformer.tasks.lra_report import collect, figure1_points
+from leapformer.tasks.lra.report import collect, figure1_points
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from leapformer.cli import main
-from leapformer.tasks.lra_grid import run_grid
+from leapformer.tasks.lra.grid import run_grid
 
 TINY = {"n_train": 32, "n_valid": 8, "n_test": 8}
 

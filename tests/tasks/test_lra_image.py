@@ -10,7 +10,7 @@ import pytest
 
 from leapformer.data.image import generate_shapes
 from leapformer.tasks.lra import get_profile, load_splits, run_lra
-from leapformer.tasks.lra_tasks import get_task
+from leapformer.tasks.lra.sets import get_task
 from tests.data.test_image import tf_grey_reference, write_cifar, write_idx
 
 TINY = dict(n_train=40, n_valid=20, n_test=20, batch_size=8, eval_every=3)

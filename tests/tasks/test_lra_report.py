@@ -5,7 +5,7 @@ import json
 import pytest
 
 from leapformer.cli import main
-from leapformer.tasks.lra_report import (
+from leapformer.tasks.lra.report import (
     collect,
     evaluate_targets,
     render_report,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from leapformer.tasks.lra import load_splits, run_lra
-from leapformer.tasks.lra_tasks import retrieval, text
+from leapformer.tasks.lra.sets import retrieval, text
 
 SMALL = dict(n_train=64, n_valid=24, n_test=24, min_len=40, max_len=120, max_length=100)
 TINY = dict(n_train=32, n_valid=8, n_test=8, min_len=20, max_len=60, max_length=64,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from leapformer.cli_translate import add_translate_parser
+from leapformer.cli.translate import register as add_translate_parser
 from leapformer.eval import read_instances, scores_from_log
 from leapformer.models import beam_search
 from leapformer.tasks.translate import (
@@ -19,7 +19,7 @@ from leapformer.tasks.translate import (
     run_translate_simul,
     run_translate_train,
 )
-from leapformer.tasks.translate_data import TokenBatcher, sample_k, waitk_memory_prefix
+from leapformer.tasks.translate.data import TokenBatcher, sample_k, waitk_memory_prefix
 from leapformer.train import load_checkpoint
 
 SRC = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa"]
@@ -30,12 +30,7 @@ TRAIN = {"eval_every": 10, "log_every": 5, "valid_pairs": 20, "src_vocab": 40, "
          "warmup_steps": 5}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_fixture(root, n=(160, 20, 12), seed=0):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from leapformer.cli import build_parser
-from leapformer.tasks.translate_report import (
+from leapformer.tasks.translate.report import (
     collect_translate_runs,
     evaluate_translate_targets,
     per_block_ablation,

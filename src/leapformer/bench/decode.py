@@ -51,13 +51,15 @@ from pathlib import Path
 import torch
 
 from leapformer.bench._common import (
+    machine_info,
+    time_interleaved,
+)
+from leapformer.report.tables import (
     fmt,
     fmt_len,
     machine_line,
-    machine_info,
     target,
     targets_table,
-    time_interleaved,
     write_files,
 )
 

@@ -39,14 +39,16 @@ import torch
 import torch.nn.functional as F
 
 from leapformer.bench._common import (
+    machine_info,
+    peak_memory_bytes,
+    time_interleaved,
+)
+from leapformer.report.tables import (
     fmt,
     fmt_len,
-    machine_info,
     machine_line,
-    peak_memory_bytes,
     target,
     targets_table,
-    time_interleaved,
     write_files,
 )
 

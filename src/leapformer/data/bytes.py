@@ -3,7 +3,7 @@
 LRA encodes text with ``tfds.deprecated.text.ByteTextEncoder``: the UTF-8
 bytes of the text, id = byte + 1, so that 0 stays the padding id (vocabulary
 257). Sequences are held as ``int16`` NumPy arrays (2 bytes per id instead of
-a Python list's 8), which :class:`~leapformer.tasks.lra_data.Split` pads like
+a Python list's 8), which :class:`~leapformer.tasks.lra.batching.Split` pads like
 lists; the official AAN files hold ~1.2 billion bytes of documents after
 truncation to 4000 bytes.
 """

@@ -1,7 +1,7 @@
 """LRA Image (sequential greyscale CIFAR-10): official loaders and a generated stand-in.
 
 The Long-Range Arena *Image* task classifies a 32x32 greyscale image, read as
-its 1,024 pixels in raster order, into 10 classes (SPEC §5.1). This module
+its 1,024 pixels in raster order, into 10 classes (docs/math.md §5.1). This module
 reads the data sets the task can use and generates a stand-in when none is given.
 
 **CIFAR-10, python version** (:func:`load_cifar10_batches`). The official

@@ -1,6 +1,6 @@
 """ListOps (Long-Range Arena): generator, official TSV files, evaluator, tokenizer.
 
-An expression is a tree of operators over the digits 0-9 (SPEC §5.1, LRA
+An expression is a tree of operators over the digits 0-9 (docs/math.md §5.1, LRA
 ``lra_benchmarks/data/listops.py``)::
 
     [MAX 2 9 [MIN 4 7 ] 0 ]          -> 9

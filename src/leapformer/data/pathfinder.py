@@ -3,7 +3,7 @@
 An image shows two round markers and several curved "snakes" made of short
 straight *paddles*. The label says whether the two markers sit at the two ends
 of the same snake (1, connected) or at ends of two different snakes (0).
-LRA's hardest 32x32 variant, ``curv_contour_length_14`` (SPEC §5.1), uses
+LRA's hardest 32x32 variant, ``curv_contour_length_14`` (docs/math.md §5.1), uses
 snakes of 14 paddles of length 2 px, markers of radius 1.5 px and short
 distractor snakes; a model reads the 1,024 pixels in raster order as tokens.
 

@@ -8,7 +8,7 @@ space) between them, words separated by spaces, rare words already replaced by
 ``<unk>``. :func:`read_wikitext` takes the folder holding the files, or a folder
 with ``wikitext-103/`` (or ``wikitext-2/``, same file names) inside it.
 
-**Tokens, as fairseq counts them.** The SPEC's experiment (§5.2) is fairseq's
+**Tokens, as fairseq counts them.** The experiment of docs/math.md §5.2 is fairseq's
 ``fairseq-preprocess --only-source`` on these files. Its ``Binarizer`` opens a
 file in text mode (``encoding="utf-8"``, universal newlines: ``\\n``,
 ``\\r\\n`` and a lone ``\\r`` end a line; ``\\x85`` or ``\\u2028`` do not), and

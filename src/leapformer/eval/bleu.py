@@ -1,4 +1,4 @@
-"""Corpus BLEU with sacreBLEU on detokenised text (SPEC §4.1: "Quality: BLEU with
+"""Corpus BLEU with sacreBLEU on detokenised text (docs/math.md §4.1: "Quality: BLEU with
 sacreBLEU on detokenised output").
 
 The tokenizer follows the target language, as sacreBLEU recommends:

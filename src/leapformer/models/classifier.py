@@ -1,4 +1,4 @@
-"""Sequence classifiers of the Long-Range Arena setting (SPEC §5.1).
+"""Sequence classifiers of the Long-Range Arena setting (docs/math.md §5.1).
 
 Token embedding + learned positional embedding, an :class:`~leapformer.nn.Encoder`
 whose self-attention mechanism is chosen by name, mean pooling over the
@@ -20,7 +20,7 @@ from leapformer.nn import AttentionSpec, BlockConfig, Encoder
 
 @dataclass
 class ClassifierConfig:
-    """Sizes of a classifier; the defaults are the LRA model of SPEC §5.1."""
+    """Sizes of a classifier; the defaults are the LRA model of docs/math.md §5.1."""
 
     vocab_size: int
     num_classes: int
@@ -108,3 +108,16 @@ class DualEncoderClassifier(nn.Module):
                              f"{list(tokens1.shape)} and {list(tokens2.shape)}")
         u, v = self.encoder(tokens1), self.encoder(tokens2)
         return self.head(torch.cat((u, v, u * v, u - v), dim=-1))
+
+
+def lra_mechanism_options(attention: str, max_length: int) -> dict:
+    """Options of the LRA baselines as the Skyformer harness sets them (docs/math.md §5.1):
+    Performer 128 random features, Linformer projections sized by the maximum
+    length (k = 128, its default); Nystromformer 128 landmarks, Skyformer 128
+    features, Reformer 2 hashes, BigBird 3 random blocks of 64 are the mechanisms'
+    own defaults."""
+    if attention == "performer":
+        return {"num_features": 128}
+    if attention == "linformer":
+        return {"max_length": max_length}
+    return {}

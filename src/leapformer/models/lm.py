@@ -1,4 +1,4 @@
-"""Decoder-only language model (SPEC §5.2).
+"""Decoder-only language model (docs/math.md §5.2).
 
 ``CausalLM``: token embedding (scaled by ``sqrt(d_model)``), positions
 (``learned``, ``sinusoidal`` or ``none``), a pre-norm
@@ -55,7 +55,7 @@ POSITIONS = ("learned", "sinusoidal", "none")
 #: positions) without its adaptive input and adaptive softmax. Over its
 #: 267,744-word vocabulary those shrink the embedding; with a plain tied
 #: embedding of ``vocab x 1024`` the parameter count differs from the ~140M of
-#: SPEC §5.2 (it is ~476M for 267,744 words, ~201M of them in the layers):
+#: docs/math.md §5.2 (it is ~476M for 267,744 words, ~201M of them in the layers):
 #: :func:`count_parameters` gives it for any vocabulary.
 #: ``lite``: 4 layers, 256 wide, 4 heads, FFN 1024, 512 tokens, dropout 0.1 —
 #: 3.2M parameters in the layers plus ``vocab x 256`` (a few million: trains on

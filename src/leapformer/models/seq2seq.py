@@ -1,4 +1,4 @@
-"""Encoder-decoder translation model with a mechanism per attention block (MLA, SPEC §2-§4).
+"""Encoder-decoder translation model with a mechanism per attention block (MLA, docs/math.md §2-§4).
 
 ``Seq2Seq``: source and target token embeddings (scaled by ``sqrt(d_model)``,
 plus sinusoidal or learned positions, 1-based per item), an
@@ -16,7 +16,7 @@ Token conventions (those of :mod:`leapformer.data.spm`): ``pad_id=0``,
 decoder input is ``[BOS, y_1 .. y_n]`` and the output to predict
 ``[y_1 .. y_n, EOS]``. Masks are bool, True = padding (right padding).
 
-**Target length** (SPEC §1.2, §3). cosFormer in the decoder (``dec`` or
+**Target length** (docs/math.md §1.2, §3). cosFormer in the decoder (``dec`` or
 ``cross``) weighs query ``i`` by ``i / M``: ``M`` is the number of decoder
 positions (target tokens + 1), the true one in training (each item's
 unpadded ``tgt_in`` length) and a prediction when decoding, from the
@@ -71,7 +71,7 @@ LENGTH_PREDICTORS = ("ratio", "lookup", "conv")
 #: Size presets for :meth:`Seq2SeqConfig.preset` (any field can be overridden).
 #: ``paper``: Transformer base (Vaswani et al. 2017), the usual text-NMT setting:
 #: 6+6 layers, 512 wide, 8 heads, FFN 2048, dropout 0.1, label smoothing 0.1,
-#: sinusoidal positions. (SPEC §5.3-§5.4 give the MLA/LeaPformer speech models:
+#: sinusoidal positions. (docs/math.md §5.3-§5.4 give the MLA/LeaPformer speech models:
 #: 6+6 layers, 256 wide, 8 heads, FFN 1024 -- use ``d_model=256,
 #: dim_feedforward=1024`` for those; no text-NMT sizes are published there.)
 #: ``lite``: 3+3 layers, 256 wide, 4 heads, FFN 1024 (trains on a 2-core CPU).

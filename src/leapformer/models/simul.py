@@ -1,4 +1,4 @@
-"""Simultaneous wait-k decoding of a :class:`~leapformer.models.Seq2Seq` (SPEC §2, §4).
+"""Simultaneous wait-k decoding of a :class:`~leapformer.models.Seq2Seq` (docs/math.md §2, §4).
 
 :func:`simultaneous_greedy` translates one sentence while it is being read,
 one source token at a time, with the wait-k policy (Ma et al. 2019): target
@@ -37,7 +37,7 @@ they had read then (exactly what wait-k training with ``memory_prefix``
 computes).
 
 Lengths. LeaP, linear and softmax need none. cosFormer weighs positions by
-lengths that SPEC §1.1-§1.2 define only for a complete source:
+lengths that docs/math.md §1.1-§1.2 define only for a complete source:
 ``incremental`` uses the **full** source length (EOS included) for its
 encoder (``j / N``) and cross-attention key proportions -- an *oracle* a
 real streaming system does not have -- and ``reencode`` uses the length of

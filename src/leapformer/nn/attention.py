@@ -8,7 +8,7 @@ omitted for self-attention; ``causal=True`` replaces an ``attn_mask``; and
 ``cache=`` decodes incrementally (see :mod:`leapformer.nn.cache`).
 
 ``prefix=`` (``[B, M]`` integer) limits query ``i`` to the first
-``prefix[b, i]`` keys: wait-k cross-attention in training (SPEC §4), for the
+``prefix[b, i]`` keys: wait-k cross-attention in training (docs/math.md §4), for the
 mechanisms with ``supports_prefix`` (softmax and the linear family); the
 others raise ``ValueError``.
 

@@ -12,7 +12,7 @@ tokens; ``Decoder.extend_memory`` adds newly read source (simultaneous
 decoding). Length-dependent mechanisms (cosFormer) read ``target_length``
 (true in training, predicted at inference) and ``source_length``.
 
-Wait-k training (SPEC §4): ``Decoder(..., memory_prefix=prefix)`` limits
+Wait-k training (docs/math.md §4): ``Decoder(..., memory_prefix=prefix)`` limits
 target position ``t`` to the first ``prefix[b, t]`` memory positions in every
 layer's cross-attention (``leapformer.ops.waitk_prefix`` makes
 ``g(t) = min(k + t - 1, |x|)``). ``Encoder(..., causal=True)`` (or
@@ -177,7 +177,7 @@ class Encoder(nn.Module):
     ``causal=True`` makes the self-attention unidirectional (each position sees
     itself and earlier ones): a streamed source is then encoded once, with
     :meth:`new_cache` and ``forward(chunk, cache=cache)`` taking each newly read
-    chunk after the cached ones (simultaneous translation, SPEC §4).
+    chunk after the cached ones (simultaneous translation, docs/math.md §4).
     """
 
     def __init__(self, num_layers: int, cfg: BlockConfig, spec: AttentionSpec | str = "softmax",

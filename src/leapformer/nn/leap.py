@@ -1,4 +1,4 @@
-"""LeaP: the learned-proportion network of LeaPformer (SPEC §1.3).
+"""LeaP: the learned-proportion network of LeaPformer (docs/math.md §1.3).
 
 ``Linear(d, d/f) -> ReLU -> Linear(d/f, 1) -> Sigmoid`` applied to each
 post-ReLU per-head vector, so every token gets one proportion in ``(0, 1)`` per

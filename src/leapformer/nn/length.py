@@ -1,4 +1,4 @@
-"""Target-length predictors for length-re-weighted decoders (MLA paper §3.3, SPEC §3).
+"""Target-length predictors for length-re-weighted decoders (MLA paper §3.3, docs/math.md §3).
 
 cosFormer-style cross-attention normalises query positions by the target
 length ``M``, which is unknown at inference. Three cheap predictors:

@@ -1,4 +1,4 @@
-"""Modular linearized attention (MLA, SPEC §2): a mechanism per block kind.
+"""Modular linearized attention (MLA, docs/math.md §2): a mechanism per block kind.
 
 An encoder-decoder has three kinds of attention block: encoder self-attention
 (``enc``), decoder self-attention (``dec``, causal) and decoder cross-attention

@@ -15,6 +15,7 @@ from leapformer.ops.feature_maps import (
     identity,
     relu,
 )
+from leapformer.ops.linear_step import step_ as decode_step_
 from leapformer.ops.prefix_cross import (
     prefix_cross_attention,
     prefix_cross_attention_parallel,
@@ -35,6 +36,7 @@ __all__ = [
     "cosformer_attention",
     "cosformer_proportions",
     "cross_proportions",
+    "decode_step_",
     "draw_projection",
     "elu_plus_one",
     "get_feature_map",

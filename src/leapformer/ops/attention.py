@@ -190,7 +190,7 @@ def leap_attention(
     return_weights: bool = False,
     feature_map: str | FeatureMap = "relu",
 ):
-    """Re-weighted linear attention with proportions (LeaPformer, SPEC §1.3).
+    """Re-weighted linear attention with proportions (LeaPformer, docs/math.md §1.3).
 
     ``w_ij = relu(q_i).relu(k_j) * cos(pi/2 (q_prop_i - k_prop_j))``, normalised
     over ``j``. ``q_prop [B,H,M]`` and ``k_prop [B,H,N]`` (batch and heads may be
@@ -220,7 +220,7 @@ def cosformer_attention(
     output_final_state: bool = False,
     return_weights: bool = False,
 ):
-    """cosFormer self-attention: weight ``cos(pi/2 (i - j) / L)`` (SPEC §1.1).
+    """cosFormer self-attention: weight ``cos(pi/2 (i - j) / L)`` (docs/math.md §1.1).
 
     Positions are 1-based; ``L = max_length``, by default ``max(M, N) + offset``
     as in the official code. ``offset`` shifts both query and key positions

@@ -1,4 +1,4 @@
-"""Non-negative feature maps ``phi`` for linear attention (SPEC §1).
+"""Non-negative feature maps ``phi`` for linear attention (docs/math.md §1).
 
 A feature map is a callable ``phi(x, is_query) -> Tensor`` on ``[..., d]``
 inputs; it may change the last dimension (FAVOR+ maps ``d`` to ``m``

@@ -1,7 +1,7 @@
 """Recurrent linear attention: one token at a time with an explicit state.
 
 Causal: for each position ``t``, ``s += phi(k_t)^T v1_t`` then
-``out_t = phi(q_t) @ s``: the constant-size decoding step (SPEC §1). A
+``out_t = phi(q_t) @ s``: the constant-size decoding step (docs/math.md §1). A
 sequence split anywhere and resumed from the returned state gives the same
 result as one call. Bidirectional (cross-attention): the state is extended with
 all of this call's keys, then every query reads it; passing the state of

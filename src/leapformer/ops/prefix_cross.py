@@ -1,11 +1,11 @@
-"""Prefix-constrained cross-attention: wait-k training (SPEC §4).
+"""Prefix-constrained cross-attention: wait-k training (docs/math.md §4).
 
 In wait-k training target position ``t`` (1-based) may attend only to the
 first ``g(t) = min(k + t - 1, |x|)`` source positions. Here that constraint
 is an argument ``prefix [B, M]`` (integer): query ``i`` of item ``b`` sees the
 keys ``0 .. prefix[b, i] - 1`` (:func:`waitk_prefix` builds it).
 
-Linear attention (SPEC §4): the constraint is a prefix sum over the source,
+Linear attention (docs/math.md §4): the constraint is a prefix sum over the source,
 read at ``prefix - 1`` by each query,
 ``o_i = phi(q_i) S_{p_i} / phi(q_i).z_{p_i}`` with
 ``S_n = sum_{j<n} phi(k_j)^T v_j`` and ``z_n = sum_{j<n} phi(k_j)``. The
@@ -52,7 +52,7 @@ def waitk_prefix(wait_k: int, num_queries: int, source_length: int | Tensor, *,
 
     ``source_length`` is ``|x|`` in source positions: an int (``B = 1``) or a
     tensor ``[B]`` of per-item unpadded lengths. ``ratio`` is the fixed
-    pre-decision ratio (SPEC §4): that many positions (e.g. encoder frames)
+    pre-decision ratio (docs/math.md §4): that many positions (e.g. encoder frames)
     form one source unit, so ``k`` and ``t`` count units and the prefix counts
     positions.
     """

@@ -1,4 +1,4 @@
-"""Proportions and the sin/cos re-weighting (SPEC §1.1-1.3).
+"""Proportions and the sin/cos re-weighting (docs/math.md §1.1-1.3).
 
 Re-weighted linear attention scores ``phi(q_i).phi(k_j) * cos(pi/2 (p_i - p_j))``.
 Since ``cos(a - b) = sin a sin b + cos a cos b`` the weight splits into two
@@ -69,7 +69,7 @@ def cross_proportions(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor]:
-    """cosFormer cross-attention proportions (SPEC §1.2, MLA eq. 8).
+    """cosFormer cross-attention proportions (docs/math.md §1.2, MLA eq. 8).
 
     Query ``i`` gets ``i / M`` and key ``j`` gets ``j / N``, 1-based, so that
     the weight is ``cos(pi/2 (i/M - j/N))``. ``target_total`` (M) and

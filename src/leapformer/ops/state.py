@@ -1,4 +1,4 @@
-"""Recurrent state of linear attention (explicit data, SPEC §1).
+"""Recurrent state of linear attention (explicit data, docs/math.md §1).
 
 The state after keys ``1..t`` holds, per weight group ``g`` (1 group without
 re-weighting; 2 = the sin/cos halves with it), the running sums
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from leapformer.ops._checks import shape
-from leapformer.ops._fused import padded_width
+from leapformer.ops._fused import augment_values, expand_features, padded_width
 
 
 class LinearAttentionState(NamedTuple):
@@ -47,6 +47,32 @@ class LinearAttentionState(NamedTuple):
         s = torch.zeros(batch, heads, groups, feature_dim, padded_width(value_dim),
                         device=device, dtype=dtype)
         return LinearAttentionState(s, value_dim)
+
+    def extend_(self, k_features: Tensor, v: Tensor, weights: Tensor | None = None) -> None:
+        """Add keys in place: ``k_features [B,H,N,F]`` (after the feature map, padded keys
+        already zeroed), ``v [B,H,N,Dv]``, re-weighting ``weights [B,H,N,G]`` (G = 2:
+        ``[sin, cos](pi/2 p)``; None without re-weighting). Inputs in the state's dtype.
+        The cross-attention state that grows as source arrives (docs/math.md §2)."""
+        B, H = k_features.shape[:2]
+        flat = self.s.view(B, H, -1, self.s.shape[-1])
+        flat.add_(expand_features(k_features, weights).transpose(-1, -2) @ augment_values(v))
+
+    def read(self, q_features: Tensor, weights: Tensor | None = None, *,
+             normalize: str = "clamp", eps: float = 0.1) -> Tensor:
+        """Attend with queries ``q_features [B,H,M,F]`` (weights ``[B,H,M,G]`` or None)
+        to every key added so far: ``[B,H,M,Dv]``. ``normalize``: ``"clamp"`` divides by
+        the denominator clamped at ``eps``, ``"eps"`` by denominator + ``eps``,
+        ``"none"`` returns the numerator (for a normalisation layer afterwards)."""
+        B, H = q_features.shape[:2]
+        out = expand_features(q_features, weights) @ self.s.view(B, H, -1, self.s.shape[-1])
+        num, den = out[..., : self.value_dim], out[..., self.value_dim:self.value_dim + 1]
+        if normalize == "clamp":
+            return num / den.clamp_min(eps)
+        if normalize == "eps":
+            return num / (den + eps)
+        if normalize == "none":
+            return num
+        raise ValueError(f"normalize must be 'clamp', 'eps' or 'none', got {normalize!r}")
 
     def bytes_per_sequence(self) -> int:
         """Memory of the state of one sequence (constant in its length)."""

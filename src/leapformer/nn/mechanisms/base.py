@@ -33,13 +33,14 @@ from torch import Tensor, nn
 from leapformer.nn.cache import AttentionCache
 from leapformer.ops import (
     LinearAttentionState,
+    decode_step_,
+    elu_plus_one,
     leap_attention,
     linear_attention,
     prefix_cross_attention,
+    relu,
+    reweighting,
 )
-from leapformer.ops._fused import augment_values, expand_features
-from leapformer.ops.linear_step import step_
-from leapformer.ops.proportions import reweighting
 
 HEAD_NORMS = (None, "rms", "layer")
 
@@ -162,9 +163,9 @@ class LinearMechanism(Mechanism):
     def features(self, x: Tensor, is_query: bool) -> Tensor:
         """``phi(x)`` for the step and cross paths (the ops apply it on the others)."""
         if self.feature_map == "relu":
-            return F.relu(x)
+            return relu(x)
         if self.feature_map == "elu":
-            return F.elu(x) + 1.0
+            return elu_plus_one(x)
         return self.feature_map(x, is_query)
 
     def query_proportions(self, q: Tensor, offset: int | Tensor, q_len: Tensor | None) -> Tensor:
@@ -251,7 +252,7 @@ class LinearMechanism(Mechanism):
             props = None
             if self.reweighted:
                 props = _as(self.step_proportions(q, k, f, offset, q_len), s.dtype)
-            o = _as(step_(f, v, s, props, normalize=self.normalize, eps=self.eps), q.dtype)
+            o = _as(decode_step_(f, v, s, props, normalize=self.normalize, eps=self.eps), q.dtype)
         else:  # padded keys are zeroed after the feature map: absent from the sums
             q_prop, k_prop = self._props(q, k, offset, offset, q_len, q_len)
             o, final = self._attend(q, k, v, q_prop, k_prop, causal=True,
@@ -273,23 +274,18 @@ class LinearMechanism(Mechanism):
             drop = key_padding_mask[:, None, :, None]
             fk = fk.masked_fill(drop, 0.0)
             vc = vc.masked_fill(drop, 0.0)
-        fk = expand_features(fk, w)
-        B, H = fk.shape[:2]
-        s.view(B, H, -1, s.shape[-1]).add_(fk.transpose(-1, -2) @ augment_values(vc))
+        LinearAttentionState(s, vc.shape[-1]).extend_(fk, vc, w)
 
     def cross_read(self, q, cache, *, q_len=None):
         s = cache.tensors["s"]
         fq = self.features(q, True).to(s.dtype)
+        w = None
         if self.reweighted:
             w = reweighting(self.query_proportions(q, cache.queries, q_len).to(s.dtype))
-            fq = expand_features(fq, w.expand(*fq.shape[:3], 2))
-        B, H = fq.shape[:2]
-        out = fq @ s.view(B, H, -1, s.shape[-1])
-        Dv = self.head_dim
-        num, den = out[..., :Dv], out[..., Dv:Dv + 1]
-        if self.normalize == "clamp":
-            num = num / den.clamp_min(self.eps)
-        return self._finish(num.to(q.dtype))
+            w = w.expand(*fq.shape[:3], 2)
+        o = LinearAttentionState(s, self.head_dim).read(fq, w, normalize=self.normalize,
+                                                        eps=self.eps)
+        return self._finish(o.to(q.dtype))
 
 
 def _as(t: Tensor, dtype: torch.dtype) -> Tensor:

@@ -1,4 +1,4 @@
-"""cosFormer: ReLU features re-weighted by position (SPEC §1.1, §1.2, §3).
+"""cosFormer: ReLU features re-weighted by position (docs/math.md §1.1, §1.2, §3).
 
 Self-attention uses proportions ``i / L`` and ``j / L`` (1-based positions);
 cross-attention ``i / M`` and ``j / N`` (MLA eq. 8). ``L``/``M`` is the
@@ -8,7 +8,7 @@ item's output depend on its batch-mates). A decoder passes the true target
 length in training and a predicted one at inference
 (:mod:`leapformer.nn.length`); decoding without one is an error.
 
-Wait-k cross-attention (``prefix=``, SPEC §4): a query that sees only the
+Wait-k cross-attention (``prefix=``, docs/math.md §4): a query that sees only the
 first ``g(t)`` source positions still weighs key ``j`` by ``j / N`` with ``N``
 the whole source length (``k_len``), not ``j / g(t)``. That is what makes the
 prefix a cumulative sum gathered at ``g(t)`` (key weights must not depend on

@@ -1,4 +1,4 @@
-"""LeaPformer: proportions predicted per token by small networks (SPEC §1.3)."""
+"""LeaPformer: proportions predicted per token by small networks (docs/math.md §1.3)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""LRA Text: IMDB reviews byte by byte (SPEC §5.1), or an embedded Bible stand-in.
+"""LRA Text: IMDB reviews byte by byte (docs/math.md §5.1), or an embedded Bible stand-in.
 
 **Official data** (``data_dir``): the ``aclImdb`` folder
 (:mod:`leapformer.data.imdb`), 2 classes. As in LRA (and the Skyformer
 harness, whose dev set is IMDB's test set) the model is selected on the test
 reviews: ``valid`` and ``test`` are both IMDB's 25,000 test reviews.
 
-**Stand-in** (no ``data_dir``; IMDB cannot be had offline, SPEC §6): byte-level
+**Stand-in** (no ``data_dir``; IMDB cannot be had offline, docs/math.md §6): byte-level
 classification of long World English Bible passages by *genre* (8 classes:
 Law, History, Wisdom, Prophets, Gospels, Acts, Epistles, Apocalyptic).
 A passage is a run of consecutive verses of one book, cut to a byte length
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from leapformer.tasks.lra_data import Split
-from leapformer.tasks.lra_profile import LRAProfile
-from leapformer.tasks.lra_tasks import TaskData
+from leapformer.tasks.lra.batching import Split
+from leapformer.tasks.lra.profile import LRAProfile
+from leapformer.tasks.lra.sets import TaskData
 
 PAIRED = False
 SEGMENT_BYTES = 8_000

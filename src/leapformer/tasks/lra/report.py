@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from leapformer.tasks.lra import TASKS
+from leapformer.tasks.lra.sets import TASKS
 
 
 def collect(run_dirs: list[str | Path]) -> list[dict]:
@@ -109,7 +109,7 @@ def evaluate_targets(results: list[dict], speed: dict | None = None) -> list[dic
     every other efficient mechanism's, within 1 point of softmax; with a speed
     result, LeaP's training throughput at its length within 1.25x of ReLU
     linear and at least 3x softmax."""
-    from leapformer.bench._common import target
+    from leapformer.report.tables import target
 
     _, avgs = _averages(results)
     leap = avgs.get("leap")
@@ -142,7 +142,7 @@ def evaluate_targets(results: list[dict], speed: dict | None = None) -> list[dic
 def render_report(results: list[dict], speed: dict | None = None, *, command: str = "") -> str:
     """The whole markdown report: what was run, the accuracy table, the speed rows
     used for Figure 1 (when given) and the targets."""
-    from leapformer.bench._common import targets_table
+    from leapformer.report.tables import targets_table
 
     tasks, avgs = _averages(results)
     profiles = sorted({str(r.get("profile", "?")) for r in results})

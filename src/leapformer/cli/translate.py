@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from leapformer.cli import parse_key_value, parse_positive
+from leapformer.cli._args import parse_key_value, parse_positive
 
-__all__ = ["add_translate_parser", "run_translate_eval_command", "run_translate_report_command",
+__all__ = ["register", "run_translate_eval_command", "run_translate_report_command",
            "run_translate_simul_command", "run_translate_train_command"]
 
 
@@ -72,7 +72,7 @@ def run_translate_train_command(args: argparse.Namespace) -> int:
 
 
 def _sentences(args) -> int:
-    from leapformer.tasks.translate_data import load_translation_data
+    from leapformer.tasks.translate.data import load_translation_data
 
     n = len(load_translation_data(args.run).ids[args.split][0])
     return n if args.max_sentences is None else min(n, args.max_sentences)
@@ -115,8 +115,8 @@ def run_translate_simul_command(args: argparse.Namespace) -> int:
 
 def run_translate_report_command(args: argparse.Namespace) -> int:
     from leapformer._io import atomic_write_text
-    from leapformer.cli import invocation
-    from leapformer.tasks.translate_report import (
+    from leapformer.cli._args import invocation
+    from leapformer.tasks.translate.report import (
         collect_translate_runs,
         render_translate_report,
     )
@@ -144,11 +144,11 @@ def _add_decode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_translate_parser(commands) -> argparse.ArgumentParser:
+def register(commands) -> argparse.ArgumentParser:
     """Add ``translate`` with ``train``, ``eval``, ``simul`` and ``report`` to ``commands``
     (the top-level ``add_subparsers`` object); returns the ``translate`` parser."""
     from leapformer.models.simul import ENCODER_MODES
-    from leapformer.tasks.translate import EVAL_LENGTHS, TRANSLATE_PRESETS
+    from leapformer.tasks.translate.run import EVAL_LENGTHS, TRANSLATE_PRESETS
     from leapformer.train.schedule import SCHEDULES
 
     tr = commands.add_parser("translate", help="text translation: train (offline or wait-k), "

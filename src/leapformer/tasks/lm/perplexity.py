@@ -7,7 +7,7 @@ once, predicted from up to ``window`` tokens just before it (the ``bos`` token
 counted). ``stride == window`` is fairseq's plain ``eval-lm`` (non-overlapping
 blocks: the first token of a block is predicted from the token before it
 alone); ``stride = 1`` with ``window = 512`` is
-the SPEC's ``--tokens-per-sample 512 --context-window 511`` (one window per
+docs/math.md §5.2's ``--tokens-per-sample 512 --context-window 511`` (one window per
 token, every token predicted from the 512 tokens before it, fewer at the start).
 
 Windows are batched, right-padded; padded slots are masked

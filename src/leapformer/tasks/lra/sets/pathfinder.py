@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from leapformer.tasks.lra_data import Split
-from leapformer.tasks.lra_profile import LRAProfile
-from leapformer.tasks.lra_tasks import TaskData
+from leapformer.tasks.lra.batching import Split
+from leapformer.tasks.lra.profile import LRAProfile
+from leapformer.tasks.lra.sets import TaskData
 
 PAIRED = False
 PROFILES = {

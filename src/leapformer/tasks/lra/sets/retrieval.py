@@ -1,4 +1,4 @@
-"""LRA Retrieval: AAN document pairs, byte-level dual encoder (SPEC §5.1), or an
+"""LRA Retrieval: AAN document pairs, byte-level dual encoder (docs/math.md §5.1), or an
 embedded Bible stand-in.
 
 **Official data** (``data_dir``): ``new_aan_pairs.{train,eval,test}.tsv``
@@ -7,7 +7,7 @@ cut to ``max_length`` bytes. The model encodes both documents with one shared
 encoder and classifies ``[u, v, u * v, u - v]``
 (:class:`~leapformer.models.DualEncoderClassifier`).
 
-**Stand-in** (no ``data_dir``; AAN cannot be had offline, SPEC §6): do two World
+**Stand-in** (no ``data_dir``; AAN cannot be had offline, docs/math.md §6): do two World
 English Bible passages come from the same book (label 1) or from two
 different books (label 0)? Labels are balanced (exactly half each, shuffled).
 The first passage is drawn at a position uniform over the split's text; a
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from leapformer.tasks.lra_data import Split
-from leapformer.tasks.lra_profile import LRAProfile
-from leapformer.tasks.lra_tasks import TaskData
+from leapformer.tasks.lra.batching import Split
+from leapformer.tasks.lra.profile import LRAProfile
+from leapformer.tasks.lra.sets import TaskData
 
 PAIRED = True
 SEGMENT_BYTES = 8_000

@@ -1,4 +1,4 @@
-"""Language-modelling harness (SPEC §5.2): train a :class:`~leapformer.models.CausalLM`
+"""Language-modelling harness (docs/math.md §5.2): train a :class:`~leapformer.models.CausalLM`
 with a chosen causal self-attention mechanism, evaluate its perplexity, and
 rebuild it for evaluation and generation.
 
@@ -26,7 +26,7 @@ rebuild it for evaluation and generation.
    its first ``valid_tokens`` tokens); ``best.pt`` has the lowest validation loss.
 4. **Results.** The best checkpoint is evaluated on the validation and test
    splits with fairseq ``eval-lm --context-window`` semantics
-   (:func:`~leapformer.tasks.lm_eval.evaluate_perplexity`, ``eval_window`` /
+   (:func:`~leapformer.tasks.lm.perplexity.evaluate_perplexity`, ``eval_window`` /
    ``eval_stride``) and ``DIR/results.json`` is written: perplexity per token
    and per word, steps, wall time, training tokens/s, peak memory, parameter
    count and the settings. ``DIR/config.json`` holds what
@@ -60,7 +60,7 @@ from leapformer.data.lm_corpus import SPLITS, StreamBatcher
 from leapformer.data.lm_tokenizer import LMTokenizer
 from leapformer.models.lm import LM_PRESETS, CausalLM, LMConfig
 from leapformer.tasks._runs import read_run
-from leapformer.tasks.lm_eval import evaluate_perplexity
+from leapformer.tasks.lm.perplexity import evaluate_perplexity
 from leapformer.train import DistInfo, TrainConfig, Trainer, load_checkpoint
 from leapformer.train.distributed import barrier
 

@@ -30,15 +30,15 @@ def run_grid(tasks: Sequence[str], mechanisms: Sequence[str], out: str | Path, *
     ``steps`` and ``overrides`` are passed to :func:`~leapformer.tasks.lra.run_lra`.
     """
     from leapformer.nn import MECHANISMS
-    from leapformer.tasks.lra import run_lra
-    from leapformer.tasks.lra_figures import plot_accuracy_throughput
-    from leapformer.tasks.lra_report import (
+    from leapformer.tasks.lra.run import run_lra
+    from leapformer.tasks.lra.figures import plot_accuracy_throughput
+    from leapformer.tasks.lra.report import (
         collect,
         figure1_points,
         render_report,
         render_table,
     )
-    from leapformer.tasks.lra_tasks import TASKS
+    from leapformer.tasks.lra.sets import TASKS
 
     bad = [t for t in tasks if t not in TASKS]
     if bad:

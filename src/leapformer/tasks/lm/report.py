@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from leapformer.bench._common import fmt, fmt_len, target, targets_table
+from leapformer.report.tables import fmt, fmt_len, target, targets_table
 from leapformer.tasks._runs import read_json_object, require_keys
 
 logger = logging.getLogger(__name__)

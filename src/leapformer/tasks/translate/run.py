@@ -1,10 +1,10 @@
-"""Text translation task (SPEC §2-§4, §6): train a :class:`~leapformer.models.Seq2Seq`
+"""Text translation task (docs/math.md §2-§4, §6): train a :class:`~leapformer.models.Seq2Seq`
 (offline or wait-k), evaluate it offline (beam search, BLEU) and simultaneously
 (wait-k agent, BLEU + SimulEval latency).
 
 ``run_translate_train(spec, out=DIR, waitk=None | k | "multi", data=None | DIR)``:
 
-1. **Data** (:mod:`leapformer.tasks.translate_data`): the embedded en-ja Bible
+1. **Data** (:mod:`leapformer.tasks.translate.data`): the embedded en-ja Bible
    (split by book) or a folder of ``{train,valid,test}.{src_lang,tgt_lang}``
    files; SentencePiece models trained on the training split, ids cached in
    the run folder.
@@ -54,7 +54,7 @@ from leapformer.models.seq2seq import SEQ2SEQ_PRESETS, label_smoothed_nll
 from leapformer.models.simul import ENCODER_MODES
 from leapformer.nn import AttentionSpec
 from leapformer.tasks._runs import read_run
-from leapformer.tasks.translate_data import (
+from leapformer.tasks.translate.data import (
     TokenBatcher,
     TranslationData,
     describe_source,

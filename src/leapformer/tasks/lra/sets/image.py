@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from leapformer.tasks.lra_data import Split
-from leapformer.tasks.lra_profile import LRAProfile
-from leapformer.tasks.lra_tasks import TaskData
+from leapformer.tasks.lra.batching import Split
+from leapformer.tasks.lra.profile import LRAProfile
+from leapformer.tasks.lra.sets import TaskData
 
 PAIRED = False
 VOCAB_SIZE = 257   # pixel values 0-255 as ids 1-256, 0 = padding

@@ -1,4 +1,4 @@
-"""Collect ``translate train|eval|simul`` results into a markdown report (SPEC §5.3-§5.4).
+"""Collect ``translate train|eval|simul`` results into a markdown report (docs/math.md §5.3-§5.4).
 
 A *run* is a folder of ``leapformer translate train --out DIR`` (``config.json``,
 ``results.json``, ``metrics.jsonl``); its offline evaluations are the
@@ -28,7 +28,7 @@ import json
 import logging
 from pathlib import Path
 
-from leapformer.bench._common import fmt, target, targets_table
+from leapformer.report.tables import fmt, target, targets_table
 from leapformer.nn import AttentionSpec
 from leapformer.tasks._runs import read_json_object, require_keys
 

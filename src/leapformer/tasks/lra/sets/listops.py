@@ -1,12 +1,12 @@
-"""LRA ListOps: official TSV files or the project's generator (SPEC §5.1)."""
+"""LRA ListOps: official TSV files or the project's generator (docs/math.md §5.1)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from leapformer.tasks.lra_data import Split
-from leapformer.tasks.lra_profile import LRAProfile
-from leapformer.tasks.lra_tasks import TaskData
+from leapformer.tasks.lra.batching import Split
+from leapformer.tasks.lra.profile import LRAProfile
+from leapformer.tasks.lra.sets import TaskData
 
 PAIRED = False
 FILES = {"train": "basic_train.tsv", "valid": "basic_val.tsv", "test": "basic_test.tsv"}

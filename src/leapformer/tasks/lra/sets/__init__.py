@@ -1,4 +1,4 @@
-"""The five LRA tasks, one module each (SPEC §5.1).
+"""The five LRA tasks, one module each (docs/math.md §5.1).
 
 Every task module exposes
 
@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from leapformer.tasks.lra_data import Split
+from leapformer.tasks.lra.batching import Split
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder")
 
@@ -37,4 +37,4 @@ class TaskData:
 def get_task(name: str) -> ModuleType:
     if name not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {name!r}")
-    return importlib.import_module(f"leapformer.tasks.lra_tasks.{name}")
+    return importlib.import_module(f"leapformer.tasks.lra.sets.{name}")

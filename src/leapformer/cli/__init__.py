@@ -1,0 +1,80 @@
+"""The ``leapformer`` command: one module per command family, each with ``register(commands)``.
+
+Every handler returns an exit code. Expected failures (bad input, missing or
+mismatched files, a full or read-only disk) end as one line on stderr,
+``error: leapformer <command>: <what and where>``, with exit code 2; an
+interruption (Ctrl-C) ends as one line saying what was saved, exit code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from leapformer.cli import bench, data, lm, lra, translate
+from leapformer.cli._args import (
+    CommandError,
+    command_name,
+    invocation,
+    parse_key_value,
+    parse_length,
+    parse_positive,
+)
+
+DESCRIPTION = """\
+Linear attention with learned proportions (LeaPformer), cosFormer and modular
+linearized attention for PyTorch.
+
+command families:
+  bench       speed and memory: attention ops, decoding, LRA classifier at 4k
+  data        generate task data (ListOps, Pathfinder, MQAR) in official formats
+  lra         train one Long-Range Arena task (lra-grid, lra-report, heatmap)
+  lm          causal language modelling: train, eval, generate, bench, report
+  translate   text translation, offline and simultaneous wait-k
+  mqar        multi-query associative recall (mqar-grid, mqar-report)
+
+`leapformer COMMAND --help` describes each command."""
+
+__all__ = ["CommandError", "build_parser", "invocation", "main", "parse_key_value",
+           "parse_length", "parse_positive"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from leapformer import __version__
+
+    parser = argparse.ArgumentParser(prog="leapformer", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"leapformer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for family in (bench, data, lra, lm, translate):
+        family.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    name = command_name(args)
+    try:
+        return args.func(args)
+    except CommandError as err:
+        print(f"error: leapformer {name}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"leapformer {name}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, KeyError, OSError, EOFError, RuntimeError) as err:
+        if args.verbose:
+            raise
+        print(f"error: leapformer {name}: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    return " ".join(text.split())

@@ -1,0 +1,88 @@
+"""``leapformer data listops|pathfinder``: generate task data in the official formats."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from leapformer.cli._args import parse_positive
+
+
+def add_data_listops_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``leapformer data listops``."""
+    from leapformer.data.listops import LRA_MAX_LEN, LRA_MIN_LEN
+
+    parser.add_argument("--n", type=parse_positive, required=True, help="number of examples")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default 0)")
+    parser.add_argument("--min-len", type=parse_positive, default=LRA_MIN_LEN,
+                        help=f"shortest length, inclusive, in operator/digit/']' tokens "
+                        f"(default {LRA_MIN_LEN}: LRA keeps 500 < length < 2000)")
+    parser.add_argument("--max-len", type=parse_positive, default=LRA_MAX_LEN,
+                        help=f"longest length, inclusive (default {LRA_MAX_LEN})")
+    parser.add_argument("--max-depth", type=parse_positive, default=10,
+                        help="tree levels at most, root = 1 (default 10)")
+    parser.add_argument("--max-args", type=parse_positive, default=10,
+                        help="arguments per operator at most, at least 2 (default 10)")
+    parser.add_argument("--p-operator", type=float, default=0.25,
+                        help="probability that a node above the last level is an operator "
+                        "(default 0.25)")
+    parser.add_argument("--out", type=Path, required=True, help="TSV file to write")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_data_listops(args: argparse.Namespace) -> int:
+    """Generate ListOps examples, write the TSV file, print a one-line summary."""
+    from collections import Counter
+
+    from tqdm import tqdm
+
+    from leapformer.data.listops import generate_listops, write_tsv
+
+    with tqdm(total=args.n, desc="listops", unit="ex", disable=args.no_progress,
+              file=sys.stderr) as bar:
+        try:
+            examples = generate_listops(
+                args.n, seed=args.seed, min_len=args.min_len, max_len=args.max_len,
+                max_depth=args.max_depth, max_args=args.max_args, p_operator=args.p_operator,
+                progress=bar.update)
+        except ValueError as err:
+            bar.close()
+            print(f"leapformer data listops: error: {err}", file=sys.stderr)
+            return 2
+    path = write_tsv(examples, args.out)
+    lengths = [ex.length for ex in examples]
+    labels = Counter(ex.label for ex in examples)
+    histogram = " ".join(f"{d}:{labels[d]}" for d in range(10))
+    print(f"wrote {len(examples)} examples to {path}: length mean "
+          f"{sum(lengths) / len(lengths):.1f} min {min(lengths)} max {max(lengths)}; "
+          f"labels {histogram}")
+    return 0
+
+
+def run_data_pathfinder(args: argparse.Namespace) -> int:
+    from leapformer.data.pathfinder import generate_pathfinder, save_pathfinder_dir
+
+    images, labels = generate_pathfinder(args.n, seed=args.seed)
+    save_pathfinder_dir(images, labels, args.out, overwrite=args.overwrite)
+    print(f"wrote {len(labels)} images ({int(labels.sum())} connected) to {args.out} "
+          "in the official LRA pathfinder32 layout")
+    return 0
+
+
+
+def register(commands) -> argparse._SubParsersAction:
+    """Adds ``data``; returns its sub-command set so other families can add data sets."""
+    data = commands.add_parser("data", help="generate task data")
+    datasets = data.add_subparsers(dest="dataset", required=True)
+    listops = datasets.add_parser("listops", help="LRA ListOps examples as an official TSV file")
+    add_data_listops_arguments(listops)
+    listops.set_defaults(func=run_data_listops)
+    pathfinder = datasets.add_parser("pathfinder", help="Pathfinder-32 images in the official "
+                                     "LRA folder layout")
+    pathfinder.add_argument("--n", type=parse_positive, required=True, help="number of images")
+    pathfinder.add_argument("--seed", type=int, default=0)
+    pathfinder.add_argument("--out", type=Path, required=True, help="release root folder")
+    pathfinder.add_argument("--overwrite", action="store_true")
+    pathfinder.set_defaults(func=run_data_pathfinder)
+    return datasets

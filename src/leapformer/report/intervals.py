@@ -1,0 +1,248 @@
+"""Confidence intervals for reporting results over seeds or test examples.
+
+The rule used by reports:
+
+* Several seeds (n >= 2): mean ± t·SE, where SE = s / sqrt(n) with the sample
+  standard deviation s (ddof=1) and t the two-sided Student-t quantile with
+  n - 1 degrees of freedom (``method="t"``).
+* A single run with per-example scores (e.g. 0/1 correctness): a 95% percentile
+  bootstrap over test examples (``method="bootstrap"``).  This reflects test-set
+  sampling noise only, not seed-to-seed variation.
+* Otherwise (one value, nothing else): no interval (``method="single"``).
+
+Two results are "separated" when both have a real interval and the intervals do
+not overlap.  This is a conservative test: non-overlapping 95% intervals imply
+a significant difference, but overlapping ones do not prove there is none.
+
+Pure Python + numpy: the Student-t quantile is computed here (bisection on the
+t distribution's tail, written with the regularized incomplete beta function).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["Interval", "t_quantile", "seed_interval", "bootstrap_interval",
+           "interval_for", "separated", "rank", "verdict"]
+
+# Bootstrap resamples are drawn in blocks of at most this many indices, so
+# memory stays bounded (~64 MB of int64 indices) whatever the test-set size.
+_BLOCK_ELEMENTS = 1 << 23
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with a confidence interval [low, high] over ``n`` seeds/examples."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    method: str  # "t" | "bootstrap" | "single"
+    se: float | None = None
+
+    @property
+    def has_interval(self) -> bool:
+        """True unless this is a single value without any interval."""
+        return self.method != "single"
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval width (bootstrap intervals may be asymmetric)."""
+        return (self.high - self.low) / 2.0
+
+    def format(self, digits: int = 1, scale: float = 100.0) -> str:
+        """``"61.3 ± 1.2"`` (mean ± half-width, times ``scale``); ``"61.3"`` without interval."""
+        mean = f"{self.mean * scale:.{digits}f}"
+        if not self.has_interval:
+            return mean
+        return f"{mean} ± {self.half_width * scale:.{digits}f}"
+
+
+def _check_confidence(confidence: float) -> None:
+    if not (isinstance(confidence, (int, float)) and 0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+
+
+def _as_1d(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains inf")
+    return arr
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction for the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _t_upper_tail(t: float, df: float) -> float:
+    """P(T > t) for t >= 0."""
+    return 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+@lru_cache(maxsize=256)
+def t_quantile(p: float, df: float) -> float:
+    """Quantile of Student's t with ``df`` degrees of freedom: x with P(T <= x) = p."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p!r}")
+    if not (df > 0 and math.isfinite(df)):
+        raise ValueError(f"df must be a positive finite number, got {df!r}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    if p == 0.5:
+        return 0.0
+    if df == 1:
+        return math.tan(math.pi * (p - 0.5))
+    if df == 2:
+        return (2.0 * p - 1.0) / math.sqrt(2.0 * p * (1.0 - p))
+    q = 1.0 - p  # target upper tail; the tail decreases in t
+    lo, hi = 0.0, 1.0
+    while _t_upper_tail(hi, df) > q:
+        lo, hi = hi, hi * 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _t_upper_tail(mid, df) > q:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-13 * hi:
+            break
+    return 0.5 * (lo + hi)
+
+
+def seed_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """Mean ± t·SE over seeds (SE from the ddof=1 std); one value gives ``method="single"``."""
+    _check_confidence(confidence)
+    x = _as_1d(values, "values")
+    n = int(x.size)
+    mean = float(x.mean())
+    if n == 1:
+        return Interval(mean, mean, mean, 1, "single", None)
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    half = t_quantile(0.5 + confidence / 2.0, n - 1) * se
+    return Interval(mean, mean - half, mean + half, n, "t", se)
+
+
+def bootstrap_interval(per_example: Sequence[float] | np.ndarray, confidence: float = 0.95,
+                       resamples: int = 2000, seed: int = 0) -> Interval:
+    """Percentile bootstrap of the mean over test examples; deterministic given ``seed``."""
+    _check_confidence(confidence)
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
+        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+    x = _as_1d(per_example, "per_example")
+    n, resamples = int(x.size), int(resamples)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples, dtype=np.float64)
+    block = max(1, min(resamples, _BLOCK_ELEMENTS // n))
+    for start in range(0, resamples, block):
+        stop = min(start + block, resamples)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = x[idx].mean(axis=1)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(means, [alpha / 2.0, 1.0 - alpha / 2.0])
+    se = float(means.std(ddof=1)) if resamples > 1 else None
+    return Interval(float(x.mean()), float(low), float(high), n, "bootstrap", se)
+
+
+def interval_for(values_per_seed: Sequence[float] | np.ndarray,
+                 per_example: Sequence[float] | np.ndarray | None = None,
+                 confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval:
+    """Report policy: >= 2 seeds -> t; 1 seed + per-example scores -> bootstrap; else single.
+
+    With >= 2 seeds ``per_example`` is ignored.  For the bootstrap the mean is
+    that of ``per_example`` (so it should be on the same scale as the values).
+    """
+    x = _as_1d(values_per_seed, "values_per_seed")
+    if x.size == 1 and per_example is not None:
+        return bootstrap_interval(per_example, confidence, resamples, seed)
+    return seed_interval(x, confidence)
+
+
+def separated(a: Interval, b: Interval) -> bool:
+    """True only if both have a real interval and the intervals do not overlap."""
+    if not (a.has_interval and b.has_interval):
+        return False
+    return a.high < b.low or b.high < a.low
+
+
+def rank(named: Mapping[str, Interval], higher_is_better: bool = True) -> list[list[str]]:
+    """Order names best-first by mean and group them into tiers.
+
+    Rule: a tier boundary is drawn between two neighbours in the mean ordering
+    only if *every* entry above it is separated from *every* entry below it.
+    Hence each pair in different tiers is separated, and entries without an
+    interval (single runs) are never split from anything.  Equal means are
+    ordered by name.
+    """
+    if not named:
+        raise ValueError("named must not be empty")
+    sign = -1.0 if higher_is_better else 1.0
+    order = sorted(named, key=lambda k: (sign * named[k].mean, k))
+    tiers: list[list[str]] = [[order[0]]]
+    for i in range(1, len(order)):
+        cut = all(separated(named[order[j]], named[order[k]])
+                  for j in range(i) for k in range(i, len(order)))
+        if cut:
+            tiers.append([order[i]])
+        else:
+            tiers[-1].append(order[i])
+    return tiers
+
+
+def verdict(named: Mapping[str, Interval], higher_is_better: bool = True, unit: str = "") -> str:
+    """One plain-English line, e.g. ``"softmax > leap > {linear, cosformer} (not separated)"``.
+
+    Tiers are listed best first, joined by ">" (or "<" when lower is better);
+    braces mark entries that are not separated.  ``unit`` (e.g. "BLEU") is
+    used as a prefix.
+    """
+    tiers = rank(named, higher_is_better)
+    prefix = f"{unit}: " if unit else ""
+    if len(named) == 1:
+        return f"{prefix}only one entry: {tiers[0][0]}"
+    if len(tiers) == 1:
+        singles = [k for k in tiers[0] if not named[k].has_interval]
+        if singles:
+            return f"{prefix}not separated: no interval for {', '.join(singles)} (single run)"
+        return f"{prefix}not separated: all intervals overlap"
+    parts = [t[0] if len(t) == 1 else "{" + ", ".join(t) + "} (not separated)" for t in tiers]
+    return prefix + (" > " if higher_is_better else " < ").join(parts)
