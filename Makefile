@@ -21,9 +21,12 @@ $(STAMP): pyproject.toml
 # LRA ListOps (lite profile, generated data): softmax, ReLU linear, cosFormer and
 # LeaP, about 2.5 minutes each on 2 cores, then the accuracy/throughput/memory
 # table and Figure 1 (runs/demo/figure1.png). Interrupted? Run it again: it resumes.
+# Smaller: make demo STEPS=100 (training steps per mechanism; default: the profile's).
 DEMO_MECHANISMS ?= softmax linear cosformer leap
+STEPS ?=
 demo: $(STAMP)
-	$(VENV)/bin/leapformer lra-grid --tasks listops --mechanisms $(DEMO_MECHANISMS) --out runs/demo
+	$(VENV)/bin/leapformer lra-grid --tasks listops --mechanisms $(DEMO_MECHANISMS) --out runs/demo \
+	  $(if $(STEPS),--steps $(STEPS))
 
 demo-quick: $(STAMP)
 	$(VENV)/bin/leapformer bench ops --quick

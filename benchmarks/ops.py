@@ -1,4 +1,5 @@
-"""Ops benchmark: LeaP, cosFormer, relu/elu linear attention vs SDPA on CPU.
+"""Ops benchmark: leap, cosformer, linear (ReLU) and elu attention vs softmax (torch SDPA)
+on CPU; rows use the mechanism registry's names.
 
 Writes ``docs/results/ops-cpu.md`` and ``ops-cpu.json`` (``--quick``:
 ``ops-cpu-quick.*``). The full run takes a few minutes on 2 cores; the method

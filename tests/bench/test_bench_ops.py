@@ -1,13 +1,18 @@
-"""The ops benchmark at tiny sizes: row schema, markdown, files, CLI parsing (no timing checks)."""
+"""The ops benchmark at tiny sizes: row schema, markdown, files, CLI parsing (no timing checks);
+registry mechanism names, and old result files read with the names mapped."""
 
 import json
+from pathlib import Path
 
 import pytest
 
+from leapformer.bench import canonical_mechanism, canonical_result
 from leapformer.bench.ops import (
+    IMPLEMENTATIONS,
     MECHANISMS,
     ROW_KEYS,
     BenchConfig,
+    BenchResult,
     evaluate_targets,
     flop_count,
     peak_memory_bytes,
@@ -34,8 +39,9 @@ def test_rows_have_documented_columns(result):
         assert row["ms"] > 0 and row["gflops"] > 0 and row["peak_mb"] >= 0
         assert row["flop"] == flop_count(row["mechanism"], row["scenario"], row["length"],
                                          heads=2, head_dim=8, chunk_size=16)
-        if row["mechanism"] == "sdpa":
-            assert row["vs_sdpa"] == 1.0
+        assert row["impl"] == IMPLEMENTATIONS[row["mechanism"]]
+        if row["mechanism"] == "softmax":
+            assert row["vs_softmax"] == 1.0 and row["impl"] == "sdpa"
     assert result.matmul["gflops"] > 0
     assert {t["status"] for t in result.targets} == {"n/a"}  # no 4k/16k rows
 
@@ -52,31 +58,33 @@ def test_markdown_and_files(result, tmp_path):
 
 def test_flop_definitions():
     D, C = 64, 64
-    assert flop_count("sdpa", "fwd", 1024, batch=1, heads=1) == 4 * 1024 * 1024 * D
-    assert flop_count("sdpa", "causal_fwd", 1024, heads=1) == 2 * 1024 * 1024 * D
-    assert flop_count("sdpa", "decode", 4096, heads=1) == 4 * 4096 * D
+    assert flop_count("softmax", "fwd", 1024, batch=1, heads=1) == 4 * 1024 * 1024 * D
+    assert flop_count("softmax", "causal_fwd", 1024, heads=1) == 2 * 1024 * 1024 * D
+    assert flop_count("softmax", "decode", 4096, heads=1) == 4 * 4096 * D
     bi = 2 * 1024 * 2 * D * (D + 1) * 2
     assert flop_count("leap", "fwd", 1024, heads=1) == bi
     causal = bi + 2 * 1024 * C * 2 * D + 2 * 1024 * C * (D + 1)
     assert flop_count("cosformer", "causal_fwd", 1024, heads=1) == causal
     assert flop_count("cosformer", "causal_fwd_bwd", 1024, heads=1) == 3 * causal
-    assert flop_count("linear_relu", "fwd", 1024, heads=8) == 8 * bi // 2
+    assert flop_count("linear", "fwd", 1024, heads=8) == 8 * bi // 2
+    assert flop_count("elu", "fwd", 1024, heads=8) == 8 * bi // 2
 
 
-def test_sdpa_skipped_when_predicted_too_slow():
+def test_softmax_skipped_when_predicted_too_slow():
     res = run_ops_benchmark(BenchConfig(**{**TINY, "scenarios": ("fwd",), "max_sdpa_seconds": 0.0}))
-    sdpa = {r["length"]: r for r in res.rows if r["mechanism"] == "sdpa"}
+    sdpa = {r["length"]: r for r in res.rows if r["mechanism"] == "softmax"}
     assert sdpa[32]["ms"] is not None and sdpa[64]["ms"] is None
     assert sdpa[64]["note"].startswith("skipped")
-    assert all(r["vs_sdpa"] is None for r in res.rows if r["length"] == 64)
-    assert "| 64 | sdpa | - |" in render_markdown(res)
+    assert all(r["vs_softmax"] is None for r in res.rows if r["length"] == 64)
+    assert "| 64 | softmax | sdpa | - |" in render_markdown(res)
 
 
 def test_targets_pass_and_miss():
     rows = [
-        {"scenario": "fwd", "mechanism": "leap", "length": 4096, "vs_sdpa": 13.0, "gflops": 50.0},
-        {"scenario": "fwd", "mechanism": "leap", "length": 16384, "vs_sdpa": 40.0},
-        {"scenario": "causal_fwd_bwd", "mechanism": "leap", "length": 4096, "vs_sdpa": 3.5,
+        {"scenario": "fwd", "mechanism": "leap", "length": 4096, "vs_softmax": 13.0,
+         "gflops": 50.0},
+        {"scenario": "fwd", "mechanism": "leap", "length": 16384, "vs_softmax": 40.0},
+        {"scenario": "causal_fwd_bwd", "mechanism": "leap", "length": 4096, "vs_softmax": 3.5,
          "peak_mb": 10.0},
         {"scenario": "causal_fwd_bwd", "mechanism": "leap", "length": 16384, "peak_mb": 40.0},
         {"scenario": "decode", "mechanism": "leap", "length": 128, "ms": 1.0},
@@ -101,7 +109,33 @@ def test_cli(tmp_path, capsys):
     code = main(["bench", "ops", "--quick", "--lengths", "32", "--positions", "8", "--reps", "1",
                  "--no-progress", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert code == 0 and "# Ops benchmark (cpu)" in out and "| 32 | linear_elu |" in out
+    assert code == 0 and "# Ops benchmark (cpu)" in out and "| 32 | elu | linear_attention(elu) |" in out
     assert (tmp_path / "ops-cpu-quick.md").exists() and (tmp_path / "ops-cpu-quick.json").exists()
     with pytest.raises(SystemExit):
         main(["bench", "ops", "--lengths", "abc"])
+
+
+def test_mechanisms_are_registry_names():
+    from leapformer.nn import MECHANISMS as REGISTERED
+
+    assert set(MECHANISMS) <= set(REGISTERED) and set(IMPLEMENTATIONS) == set(MECHANISMS)
+    with pytest.raises(ValueError, match="unknown mechanism 'sdpa' \\(now 'softmax'\\)"):
+        BenchConfig(mechanisms=("sdpa", "leap"))
+    with pytest.raises(ValueError, match="unknown mechanism 'nope'"):
+        BenchConfig(mechanisms=("nope",))
+
+
+def test_old_result_files_are_read_with_registry_names():
+    path = Path(__file__).resolve().parents[2] / "docs" / "results" / "ops-cpu.json"
+    old = json.loads(path.read_text())
+    assert {"sdpa", "linear_relu", "linear_elu"} <= {r["mechanism"] for r in old["rows"]}
+    new = canonical_result(old)
+    assert {r["mechanism"] for r in new["rows"]} == set(MECHANISMS)
+    assert new["config"]["mechanisms"] == ["softmax", "leap", "cosformer", "linear", "elu"]
+    for a, b in zip(old["rows"], new["rows"]):
+        assert "vs_sdpa" not in b and b["vs_softmax"] == a["vs_sdpa"] and b["ms"] == a["ms"]
+        assert b.get("impl") == ("sdpa" if a["mechanism"] == "sdpa" else None)
+    md = render_markdown(BenchResult(**new))
+    assert "| 16k | softmax | sdpa |" in md and "| 1k | linear | - |" in md
+    assert canonical_result(new) == new  # current names are kept
+    assert canonical_mechanism("linear_relu") == "linear" and canonical_mechanism("leap") == "leap"

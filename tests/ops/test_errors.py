@@ -104,3 +104,60 @@ def test_nan_propagates_as_documented(mode):
     v[0, 0, 3, 0] = float("inf")
     o = leap_attention(q, k, v, qp, kp, causal=True, mode=mode)
     assert not torch.isfinite(o[0, 0, 3:, 0]).all()  # queries that see the bad value
+
+
+@pytest.mark.parametrize("which,value,match", [
+    ("q_prop", -0.5, r"q_prop must hold finite proportions >= 0.*\[-0.5, "),
+    ("k_prop", float("nan"), r"k_prop must hold finite proportions >= 0.*nan"),
+    ("k_prop", float("inf"), r"k_prop must hold finite proportions >= 0.*inf"),
+])
+def test_bad_proportion_values(which, value, match):
+    q, k, v, qp, kp = _inputs()
+    props = {"q_prop": qp.clone(), "k_prop": kp.clone()}
+    props[which][0, 0, 1] = value
+    for mode in ("parallel", "chunk", "recurrent"):
+        with pytest.raises(ValueError, match=match):
+            leap_attention(q, k, v, props["q_prop"], props["k_prop"], mode=mode)
+
+
+def test_padded_positions_may_hold_any_proportion():
+    q, k, v, qp, kp = _inputs()
+    pad = torch.zeros(2, 5, dtype=torch.bool)
+    pad[1, 3:] = True
+    kp, qp = kp.clone(), qp.clone()
+    kp[1, :, 3:] = float("nan")
+    qp[1, :, 3:] = -7.0  # self-attention: padded query rows are never read either
+    o = leap_attention(q, k, v, qp, kp, key_padding_mask=pad)
+    assert torch.isfinite(o[:, :, :3]).all()
+
+
+def test_proportions_above_one_are_accepted():
+    """cosFormer positions past the normalising length give them by design."""
+    q, k, v, qp, kp = _inputs()
+    o = leap_attention(q, k, v, qp + 0.5, kp + 0.5)
+    assert torch.isfinite(o).all()
+
+
+def test_cosformer_max_length_must_cover_the_positions():
+    from leapformer.ops import cosformer_attention
+
+    q, k, v, *_ = make_inputs(1, 1, 8, 8, 4)
+    with pytest.raises(ValueError, match=r"max_length must be >= the last position .* = 8\), "
+                       r"got 3"):
+        cosformer_attention(q, k, v, max_length=3)
+    with pytest.raises(ValueError, match=r"= 10\), got 9"):
+        cosformer_attention(q, k, v, max_length=torch.tensor([9]), offset=2)
+    with pytest.raises(TypeError, match="max_length must be an int or a tensor"):
+        cosformer_attention(q, k, v, max_length=8.5)
+    _, w = cosformer_attention(q, k, v, max_length=8, return_weights=True)
+    assert (w >= 0).all()
+
+
+@pytest.mark.parametrize("fn", [linear_attention, leap_attention])
+def test_empty_batch_or_heads(fn):
+    for shape in ((0, 2, 5, 4), (2, 0, 5, 4)):
+        q = torch.randn(*shape)
+        props = (torch.rand(*shape[:3]),) * 2 if fn is leap_attention else ()
+        with pytest.raises(ValueError, match=r"at least one batch item and one head, got "
+                           rf"q \[{shape[0]}, {shape[1]}, 5, 4\]"):
+            fn(q, q, q, *props)

@@ -1,4 +1,5 @@
-"""The LM report: run table, extra evaluations, speed tables, targets, CLI."""
+"""The LM report: runs grouped over seeds (mean ± t interval, verdict), extra evaluations,
+speed tables, no targets, CLI."""
 
 import json
 
@@ -8,14 +9,13 @@ from leapformer.cli import main
 from leapformer.tasks.lm.report import (
     collect_lm_results,
     cosformer_inference,
-    evaluate_lm_targets,
     load_evals,
     render_lm_report,
 )
 
 
-def _run(root, mech, test_ppl, **extra):
-    d = root / f"lm-{mech}"
+def _run(root, mech, test_ppl, folder=None, **extra):
+    d = root / (folder or f"lm-{mech}")
     d.mkdir(parents=True)
     res = {"task": "lm", "attention": mech, "preset": "lite", "corpus": "bible", "steps": 2000,
            "valid_ppl": test_ppl + 1.0, "test_ppl": test_ppl, "valid_ppl_per_word": 50.0,
@@ -93,55 +93,75 @@ def test_tables(runs):
     assert "- command: `leapformer lm report x`" in text
     assert "corpus: bible; preset: lite; steps: 2000" in text
     assert "512 / 256" in text
-    rows = _rows(text, "| mechanism | valid ppl")
+    rows = _rows(text, "| mechanism | seeds")
     assert [r[0] for r in rows] == ["softmax", "cosformer", "leap", "linear"]
-    assert rows[2] == ["leap", "21.8", "20.8", "41.6", "1234", "456", "4321"]
+    assert rows[2] == ["leap", "1", "21.8", "20.8", "41.6", "1234", "456", "4321"]
+    # single runs: no interval, and the verdict says so
+    assert "single run, no interval" in text
+    assert ("test ppl: not separated: no interval for softmax, leap, cosformer, linear "
+            "(single run)") in text
     ev = _rows(text, "| mechanism | split")
     assert len(ev) == 4
     assert ["cosformer", "test", "stepping", "512 / 256", "25.0"] in ev
+    assert "test ppl 25.0 (L=stepping)" in text  # the better of train 30 / stepping 25
     train = _rows(text, "| context | mechanism")
     assert train == [["2k", "softmax", "1000", "1.00", "200"], ["2k", "leap", "2500", "2.50", "50.0"]]
     gen = _rows(text, "| position | mechanism")
     assert gen == [["4k", "softmax", "3.00", "1.00"], ["4k", "leap", "2.00", "1.50"]]
-    targets = {r[0]: r for r in _rows(text, "| target |")}
-    assert targets["LeaP training tokens/s vs softmax at context 2k"][3] == "PASS"
-    assert targets["LeaP generation speed vs softmax at position 4k"][3] == "MISS"
-    assert targets["LeaP generation speed vs softmax at position 16k"][3] == "n/a"
+    for word in ("Targets", "PASS", "MISS", "issue"):
+        assert word not in text
 
 
-def test_targets_pass_and_cosformer_best_of_modes(runs):
+def _seeds(root, ppls):
+    for mech, values in ppls.items():
+        for seed, ppl in enumerate(values):
+            _run(root, mech, ppl, folder=f"{mech}-s{seed}", seed=seed,
+                 config={"attention": mech, "seed": seed, "model": {"d_model": 64}})
+
+
+def test_seeds_are_grouped_with_a_t_interval_and_separated(tmp_path):
+    # t(0.975, 2) = 4.302653: s = 0.2 -> 4.302653 * 0.2 / sqrt(3) = 0.50; s = 0.1 -> 0.25
+    _seeds(tmp_path, {"softmax": [20.0, 20.2, 20.4], "leap": [21.0, 21.1, 21.2]})
+    text = render_lm_report(collect_lm_results([tmp_path]))
+    rows = {r[0]: r for r in _rows(text, "| mechanism | seeds")}
+    assert rows["softmax"][1:4] == ["3", "21.2", "20.20 ± 0.50"]
+    assert rows["leap"][1:4] == ["3", "22.1", "21.10 ± 0.25"]
+    assert "test ppl: softmax < leap" in text  # [19.70, 20.70] vs [20.85, 21.35]
+    assert "single run" not in text
+    _run(tmp_path, "linear", 22.0, folder="linear-s0", seed=0,
+         config={"attention": "linear", "seed": 0, "model": {"d_model": 64}})
+    text = render_lm_report(collect_lm_results([tmp_path]))
+    assert "test ppl: softmax < leap; single run, no interval: linear" in text
+    assert "single run, no interval (perplexity per document is not recorded" in text
+
+
+def test_overlapping_seeds_are_not_separated(tmp_path):
+    _seeds(tmp_path, {"softmax": [20.0, 20.2, 20.4], "leap": [21.0, 21.1, 21.2],
+                      "linear": [20.9, 21.3, 21.1]})  # 21.10 ± 0.50 overlaps both
+    text = render_lm_report(collect_lm_results([tmp_path]))
+    assert "test ppl: not separated: all intervals overlap" in text
+
+
+def test_other_settings_get_their_own_row_and_a_repeated_seed_counts_once(tmp_path):
+    _seeds(tmp_path, {"leap": [21.0, 21.2]})
+    _run(tmp_path, "leap", 30.0, folder="leap-copy", seed=1,
+         config={"attention": "leap", "seed": 1, "model": {"d_model": 64}})  # seed 1 again
+    _run(tmp_path, "leap", 25.0, folder="leap-wide", seed=0,
+         config={"attention": "leap", "seed": 0, "model": {"d_model": 128}})
+    rows = {r[0]: r for r in _rows(render_lm_report(collect_lm_results([tmp_path])),
+                                   "| mechanism | seeds")}
+    assert set(rows) == {"leap [model.d_model=64]", "leap [model.d_model=128]"}
+    # seed 1 twice: leap-s1 (after leap-copy by path) is kept; 21.0 and 21.2 with
+    # t(0.975, 1) = 12.7062: 12.7062 * 0.141421 / sqrt(2) = 1.27
+    assert rows["leap [model.d_model=64]"][1:4] == ["2", "22.1", "21.10 ± 1.27"]
+    assert rows["leap [model.d_model=128]"][1:4] == ["1", "26.0", "25.0"]
+
+
+def test_cosformer_inference_is_the_best_of_the_inference_modes(runs, tmp_path):
     root, eval_paths = runs
     results = collect_lm_results([root])
-    evals = load_evals(eval_paths)
-    assert cosformer_inference(results, evals) == (25.0, "L=stepping")  # lower of train 30 / stepping 25
-    got = {t["name"]: t for t in evaluate_lm_targets(results, evals)}
-    soft = got["LeaP test ppl / softmax's"]
-    assert soft["status"] == "PASS" and soft["value"] == pytest.approx(20.8 / 20.0)
-    lin = got["LeaP test ppl / ReLU linear's"]
-    assert lin["status"] == "PASS" and lin["value"] == pytest.approx(20.8 / 22.0)
-    cos = got["LeaP test ppl / cosFormer's at inference"]
-    assert cos["status"] == "PASS" and cos["value"] == pytest.approx(20.8 / 25.0)
-    assert "L=stepping" in cos["shown"] and "25.00" in cos["shown"]
-
-
-def test_targets_miss_and_window_fallback(tmp_path):
-    for mech, ppl in (("softmax", 20.0), ("leap", 21.5), ("linear", 21.0), ("cosformer", 21.0)):
-        _run(tmp_path, mech, ppl)
-    results = collect_lm_results([tmp_path])
-    got = {t["name"]: t for t in evaluate_lm_targets(results)}
-    soft = got["LeaP test ppl / softmax's"]
-    assert soft["status"] == "MISS" and soft["value"] == pytest.approx(1.075)
-    lin = got["LeaP test ppl / ReLU linear's"]
-    assert lin["status"] == "MISS" and lin["value"] == pytest.approx(21.5 / 21.0)
-    cos = got["LeaP test ppl / cosFormer's at inference"]
-    assert cos["status"] == "MISS" and cos["value"] == pytest.approx(21.5 / 21.0)
-    assert "window L" in cos["shown"]
-
-
-def test_targets_na_without_runs(tmp_path):
-    _run(tmp_path, "leap", 20.0)
-    got = evaluate_lm_targets(collect_lm_results([tmp_path]))
-    assert [t["status"] for t in got] == ["n/a"] * 3
+    assert cosformer_inference(results, load_evals(eval_paths)) == (25.0, "L=stepping")
+    assert cosformer_inference(results, []) == (21.0, "window L")  # the run's own
 
 
 def test_cli_writes_report(runs, tmp_path, capsys):
@@ -154,8 +174,8 @@ def test_cli_writes_report(runs, tmp_path, capsys):
     assert main(argv) == 0
     text = out.read_text()
     assert text.startswith("# Language model results")
-    assert "## Extra evaluations" in text and "## Speed" in text and "## Targets" in text
-    assert "| LeaP test ppl / cosFormer's at inference | < 1 (better) | 0.832" in text
+    assert "## Extra evaluations" in text and "## Speed" in text and "## Targets" not in text
+    assert "Verdict" in text
     assert f"wrote {out}" in capsys.readouterr().out
 
 
@@ -189,6 +209,6 @@ def test_errors(tmp_path, capsys):
     assert main(["lm", "report", "--runs", str(tmp_path / "ok"), "--speed",
                  str(tmp_path / "nope.json"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "leapformer lm report: error: run folder" in err and "broken.json" in err
+    assert "error: leapformer lm report: run folder" in err and "broken.json" in err
     assert "nope.json" in err
     assert not out.exists()

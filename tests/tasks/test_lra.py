@@ -8,6 +8,8 @@ import pytest
 from leapformer.nn import MECHANISMS
 from leapformer.tasks.lra import get_profile, run_lra
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(n_train=96, n_valid=32, n_test=32, min_len=5, max_len=30, batch_size=16,
             eval_every=10, lr=3e-3, warmup_steps=0, max_length=64)
 
@@ -105,3 +107,86 @@ def test_data_pathfinder_cli(tmp_path, capsys):
     images, labels = load_pathfinder_dir(tmp_path)
     assert images.shape == (6, 32, 32) and int(labels.sum()) == 3
     assert "3 connected" in capsys.readouterr().out
+
+
+def test_inputs_longer_than_max_length_are_counted_and_warned(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="leapformer.tasks.lra.run"):
+        res = run_lra("listops", "linear", profile="lite", out=tmp_path / "cut", steps=2,
+                      progress=False, overrides=dict(TINY, max_length=12))
+    cut = res["truncated"]
+    assert set(cut) == {"train", "valid", "test"} and 0 < cut["train"] < TINY["n_train"]
+    assert json.loads((tmp_path / "cut" / "results.json").read_text())["truncated"] == cut
+    assert f"train {cut['train']} of {TINY['n_train']}" in caplog.text
+    assert "max_length=12" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="leapformer.tasks.lra.run"):
+        res = run_lra("listops", "linear", profile="lite", out=tmp_path / "whole", steps=2,
+                      progress=False, overrides=TINY)
+    assert res["truncated"] == {"train": 0, "valid": 0, "test": 0} and caplog.text == ""
+
+
+def test_steps_scale_the_warm_up():
+    from leapformer.tasks.lra.run import lra_settings
+
+    assert lra_settings("listops", "lite").warmup_steps == 50
+    assert lra_settings("listops", "lite", steps=100).warmup_steps == 10
+    assert lra_settings("listops", "lite", steps=3).warmup_steps == 1
+    assert lra_settings("listops", "lite", steps=5000).warmup_steps == 50
+    p = lra_settings("listops", "lite", steps=20)
+    assert p.steps == 20 and p.eval_every == 20
+
+
+def test_resume_checks_the_saved_settings(tmp_path):
+    run_lra("listops", "linear", profile="lite", out=tmp_path, steps=2, progress=False,
+            overrides=TINY)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["format"] == "leapformer-lra-run" and config["steps"] == 2
+    assert config["model"]["attention"] == "linear"
+    with pytest.raises(ValueError, match=r"differ from the saved ones in settings.n_train "
+                       r"\(settings.n_train: saved 96, now 64\)"):
+        run_lra("listops", "linear", profile="lite", out=tmp_path, steps=4, resume=True,
+                progress=False, overrides=dict(TINY, n_train=64))
+    with pytest.raises(ValueError, match="in attention, mechanism_options"):
+        run_lra("listops", "leap", profile="lite", out=tmp_path, steps=4, resume=True,
+                progress=False, overrides=TINY, mechanism_options={"hidden": 2})
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        run_lra("listops", "linear", out=tmp_path / "s", seed=-1)
+    assert not (tmp_path / "s").exists()
+    res = run_lra("listops", "linear", profile="lite", out=tmp_path, steps=4, resume=True,
+                  progress=False, overrides=TINY)
+    assert res["steps"] == 4 and json.loads((tmp_path / "config.json").read_text())["steps"] == 4
+
+
+def test_grid_resumes_to_more_steps_and_refuses_other_settings(tmp_path):
+    from leapformer.tasks.lra.grid import run_grid
+
+    tiny = {"n_train": 32, "n_valid": 8, "n_test": 8}
+    said = []
+    run_grid(["listops"], ["linear"], tmp_path, steps=2, overrides=tiny, progress=False,
+             announce=said.append)
+    said.clear()
+    run_grid(["listops"], ["linear"], tmp_path, steps=2, overrides=tiny, progress=False,
+             announce=said.append)
+    assert said == ["[1/1] listops linear: done, skipped"]
+    said.clear()
+    res = run_grid(["listops"], ["linear"], tmp_path, steps=3, overrides=tiny, progress=False,
+                   announce=said.append)
+    assert said[0] == "[1/1] listops linear (resuming)" and res["runs"][0]["steps"] == 3
+    with pytest.raises(ValueError, match="trained for 3 steps, more than the 2 asked"):
+        run_grid(["listops"], ["linear"], tmp_path, steps=2, overrides=tiny, progress=False)
+    with pytest.raises(ValueError, match=r"other settings \(differing: seed\)"):
+        run_grid(["listops"], ["linear"], tmp_path, steps=3, overrides=tiny, seed=1,
+                 progress=False)
+    res = run_grid(["listops"], ["linear"], tmp_path, steps=2, overrides=tiny, seed=1,
+                   overwrite=True, progress=False, announce=said.append)
+    assert res["runs"][0]["steps"] == 2 and res["runs"][0]["seed"] == 1
+
+
+def test_resume_of_a_run_without_config_checks_the_checkpoint(tmp_path):
+    """Runs made before config.json: task, mechanism and profile come from last.pt."""
+    run_lra("listops", "linear", profile="lite", out=tmp_path, steps=2, progress=False,
+            overrides=TINY)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(ValueError, match="attention: saved 'linear', now 'elu'"):
+        run_lra("listops", "elu", profile="lite", out=tmp_path, steps=3, resume=True,
+                progress=False, overrides=TINY)

@@ -9,9 +9,12 @@ import torch
 from leapformer.cli import main
 from leapformer.models import ClassifierConfig, SequenceClassifier
 from leapformer.tasks.lra.figures import (
+    accuracy_throughput_figure,
     cosformer_reweighting,
+    log_ticks,
     plot_accuracy_throughput,
     plot_reweighting,
+    reweighting_figure,
     reweighting_matrices,
 )
 from leapformer.tasks.lra.report import collect, figure1_points
@@ -85,6 +88,66 @@ def test_plots_write_png_files(tmp_path):
     with pytest.raises(ValueError, match="2-D"):
         plot_reweighting({"a": torch.rand(2, 3, 3)}, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def _overlap(a, b):
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _boxes(fig, texts):
+    renderer = fig.canvas.get_renderer()
+    from matplotlib.text import Text
+
+    return [Text.get_window_extent(t, renderer) for t in texts if t.get_text()]
+
+
+def test_log_ticks_are_round_and_spread():
+    assert log_ticks(800, 150_000) == [1e3, 1e4, 1e5]
+    ticks = log_ticks(4500, 9500)  # less than a decade: more mantissas, thinned
+    assert len(ticks) >= 3 and all(4500 <= t <= 9500 and float(f"{t:.2g}") == t for t in ticks)
+    assert all(math.log10(b / a) >= math.log10(9500 / 4500) / 7 - 1e-12
+               for a, b in zip(ticks, ticks[1:]))
+    with pytest.raises(ValueError, match="0 < low < high"):
+        log_ticks(5, 5)
+
+
+def test_figure1_labels_and_ticks_do_not_overlap():
+    import matplotlib.pyplot as plt
+
+    # the published figure's crowd: eleven mechanisms within a factor of 8 of each other
+    crowd = [("softmax", 32.7, 2300, 3863), ("bigbird", 33.8, 13000, 878),
+             ("cosformer", 33.7, 85000, 207), ("elu", 33.2, 93000, 198),
+             ("linear", 32.9, 95000, 190), ("leap", 32.85, 72000, 255),
+             ("reformer", 32.95, 38000, 416), ("nystromformer", 32.8, 44000, 364),
+             ("informer", 32.75, 43000, 207), ("performer", 32.3, 59000, 308),
+             ("skyformer", 31.95, 38500, 499), ("linformer", 31.3, 63000, 253)]
+    narrow = [("softmax", 32.1, 5400, 605), ("linear", 31.5, 7900, 605),
+              ("cosformer", 33.0, 6900, 605), ("leap", 32.4, 6100, 605)]
+    for rows in (crowd, narrow):
+        fig = accuracy_throughput_figure(
+            [{"mechanism": m, "accuracy": a, "throughput": t, "memory_mb": mem}
+             for m, a, t, mem in rows], title="t")
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        ticks = _boxes(fig, ax.get_xticklabels())
+        assert len(ticks) >= 3
+        assert not any(_overlap(a, b) for i, a in enumerate(ticks) for b in ticks[i + 1:])
+        labels = _boxes(fig, ax.texts)
+        assert len(labels) == len(rows)
+        assert not any(_overlap(a, b) for i, a in enumerate(labels) for b in labels[i + 1:])
+        plt.close(fig)
+
+
+def test_heatmap_title_clears_the_panel_titles():
+    import matplotlib.pyplot as plt
+
+    fig = reweighting_figure({f"panel {i}": torch.rand(30, 30) for i in range(3)},
+                             title="re-weighting on a ListOps example (30 tokens, label 3)")
+    fig.canvas.draw()
+    (top,) = _boxes(fig, fig.texts)  # the suptitle
+    titles = _boxes(fig, [ax.title for ax in fig.axes])  # the panels' (colour bars have none)
+    assert len(titles) == 3 and not any(_overlap(top, t) for t in titles)
+    plt.close(fig)
 
 
 def _result(root, task, mech, acc, tps, mem):

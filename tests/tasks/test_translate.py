@@ -237,7 +237,7 @@ def test_errors_name_the_argument(tmp_path, capfd):
     args = parser().parse_args(["translate", "simul", "--run", str(missing), "--waitk", "2",
                                 "--no-progress"])
     assert args.func(args) == 2
-    assert "translate simul: error:" in capfd.readouterr().err
+    assert "error: leapformer translate simul:" in capfd.readouterr().err
     write_fixture(tmp_path / "data", n=(20, 4, 4))
     with pytest.raises(ValueError, match="bad attention spec 'enc=bogus'"):
         train(tmp_path, tmp_path / "r", 2, spec="enc=bogus")

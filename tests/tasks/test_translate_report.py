@@ -1,6 +1,6 @@
 """``translate report`` on hand-made run folders: collection, the per-block ablation at
-equal steps, the targets (numbers chosen here so each target's outcome is known),
-rendering, CLI and errors."""
+equal steps, runs over seeds (mean ± t interval computed here by hand, verdicts for a
+separated and a not-separated case), rendering without targets, CLI and errors."""
 
 import json
 
@@ -9,21 +9,22 @@ import pytest
 from leapformer.cli import build_parser
 from leapformer.tasks.translate.report import (
     collect_translate_runs,
-    evaluate_translate_targets,
+    group_translate_runs,
     per_block_ablation,
     render_translate_report,
 )
 
 
 def write_run(root, name, spec, *, waitk="multi", valid=None, simul=None, evals=None,
-              length_predictor=None):
+              length_predictor=None, seed=0):
     """A run folder as 'translate train' leaves it, with eval/simul result folders.
     ``valid``: {step: loss}; ``simul``: {k: (BLEU, AL_CA)}; ``evals``: [(predictor, BLEU)]."""
     run = root / name
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({
         "format": "leapformer-translate-run", "version": 1, "spec": spec, "waitk": waitk,
-        "causal_encoder": waitk is not None, "length_predictor": length_predictor}))
+        "causal_encoder": waitk is not None, "length_predictor": length_predictor,
+        "seed": seed}))
     steps = max(valid or {0: 0})
     (run / "results.json").write_text(json.dumps({
         "steps": steps, "train_wall_s": 600.0, "train_tokens_per_s": 1234.0,
@@ -88,28 +89,65 @@ def test_ablation_compares_at_the_last_step_every_mix_reached(runs):
     assert best["name"] == "leap-xlin"
 
 
-def test_targets_per_k(runs):
-    t = {row["name"]: row for row in evaluate_translate_targets(collect_translate_runs([runs]))}
-    # k=3: LeaP 9.5 vs softmax 10.0 (within 1), AL_CA 900 < 1000; the mix 9.0 < 9.5
-    assert t["wait-3: LeaP BLEU - softmax BLEU"]["status"] == "PASS"
-    assert t["wait-3: LeaP BLEU - softmax BLEU"]["value"] == pytest.approx(-0.5)
-    assert t["wait-3: LeaP AL_CA - softmax AL_CA"]["status"] == "PASS"
-    assert t["wait-3: best mix BLEU - LeaP BLEU"]["status"] == "MISS"
-    # k=5: 10.5 vs 12.0 (1.5 behind), AL_CA 1700 > 1600; no mix result at k=5
-    assert t["wait-5: LeaP BLEU - softmax BLEU"]["status"] == "MISS"
-    assert t["wait-5: LeaP AL_CA - softmax AL_CA"]["status"] == "MISS"
-    assert t["wait-5: best mix BLEU - LeaP BLEU"]["status"] == "n/a"
+def test_seeds_are_grouped_with_t_intervals_and_verdicts(tmp_path):
+    # t(0.975, 2) = 4.302653: s = 0.2 -> 4.302653 * 0.2 / sqrt(3) = 0.50; s = 0.1 -> 0.25
+    for seed, (soft3, leap3, soft5, leap5) in enumerate(
+            [(10.0, 9.0, 12.0, 12.1), (10.4, 9.1, 12.4, 12.3), (10.2, 9.2, 12.2, 11.9)]):
+        write_run(tmp_path, f"softmax-s{seed}", "softmax", seed=seed, valid={250: 6.0},
+                  simul={3: (soft3, 1000.0), 5: (soft5, 1600.0 + seed)})
+        write_run(tmp_path, f"leap-s{seed}", "leap", seed=seed, valid={250: 6.1 + seed / 10},
+                  simul={3: (leap3, 900.0), 5: (leap5, 1500.0)})
+    write_run(tmp_path, "leap-dlin", "enc=leap,dec=linear,cross=leap", valid={250: 6.4})
+    write_run(tmp_path, "cos", "cosformer", simul={3: (9.6, 950.0)})  # one seed
+    runs = collect_translate_runs([tmp_path])
+    groups = group_translate_runs(runs)
+    assert [(g["name"], len(g["runs"])) for g in groups] == [
+        ("cos", 1), ("leap", 3), ("leap-dlin", 1), ("softmax", 3)]
+    text = render_translate_report(runs)
+    sim = {(r[0], r[2]): r for r in _rows(text, "| run | spec | k |")}
+    assert sim[("softmax", "3")][3:6] == ["3", "10", "10.20 ± 0.50"]
+    assert sim[("leap", "3")][5] == "9.10 ± 0.25"
+    assert sim[("softmax", "5")][10] == "1601"  # AL_CA: mean over the seeds
+    # [9.70, 10.70] vs [8.85, 9.35]; the single run is named apart, unranked
+    assert "- wait-3 BLEU: softmax > leap; single run, no interval: cos" in text
+    # 12.20 ± 0.50 and 12.10 ± 0.50
+    assert "- wait-5 BLEU: not separated: all intervals overlap" in text
+    # ablation: LeaP's mean over its seeds at step 250 (6.1, 6.2, 6.3 -> 6.2)
+    rows, best = per_block_ablation(runs)
+    assert rows[0]["leap_valid_loss"] == pytest.approx(6.2)
+    assert best["delta"] == pytest.approx(0.2)
+    # the single-run mix has no interval, so it is not ranked against all-LeaP
+    assert "- valid loss: not separated: no interval for leap-dlin (single run)" in text
+    train = {r[0]: r for r in _rows(text, "| run | spec | wait-k |")}
+    assert train["leap"][4] == "3"  # seeds
+    # best valid loss 6.1, 6.2, 6.3: 4.302653 * 0.1 / sqrt(3) = 0.248
+    assert train["leap"][8] == "6.200 ± 0.248"
+
+
+def test_group_names_drop_the_seed_suffix_and_stay_unique(tmp_path):
+    write_run(tmp_path / "a", "leap_seed0", "leap", seed=0)
+    write_run(tmp_path / "a", "leap_seed1", "leap", seed=1)
+    write_run(tmp_path / "b", "leap", "leap", waitk=None, seed=0)
+    write_run(tmp_path / "c", "leap", "leap", waitk=None, seed=1)
+    groups = group_translate_runs(collect_translate_runs([tmp_path]))
+    assert [len(g["runs"]) for g in groups] == [2, 2]
+    names = [g["name"] for g in groups]
+    assert len(set(names)) == 2 and all(n.startswith("leap") for n in names)
+    assert any("waitk=" in n for n in names)
 
 
 def test_report_renders_every_section(runs):
     text = render_translate_report(collect_translate_runs([runs]), command="leapformer x",
                                    notes=["machine: test"])
     for head in ("## Training", "## Per-block ablation", "## Simultaneous (wait-k)",
-                 "## Offline (full sentence)", "## Targets"):
+                 "## Offline (full sentence)"):
         assert head in text
+    for word in ("Targets", "PASS", "MISS", "issue"):
+        assert word not in text
+    assert "wait-3 BLEU: not separated: no interval for softmax, leap, leap-xlin" in text
     assert "- command: `leapformer x`" in text and "- machine: test" in text
     assert "| leap-xlin (best) |" in text
-    assert "| cos | `enc=cosformer,dec=cosformer,cross=cosformer` | offline | test | 10 | 4 " \
+    assert "| cos | `enc=cosformer,dec=cosformer,cross=cosformer` | offline | test | 1 | 10 | 4 " \
            "| oracle | 0.000 | 8.00 |" in text
 
 
@@ -135,3 +173,15 @@ def test_errors_name_the_file(tmp_path):
     (run / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="could not read .*config.json"):
         collect_translate_runs([tmp_path])
+
+
+def _rows(text, header):
+    """Cells of the rows of the table whose header starts with ``header``."""
+    lines = text.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(header))
+    out = []
+    for line in lines[i + 2:]:
+        if not line.startswith("|"):
+            break
+        out.append([c.strip() for c in line.strip("|").split("|")])
+    return out

@@ -148,3 +148,92 @@ def test_errors(tmp_path):
                   loss_fn=lambda m, b: (torch.tensor(float("nan")), {}), progress=False)
     with pytest.raises(FloatingPointError, match="loss is nan at step 0"):
         nan.fit()
+
+
+def _signalling(at: int, *signals):
+    """``get_batch`` that sends ``signals`` to this process when micro-batch ``at`` is read."""
+    import os
+
+    def get(i):
+        if i == at:
+            for s in signals:
+                os.kill(os.getpid(), s)
+        return _batch(i)
+    return get
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_finishes_the_step_saves_and_raises(tmp_path, sig):
+    import signal
+
+    from leapformer.train.loop import TrainingInterrupted
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    tr = _trainer(_model(), tmp_path, checkpoint_every=0, eval_every=0)
+    tr.get_batch = _signalling(2, getattr(signal, sig))  # read by step 3
+    with pytest.raises(TrainingInterrupted) as info:
+        tr.fit()
+    err = info.value
+    assert (err.step, err.steps, err.checkpoint, err.signum) == (
+        3, 8, tmp_path / "last.pt", getattr(signal, sig))
+    assert isinstance(err, KeyboardInterrupt) and "saved" in str(err)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    resumed = _trainer(_model(), tmp_path, checkpoint_every=0, eval_every=0).fit(resume=True)
+    assert resumed.steps == 8
+
+
+def test_second_signal_stops_at_once(tmp_path):
+    import signal
+
+    from leapformer.train.loop import TrainingInterrupted
+
+    tr = _trainer(_model(), tmp_path, checkpoint_every=0, eval_every=0)
+    tr.get_batch = _signalling(2, signal.SIGINT, signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as info:
+        tr.fit()
+    assert not isinstance(info.value, TrainingInterrupted)
+    assert not (tmp_path / "last.pt").exists()  # stopped inside step 3, before any save
+
+
+def test_checkpoint_on_a_time_interval(tmp_path, monkeypatch):
+    saved = []
+    for seconds in (0.0, 1e-9):
+        saved.clear()
+        tr = _trainer(_model(), tmp_path / str(seconds), checkpoint_every=0, eval_every=0,
+                      checkpoint_seconds=seconds)
+        monkeypatch.setattr(tr, "_save", lambda name, tr=tr: saved.append((name, tr.step)))
+        tr.fit()
+        lasts = [s for n, s in saved if n == "last.pt"]
+        assert lasts == ([8] if seconds == 0 else list(range(1, 9)))
+    with pytest.raises(ValueError, match="checkpoint_seconds must be >= 0"):
+        TrainConfig(steps=1, checkpoint_seconds=-1)
+
+
+def test_resume_drops_later_and_cut_metrics_and_refuses_fewer_steps(tmp_path):
+    _trainer(_model(), tmp_path, steps=4).fit()
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 5, "kind": "train", "loss": 1.0}\n{"step": 6, "ki')
+    _trainer(_model(), tmp_path, steps=6).fit(resume=True)
+    recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert all(r.get("loss") != 1.0 for r in recs)
+    with pytest.raises(ValueError, match="it is at step 6, beyond steps=5"):
+        _trainer(_model(), tmp_path, steps=5).fit(resume=True)
+
+
+def test_write_errors_name_the_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"could not write checkpoint .*last.pt: No space left"):
+        save_checkpoint({"step": 1}, tmp_path / "last.pt")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match=r"cut.pt: it is truncated or not a checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")

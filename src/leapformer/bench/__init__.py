@@ -1,9 +1,12 @@
 """Benchmarks: the attention core (``leapformer.bench.ops``) and decoding with a cache
 (``leapformer.bench.decode``, imported on its own so that the ops benchmark does not
-load ``leapformer.nn``)."""
+load ``leapformer.nn``). Rows name mechanisms as the registry does; readers of older
+result files map the old names with :func:`canonical_result` (``leapformer.bench.names``)."""
 
 from leapformer.bench._common import machine_info, median_ms, peak_memory_bytes
+from leapformer.bench.names import LEGACY_NAMES, canonical_mechanism, canonical_result
 from leapformer.bench.ops import (
+    IMPLEMENTATIONS,
     MECHANISMS,
     ROW_KEYS,
     SCENARIOS,
@@ -18,11 +21,15 @@ from leapformer.bench.ops import (
 )
 
 __all__ = [
+    "IMPLEMENTATIONS",
+    "LEGACY_NAMES",
     "MECHANISMS",
     "ROW_KEYS",
     "SCENARIOS",
     "BenchConfig",
     "BenchResult",
+    "canonical_mechanism",
+    "canonical_result",
     "evaluate_targets",
     "flop_count",
     "machine_info",

@@ -1,4 +1,4 @@
-"""Ops benchmark: the linear mechanisms against softmax attention (SDPA).
+"""Ops benchmark: the linear mechanisms against softmax attention (torch SDPA).
 
 Inputs are ``q, k, v [B, H, N, D]`` (default B=1, H=8, D=Dv=64, float32);
 LeaP proportions are ``[B, H, N]`` uniform in [0, 1]. Scenarios:
@@ -10,14 +10,21 @@ LeaP proportions are ``[B, H, N]`` uniform in [0, 1]. Scenarios:
 - ``decode``: one token at position ``p``. Linear mechanisms: a call with
   ``M = N = 1``, ``causal=True``, ``mode="recurrent"`` from a state (the state
   does not grow with ``p``; cosFormer uses ``offset = p - 1`` and
-  ``max_length`` = the largest position). SDPA: one query attending to a
+  ``max_length`` = the largest position). Softmax: one query attending to a
   preallocated KV cache of ``p`` keys (cache writes not timed).
+
+Mechanisms carry the names of the registry (:data:`MECHANISMS`: ``softmax``,
+``leap``, ``cosformer``, ``linear`` = ReLU features, ``elu`` = ELU+1 features);
+a row's ``impl`` names the function timed (:data:`IMPLEMENTATIONS`; softmax is
+``torch.nn.functional.scaled_dot_product_attention``, "sdpa"). Results written
+before used ``sdpa``, ``linear_relu``, ``linear_elu`` and ``vs_sdpa``
+(:mod:`leapformer.bench.names` maps them).
 
 Timing: per (scenario, length) every mechanism is warmed up, then the
 mechanisms are timed round-robin (interleaved, same process and inputs) until
 each has its repetitions; the row reports the median in ms. Repetitions adapt to
 the cost: ``target_s / t_warm``, clamped to ``[min_reps, max_reps]``. Decode
-is the exception: SDPA is timed in its own pass right after the linear
+is the exception: softmax is timed in its own pass right after the linear
 mechanisms, because its KV cache (33 MB per tensor at 16k) evicts the CPU caches
 and doubled the time of a linear step timed after it.
 
@@ -27,7 +34,7 @@ flop / median time). Linear mechanisms count the GEMM work with feature width
 bidirectional ``2 N F (Dv+1) + 2 M F (Dv+1)`` (build the state, read it; the +1
 is the denominator column); causal adds the intra-chunk work
 ``2 N C F + 2 N C (Dv+1)`` with ``C = min(chunk_size, N)``; a decode step is the
-bidirectional count with ``M = N = 1``. SDPA: ``2 M N D + 2 M N Dv`` (= 4 M N D)
+bidirectional count with ``M = N = 1``. Softmax: ``2 M N D + 2 M N Dv`` (= 4 M N D)
 bidirectional, half of it causal, ``M = 1, N = p`` for decode. Backward is
 counted as twice the forward, so fwd+bwd = 3x forward. Elementwise work
 (feature maps, re-weighting, softmax) is not counted.
@@ -57,6 +64,7 @@ from leapformer.bench._common import (
     peak_memory_bytes,
     time_interleaved,
 )
+from leapformer.bench.names import LEGACY_NAMES
 from leapformer.report.tables import (
     fmt as _fmt,
     fmt_len as _fmt_len,
@@ -75,16 +83,25 @@ from leapformer.ops import (
 
 logger = logging.getLogger(__name__)
 
-MECHANISMS = ("sdpa", "leap", "cosformer", "linear_relu", "linear_elu")
-BASELINE = "sdpa"
+MECHANISMS = ("softmax", "leap", "cosformer", "linear", "elu")
+BASELINE = "softmax"
+IMPLEMENTATIONS = {
+    "softmax": "sdpa",  # softmax_attention: torch's scaled_dot_product_attention
+    "leap": "leap_attention",
+    "cosformer": "cosformer_attention",
+    "linear": "linear_attention(relu)",
+    "elu": "linear_attention(elu)",
+}
+"""Mechanism -> the :mod:`leapformer.ops` call it times (the rows' ``impl``)."""
+_FEATURE_MAPS = {"linear": "relu", "elu": "elu"}
 SCENARIOS = {
     "fwd": "Forward, bidirectional",
     "causal_fwd": "Forward, causal",
     "causal_fwd_bwd": "Forward + backward, causal",
     "decode": "Recurrent decode step (one token; length = position)",
 }
-ROW_KEYS = ("scenario", "mechanism", "length", "ms", "vs_sdpa", "gflops", "flop", "peak_mb",
-            "reps", "note")
+ROW_KEYS = ("scenario", "mechanism", "impl", "length", "ms", "vs_softmax", "gflops", "flop",
+            "peak_mb", "reps", "note")
 REWEIGHTED = ("leap", "cosformer")
 MATMUL_SIZE = 2048
 
@@ -106,9 +123,16 @@ class BenchConfig:
     max_reps: int = 200
     target_s: float = 1.5  # timed seconds per measurement (before clamping reps)
     warmup: int = 3  # warm-up calls for calls under 0.5 s; 1 otherwise
-    max_sdpa_bytes: float = 8e9  # skip SDPA where its extrapolated peak exceeds this
+    max_sdpa_bytes: float = 8e9  # skip softmax (SDPA) where its extrapolated peak exceeds this
     max_sdpa_seconds: float = 60.0  # ... or its extrapolated time per call
     seed: int = 0
+
+    def __post_init__(self):
+        self.mechanisms = tuple(self.mechanisms)
+        for m in self.mechanisms:
+            if m not in MECHANISMS:
+                renamed = f" (now {LEGACY_NAMES[m]!r})" if m in LEGACY_NAMES else ""
+                raise ValueError(f"unknown mechanism {m!r}{renamed}; expected one of {MECHANISMS}")
 
     @classmethod
     def quick(cls, **overrides) -> "BenchConfig":
@@ -167,14 +191,14 @@ def flop_count(mechanism: str, scenario: str, length: int, *, batch: int = 1, he
 
 
 def _attend(mechanism: str, q, k, v, qp, kp, *, causal: bool, chunk_size: int, **extra):
-    if mechanism == "sdpa":
+    if mechanism == "softmax":
         return softmax_attention(q, k, v, causal=causal)
     if mechanism == "leap":
         return leap_attention(q, k, v, qp, kp, causal=causal, chunk_size=chunk_size, **extra)
     if mechanism == "cosformer":
         return cosformer_attention(q, k, v, causal=causal, chunk_size=chunk_size, **extra)
-    if mechanism in ("linear_relu", "linear_elu"):
-        return linear_attention(q, k, v, feature_map=mechanism.removeprefix("linear_"),
+    if mechanism in _FEATURE_MAPS:
+        return linear_attention(q, k, v, feature_map=_FEATURE_MAPS[mechanism],
                                 causal=causal, chunk_size=chunk_size, **extra)
     raise ValueError(f"unknown mechanism {mechanism!r}; expected one of {MECHANISMS}")
 
@@ -209,7 +233,8 @@ def _sequence_cases(cfg: BenchConfig, scenario: str, N: int) -> dict[str, Callab
 
 
 def _decode_cases(cfg: BenchConfig, position: int) -> dict[str, Callable[[], object]]:
-    """One-token calls at ``position``: a state (linear) or a KV cache of ``position`` keys (SDPA)."""
+    """One-token calls at ``position``: a state (linear) or a KV cache of ``position`` keys
+    (softmax)."""
     device = torch.device(cfg.device)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     B, H, D = cfg.batch, cfg.heads, cfg.head_dim
@@ -263,8 +288,9 @@ def _measure_matmul(cfg: BenchConfig) -> dict:
     return {"size": n, "ms": ms, "gflops": 2 * n**3 / ms / 1e6, "reps": len(samples["matmul"])}
 
 
-def _sdpa_skip_reason(cfg: BenchConfig, rows: list[dict], scenario: str, n: int) -> str | None:
-    """Skip SDPA when the last smaller length, scaled quadratically, predicts too much time or memory."""
+def _softmax_skip_reason(cfg: BenchConfig, rows: list[dict], scenario: str, n: int) -> str | None:
+    """Skip softmax when the last smaller length, scaled quadratically, predicts too much time
+    or memory."""
     prev = [r for r in rows if r["scenario"] == scenario and r["mechanism"] == BASELINE
             and r["ms"] is not None and r["length"] < n]
     if not prev:
@@ -283,12 +309,12 @@ def _measure_group(cfg: BenchConfig, scenario: str, n: int, rows: list[dict]) ->
     cases = _decode_cases(cfg, n) if scenario == "decode" else _sequence_cases(cfg, scenario, n)
     notes = {}
     if BASELINE in cases:
-        reason = _sdpa_skip_reason(cfg, rows, scenario, n)
+        reason = _softmax_skip_reason(cfg, rows, scenario, n)
         if reason:
-            logger.info("%s at %d: SDPA %s", scenario, n, reason)
+            logger.info("%s at %d: softmax %s", scenario, n, reason)
             notes[BASELINE] = reason
             del cases[BASELINE]
-    # Decode: SDPA reads a KV cache that grows with the position and evicts the CPU
+    # Decode: softmax reads a KV cache that grows with the position and evicts the CPU
     # caches, which would slow the (position-independent) linear steps timed after it;
     # so it is timed in a pass of its own there.
     passes = [cases]
@@ -303,7 +329,8 @@ def _measure_group(cfg: BenchConfig, scenario: str, n: int, rows: list[dict]) ->
     group = []
     for mech in cfg.mechanisms:
         row = dict.fromkeys(ROW_KEYS)
-        row.update(scenario=scenario, mechanism=mech, length=n, note=notes.get(mech, ""),
+        row.update(scenario=scenario, mechanism=mech, impl=IMPLEMENTATIONS[mech], length=n,
+                   note=notes.get(mech, ""),
                    flop=flop_count(mech, scenario, n, batch=cfg.batch, heads=cfg.heads,
                                    head_dim=cfg.head_dim, chunk_size=cfg.chunk_size))
         if mech in samples:
@@ -315,7 +342,7 @@ def _measure_group(cfg: BenchConfig, scenario: str, n: int, rows: list[dict]) ->
     base = next((r["ms"] for r in group if r["mechanism"] == BASELINE), None)
     for row in group:
         if base is not None and row["ms"] is not None:
-            row["vs_sdpa"] = base / row["ms"]
+            row["vs_softmax"] = base / row["ms"]
     return group
 
 
@@ -357,10 +384,11 @@ def evaluate_targets(rows: list[dict], matmul: dict | None = None) -> list[dict]
         out.append(target(name, goal, value, ok, fmt_spec))
 
     for n, want in ((4096, 12.0), (16384, 50.0)):
-        add(f"LeaP bidirectional forward vs SDPA at {n // 1024}k", f">= {want:g}x faster",
-            _get(rows, "fwd", "leap", n, "vs_sdpa"), lambda x, w=want: x >= w, "{:.1f}x")
-    add("LeaP causal fwd+bwd vs SDPA at 4k", ">= 3x faster",
-        _get(rows, "causal_fwd_bwd", "leap", 4096, "vs_sdpa"), lambda x: x >= 3.0, "{:.1f}x")
+        add(f"LeaP bidirectional forward vs softmax (SDPA) at {n // 1024}k",
+            f">= {want:g}x faster", _get(rows, "fwd", "leap", n, "vs_softmax"),
+            lambda x, w=want: x >= w, "{:.1f}x")
+    add("LeaP causal fwd+bwd vs softmax (SDPA) at 4k", ">= 3x faster",
+        _get(rows, "causal_fwd_bwd", "leap", 4096, "vs_softmax"), lambda x: x >= 3.0, "{:.1f}x")
     p16, p4 = (_get(rows, "causal_fwd_bwd", "leap", n, "peak_mb") for n in (16384, 4096))
     add("LeaP causal fwd+bwd peak memory 16k / 4k", "linear: ~4 (pass <= 5; quadratic = 16)",
         p16 / p4 if p16 and p4 else None, lambda x: x <= 5.0, "{:.2f}")
@@ -387,8 +415,10 @@ def render_markdown(result: BenchResult) -> str:
         f"- date: {m['date']}",
         f"- shapes: B={cfg['batch']}, H={cfg['heads']}, D=Dv={cfg['head_dim']}, float32; "
         f"chunk {cfg['chunk_size']}",
-        "- ms: median wall time of one call; vs SDPA: SDPA ms / ms (> 1 = faster than SDPA); "
-        "GFLOP/s: counted GEMM FLOPs / time (definitions in `leapformer.bench.ops`); "
+        "- mechanism: registry name; impl: the `leapformer.ops` call timed (softmax: "
+        "torch's scaled_dot_product_attention, sdpa)",
+        "- ms: median wall time of one call; vs softmax: softmax ms / ms (> 1 = faster than "
+        "softmax); GFLOP/s: counted GEMM FLOPs / time (definitions in `leapformer.bench.ops`); "
         "peak MB: peak bytes allocated by the call (1 MB = 1e6 B)",
     ]
     if result.matmul:
@@ -401,12 +431,15 @@ def render_markdown(result: BenchResult) -> str:
         if not rows:
             continue
         lines += ["", f"## {title}", "",
-                  "| length | mechanism | ms | vs SDPA | GFLOP/s | peak MB | reps | note |",
-                  "|---:|---|---:|---:|---:|---:|---:|---|"]
+                  "| length | mechanism | impl | ms | vs softmax | GFLOP/s | peak MB | reps "
+                  "| note |",
+                  "|---:|---|---|---:|---:|---:|---:|---:|---|"]
         for r in sorted(rows, key=lambda r: (r["length"], MECHANISMS.index(r["mechanism"])
                                              if r["mechanism"] in MECHANISMS else 99)):
-            vs = "-" if r["vs_sdpa"] is None else f"{_fmt(r['vs_sdpa'], 2)}x"
-            lines.append(f"| {_fmt_len(r['length'])} | {r['mechanism']} | {_fmt(r['ms'])} | {vs} | "
+            vs = "-" if r["vs_softmax"] is None else f"{_fmt(r['vs_softmax'], 2)}x"
+            impl = r.get("impl") or "-"
+            lines.append(f"| {_fmt_len(r['length'])} | {r['mechanism']} | {impl} | "
+                         f"{_fmt(r['ms'])} | {vs} | "
                          f"{_fmt(r['gflops'], 2)} | {_fmt(r['peak_mb'])} | {r['reps'] or '-'} | "
                          f"{r['note']} |")
     return "\n".join(lines) + "\n"

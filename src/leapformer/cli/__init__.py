@@ -15,7 +15,9 @@ import sys
 from leapformer.cli import bench, data, lm, lra, translate
 from leapformer.cli._args import (
     CommandError,
+    OneLineParser,
     command_name,
+    interrupt_message,
     invocation,
     parse_key_value,
     parse_length,
@@ -43,8 +45,8 @@ __all__ = ["CommandError", "build_parser", "invocation", "main", "parse_key_valu
 def build_parser() -> argparse.ArgumentParser:
     from leapformer import __version__
 
-    parser = argparse.ArgumentParser(prog="leapformer", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="leapformer", description=DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"leapformer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,14 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     name = command_name(args)
+    args.command_line = invocation(argv)
     try:
         return args.func(args)
     except CommandError as err:
         print(f"error: leapformer {name}: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"leapformer {name}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # SIGINT, or SIGTERM during training: 128 + signal
+        print(interrupt_message(name, args, err), file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)
     except (ValueError, TypeError, KeyError, OSError, EOFError, RuntimeError) as err:
         if args.verbose:
             raise

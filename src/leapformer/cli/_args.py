@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -19,14 +21,110 @@ def parse_length(text: str) -> int:
     return n
 
 
-def invocation() -> str:
-    """The command line that started this process, for results files."""
-    import os
-    import shlex
-
-    prog = Path(sys.argv[0]).name
-    prog = prog if prog == "leapformer" else f"python {os.path.relpath(sys.argv[0])}"
+def invocation(argv: list[str] | None = None) -> str:
+    """The command line, for results files: ``leapformer`` + ``argv`` (the arguments
+    given to :func:`leapformer.cli.main`), else this process's own: ``leapformer ...``
+    when started by the console script or ``python -m leapformer.cli`` (``torchrun -m``
+    too), ``python SCRIPT ...`` otherwise."""
+    if argv is not None:
+        return " ".join(["leapformer", *map(shlex.quote, argv)])
+    first = Path(sys.argv[0])
+    if first.stem == "leapformer" or first.parts[-3:] == ("leapformer", "cli", "__main__.py"):
+        prog = "leapformer"
+    else:
+        prog = f"python {shlex.quote(os.path.relpath(sys.argv[0]))}"
     return " ".join([prog, *map(shlex.quote, sys.argv[1:])])
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command line of a parsed command (set by ``main``, else this process's)."""
+    return getattr(args, "command_line", None) or invocation()
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that continues an interrupted one: the same line without
+    ``--overwrite``, with ``--resume`` where the command has that option."""
+    words = [w for w in shlex.split(command_line(args)) if w != "--overwrite"]
+    if hasattr(args, "resume") and "--resume" not in words:
+        words.append("--resume")
+    return shlex.join(words)
+
+
+def interrupt_message(name: str, args: argparse.Namespace, err: BaseException) -> str:
+    """One line for an interrupted command: where it stopped, what was saved and the
+    exact command that continues it."""
+    where = f" at step {err.step}/{err.steps}" if hasattr(err, "step") else ""
+    checkpoint = getattr(err, "checkpoint", None)
+    out = getattr(args, "out", None)
+    if checkpoint is None and out is not None and (Path(out) / "last.pt").is_file():
+        checkpoint = Path(out) / "last.pt"
+    if checkpoint is not None:
+        return (f"leapformer {name}: interrupted{where}; saved {checkpoint}; continue with: "
+                f"{resume_command(args)}")
+    if not hasattr(args, "resume") and hasattr(args, "out"):  # resumable by running again
+        return (f"leapformer {name}: interrupted{where}; finished parts are kept; continue "
+                f"with: {resume_command(args)}")
+    return f"leapformer {name}: interrupted{where}; nothing was saved"
+
+
+def parse_seed(text: str) -> int:
+    """A random seed: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be >= 0, got {n}")
+    return n
+
+
+def parse_seconds(text: str) -> float:
+    """A duration in seconds, >= 0."""
+    try:
+        s = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not s >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return s
+
+
+def parse_index(text: str) -> int:
+    """An index into a list: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = the first), got {n}")
+    return n
+
+
+def check_writable(path: Path, option: str) -> None:
+    """CommandError unless a file can be written at ``path``: called before the work
+    whose result goes there. Missing folders are fine (they are created)."""
+    import tempfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{option} {path} is a folder, not a file")
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise CommandError(f"{option} {path}: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise CommandError(f"{option} {path}: cannot write in {folder} "
+                           f"({err.strerror or err})") from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line, ``error: leapformer <command>: <message>``, exit code 2
+    (sub-command parsers inherit the class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
 
 
 def parse_positive(text: str) -> int:

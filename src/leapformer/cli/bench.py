@@ -7,7 +7,12 @@ import sys
 
 import torch
 
-from leapformer.cli._args import add_bench_common, invocation, parse_length, parse_positive
+from leapformer.cli._args import (
+    add_bench_common,
+    command_line,
+    parse_length,
+    parse_positive,
+)
 
 
 def add_bench_ops_arguments(parser: argparse.ArgumentParser, *, out_dir_default=None) -> None:
@@ -106,7 +111,7 @@ def run_bench_decode(args: argparse.Namespace) -> int:
         for name in cfg.mechanisms:
             check_mechanism_name(name)
     except ValueError as err:
-        print(f"leapformer bench decode: error: {err}", file=sys.stderr)
+        print(f"error: leapformer bench decode: {err}", file=sys.stderr)
         return 2
 
     def progress(tasks):
@@ -161,12 +166,12 @@ def run_bench_lra_speed(args: argparse.Namespace) -> int:
     try:
         cfg = LRASpeedConfig(**overrides)
     except ValueError as err:
-        print(f"leapformer bench lra-speed: error: {err}", file=sys.stderr)
+        print(f"error: leapformer bench lra-speed: {err}", file=sys.stderr)
         return 2
     with tqdm(total=cfg.rounds * len(cfg.modes), desc="bench lra-speed", unit="round",
               disable=args.no_progress, file=sys.stderr) as bar:
         result = run_lra_speed(cfg, progress=lambda msg: bar.update(1))
-    command = invocation()
+    command = command_line(args)
     print(render_markdown(result, command))
     if args.out_dir is not None:
         stem = f"lra-speed-{torch.device(args.device).type}" + ("-quick" if args.quick else "")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from leapformer.cli._args import parse_positive
+from leapformer.cli._args import parse_positive, parse_seed
 
 
 def add_data_listops_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +14,8 @@ def add_data_listops_arguments(parser: argparse.ArgumentParser) -> None:
     from leapformer.data.listops import LRA_MAX_LEN, LRA_MIN_LEN
 
     parser.add_argument("--n", type=parse_positive, required=True, help="number of examples")
-    parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default 0)")
+    parser.add_argument("--seed", type=parse_seed, default=0,
+                        help="random seed, >= 0 (default 0)")
     parser.add_argument("--min-len", type=parse_positive, default=LRA_MIN_LEN,
                         help=f"shortest length, inclusive, in operator/digit/']' tokens "
                         f"(default {LRA_MIN_LEN}: LRA keeps 500 < length < 2000)")
@@ -48,7 +49,7 @@ def run_data_listops(args: argparse.Namespace) -> int:
                 progress=bar.update)
         except ValueError as err:
             bar.close()
-            print(f"leapformer data listops: error: {err}", file=sys.stderr)
+            print(f"error: leapformer data listops: {err}", file=sys.stderr)
             return 2
     path = write_tsv(examples, args.out)
     lengths = [ex.length for ex in examples]
@@ -81,7 +82,7 @@ def register(commands) -> argparse._SubParsersAction:
     pathfinder = datasets.add_parser("pathfinder", help="Pathfinder-32 images in the official "
                                      "LRA folder layout")
     pathfinder.add_argument("--n", type=parse_positive, required=True, help="number of images")
-    pathfinder.add_argument("--seed", type=int, default=0)
+    pathfinder.add_argument("--seed", type=parse_seed, default=0, help="random seed, >= 0")
     pathfinder.add_argument("--out", type=Path, required=True, help="release root folder")
     pathfinder.add_argument("--overwrite", action="store_true")
     pathfinder.set_defaults(func=run_data_pathfinder)

@@ -10,10 +10,12 @@ import torch
 
 from leapformer.cli._args import (
     add_bench_common,
-    invocation,
+    check_writable,
+    command_line,
     parse_key_value,
     parse_length,
     parse_positive,
+    parse_seed,
 )
 
 GENERATE_STRATEGIES = ("greedy", "sample", "top-k", "top-p")
@@ -36,7 +38,8 @@ def add_lm_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="WikiText folder (wiki.{train,valid,test}.tokens): word-level LM")
     parser.add_argument("--out", type=Path, required=True,
                         help="run folder: tokenizer, tokens, checkpoints, metrics.jsonl, "
-                        "config.json, results.json")
+                        "config.json, results.json (a folder holding a run needs --resume "
+                        "or --overwrite)")
     parser.add_argument("--steps", type=parse_positive, help="optimisation steps")
     parser.add_argument("--context", type=parse_length, help="tokens per training sample")
     parser.add_argument("--batch-size", type=parse_positive, help="samples per micro-batch "
@@ -62,22 +65,32 @@ def add_lm_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-option", type=parse_key_value, action="append", default=[],
                         metavar="KEY=VALUE", help="LMConfig field, e.g. num_layers=2 d_model=64 "
                         "(repeatable)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=parse_seed, default=0, help="random seed, >= 0")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in OUT "
+                        "(the tokenised data is kept)")
     parser.add_argument("--device", help="torch device (default: cuda:LOCAL_RANK if available, "
                         "else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _lm_error(command: str, err: Exception) -> int:
-    print(f"leapformer lm {command}: error: {err}", file=sys.stderr)
+    print(f"error: leapformer lm {command}: {' '.join(str(err).split())}", file=sys.stderr)
     return 2
+
+
+def _name_text_options(err: Exception, options: list[tuple[str, object]]) -> Exception:
+    """A mechanism's TypeError (e.g. ``'<' not supported``) with the ``--mechanism-option``
+    values that were read as text, not numbers, named: the likely culprits."""
+    text = {k: v for k, v in options if isinstance(v, str)}
+    if not (isinstance(err, TypeError) and "bad options for mechanism" in str(err) and text):
+        return err
+    named = ", ".join(f"{k}={v!r}" for k, v in text.items())
+    return TypeError(f"{err} (--mechanism-option values read as text, not numbers: {named})")
 
 
 def run_lm_train_command(args: argparse.Namespace) -> int:
     """One LM run; data-parallel over the processes when started by ``torchrun``."""
-    import json
-
     from leapformer.tasks.lm import run_lm_train
     from leapformer.train import cleanup, init_distributed
 
@@ -99,15 +112,18 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
             context=args.context, batch_size=args.batch_size, lr=args.lr,
             schedule=args.schedule, optimizer=args.optimizer, grad_accum=args.grad_accum,
             warmup_steps=args.warmup_steps, amp=args.amp, seed=args.seed, resume=args.resume,
-            overrides=overrides, model_overrides=dict(args.model_option),
+            overwrite=args.overwrite, command=command_line(args), overrides=overrides,
+            model_overrides=dict(args.model_option),
             mechanism_options=dict(args.mechanism_option), device=dist.device, dist=dist,
             progress=not args.no_progress)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        return _lm_error("train", err)
+        return _lm_error("train", _name_text_options(err, args.mechanism_option))
     finally:
         cleanup()
     if dist.is_main:
-        print(json.dumps({k: v for k, v in res.items() if k != "config"}, indent=2))
+        print(f"lm / {res['attention']} ({res['preset']}, seed {res['seed']}): test perplexity "
+              f"{res['test_ppl']:.2f}, validation {res['valid_ppl']:.2f} (per token); "
+              f"{res['steps']} steps in {res['train_wall_s']:.0f} s")
         print(f"wrote {args.out / 'results.json'}")
     return 0
 
@@ -122,6 +138,8 @@ def run_lm_eval_command(args: argparse.Namespace) -> int:
     from leapformer.tasks.lm.perplexity import evaluate_perplexity
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.out is not None:  # before the evaluation, not after it
+        check_writable(args.out, "--out")
     try:
         model, tok, config = load_lm_run(args.run, checkpoint=args.checkpoint, device=device)
         _, ids, info = load_data(args.run)
@@ -235,7 +253,7 @@ def run_lm_bench(args: argparse.Namespace) -> int:
     with tqdm(total=total, desc="lm bench", unit="group", disable=args.no_progress,
               file=sys.stderr) as bar:
         result = run_lm_speed(cfg, progress=lambda msg: bar.update(1))
-    command = invocation()
+    command = command_line(args)
     print(render_markdown(result, command))
     if args.out_dir is not None:
         stem = f"lm-speed-{torch.device(args.device).type}" + ("-quick" if args.quick else "")
@@ -254,11 +272,12 @@ def run_lm_report_command(args: argparse.Namespace) -> int:
         render_lm_report,
     )
 
+    check_writable(args.out, "--out")
     try:
         results = collect_lm_results(args.runs)
         evals = load_evals(args.evals)
         speed = load_speed(args.speed) if args.speed is not None else None
-        text = render_lm_report(results, evals, speed, command=invocation())
+        text = render_lm_report(results, evals, speed, command=command_line(args))
     except (ValueError, FileNotFoundError) as err:
         return _lm_error("report", err)
     atomic_write_text(args.out, text)
@@ -321,10 +340,11 @@ def register(commands) -> None:
     add_lm_bench_arguments(bench)
     bench.set_defaults(func=run_lm_bench)
 
-    rep = sub.add_parser("report", help="markdown report of LM runs (perplexity table, extra "
-                         "evaluations, speed, targets)")
+    rep = sub.add_parser("report", help="markdown report of LM runs (perplexity table: mean "
+                         "± 95%% interval over seeds and a verdict; extra evaluations, speed)")
     rep.add_argument("--runs", type=Path, nargs="+", required=True,
-                     help="run folders of 'lm train' (searched for results.json)")
+                     help="run folders of 'lm train' (searched for results.json); runs that "
+                     "differ only in seed are grouped")
     rep.add_argument("--evals", type=Path, nargs="+", default=[], metavar="FILE.json",
                      help="JSON results of 'lm eval --out' (e.g. cosFormer with "
                      "--cosformer-length train/stepping)")

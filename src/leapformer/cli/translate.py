@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from leapformer.cli._args import parse_key_value, parse_positive
+from leapformer.cli._args import command_line, parse_key_value, parse_positive, parse_seed
 
 __all__ = ["register", "run_translate_eval_command", "run_translate_report_command",
            "run_translate_simul_command", "run_translate_train_command"]
@@ -32,7 +32,8 @@ def _waitk(text: str) -> int | str:
 
 
 def _error(command: str, err: Exception) -> int:
-    print(f"leapformer translate {command}: error: {err}", file=sys.stderr)
+    print(f"error: leapformer translate {command}: {' '.join(str(err).split())}",
+          file=sys.stderr)
     return 2
 
 
@@ -58,6 +59,7 @@ def run_translate_train_command(args: argparse.Namespace) -> int:
             length_predictor=args.length_predictor, steps=args.steps,
             max_batch_tokens=args.max_batch_tokens, lr=args.lr, schedule=args.schedule,
             warmup_steps=args.warmup_steps, seed=args.seed, resume=args.resume,
+            overwrite=args.overwrite, command=command_line(args),
             overrides=dict(args.train_option), model_overrides=dict(args.model_option),
             mechanism_options=dict(args.mechanism_option), device=dist.device, dist=dist,
             progress=not args.no_progress)
@@ -66,7 +68,11 @@ def run_translate_train_command(args: argparse.Namespace) -> int:
     finally:
         cleanup()
     if dist.is_main:
-        print(json.dumps(res, indent=2))
+        best = res["best_valid_loss"]
+        print(f"translate / {res['spec']}" + (f", wait-{res['waitk']}" if res["waitk"] else "")
+              + f" ({res['preset']}, seed {res['seed']}): " + (f"best validation loss "
+              f"{best:.3f} at step {res['best_step']}; " if best is not None else "")
+              + f"{res['steps']} steps in {res['train_wall_s']:.0f} s")
         print(f"wrote {Path(args.out) / 'results.json'}")
     return 0
 
@@ -115,15 +121,14 @@ def run_translate_simul_command(args: argparse.Namespace) -> int:
 
 def run_translate_report_command(args: argparse.Namespace) -> int:
     from leapformer._io import atomic_write_text
-    from leapformer.cli._args import invocation
     from leapformer.tasks.translate.report import (
         collect_translate_runs,
         render_translate_report,
     )
 
     try:
-        text = render_translate_report(collect_translate_runs(args.runs), command=invocation(),
-                                       notes=args.note)
+        text = render_translate_report(collect_translate_runs(args.runs),
+                                       command=command_line(args), notes=args.note)
     except (ValueError, FileNotFoundError) as err:
         return _error("report", err)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +163,8 @@ def register(commands) -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an encoder-decoder (embedded en-ja Bible, or "
                            "--data DIR)")
     train.add_argument("--spec", default="enc=leap,dec=leap,cross=leap",
-                       help="mechanism per block, e.g. enc=leap,dec=linear,cross=leap")
+                       help="mechanism per block, e.g. enc=leap,dec=linear,cross=leap; a block "
+                       "not named gets softmax (logged); one name sets all three")
     train.add_argument("--waitk", type=_waitk, help="wait-k training: K or 'multi' "
                        "(default: offline)")
     train.add_argument("--data", type=Path, metavar="DIR", help="folder of {train,valid,test}."
@@ -177,8 +183,10 @@ def register(commands) -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float)
     train.add_argument("--schedule", choices=SCHEDULES)
     train.add_argument("--warmup-steps", type=int)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=parse_seed, default=0, help="random seed, >= 0")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--overwrite", action="store_true", help="replace the run in OUT (and "
+                       "its eval-*/simul-* results; the tokenised data is kept)")
     train.add_argument("--train-option", type=parse_key_value, action="append", default=[],
                        metavar="KEY=VALUE", help="TranslatePreset field, e.g. eval_every=100")
     train.add_argument("--model-option", type=parse_key_value, action="append", default=[],
@@ -216,9 +224,11 @@ def register(commands) -> argparse.ArgumentParser:
     si.set_defaults(func=run_translate_simul_command)
 
     rep = sub.add_parser("report", help="markdown report of translation runs and their "
-                         "eval/simul results (training, per-block ablation, targets)")
+                         "eval/simul results (training, per-block ablation, BLEU: mean ± "
+                         "95%% interval over seeds and a verdict)")
     rep.add_argument("--runs", type=Path, nargs="+", required=True,
-                     help="run folders, or folders holding them")
+                     help="run folders, or folders holding them; runs that differ only in "
+                     "seed are grouped")
     rep.add_argument("--note", action="append", default=[],
                      help="extra line for the report's header (repeatable)")
     rep.add_argument("--out", type=Path, required=True, help="markdown file to write")

@@ -1,11 +1,24 @@
 """Sequence classifiers of the Long-Range Arena setting (docs/math.md §5.1).
 
 Token embedding + learned positional embedding, an :class:`~leapformer.nn.Encoder`
-whose self-attention mechanism is chosen by name, mean pooling over the
-unpadded tokens and a two-layer head. The LRA configuration (2 layers, width
-64, FFN 128, 2 heads, dropout 0.1) is the default. ``DualEncoderClassifier``
-encodes two sequences with shared weights and classifies
-``[u, v, u * v, u - v]`` (the LRA Retrieval setting).
+whose self-attention mechanism is chosen by name, pooling and a two-layer head.
+The LRA configuration (2 layers, width 64, FFN 128, 2 heads, dropout 0.1) is
+the default. ``DualEncoderClassifier`` encodes two sequences with shared
+weights and classifies ``[u, v, u * v, u - v]`` (the LRA Retrieval setting).
+
+Options that reproduce the official LRA harness (docs/lra.md, "Settings"):
+``activation="gelu"``, ``init_std=0.02`` (token and position embeddings drawn
+from ``N(0, 0.02^2)``; None: PyTorch's ``N(0, 1)``), ``head_hidden=128`` (None:
+``d_model``), ``pad_to`` (every input right-padded to this fixed length, as the
+official tensors are), ``attention_dropout`` (None: ``dropout``) and ``pooling``:
+
+- ``"mean"`` (default): the mean over the unpadded tokens;
+- ``"mean_padded"`` (official): padded rows zeroed, the sum divided by the
+  tensor length (``pad_to`` when set; else the batch's longest input, which
+  makes an item's features depend on its batch-mates);
+- ``"cls"``: a learned vector prepended at position 0 (the official code
+  prepends token ``vocab_size - 1``), its output pooled; an input that would
+  then exceed ``max_length`` loses its last token, as the official one does.
 """
 
 from __future__ import annotations
@@ -13,9 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leapformer.nn import AttentionSpec, BlockConfig, Encoder
+
+POOLINGS = ("mean", "mean_padded", "cls")
 
 
 @dataclass
@@ -33,20 +49,41 @@ class ClassifierConfig:
     dropout: float = 0.1
     pad_id: int = 0
     mechanism_options: dict = field(default_factory=dict)
+    activation: str = "relu"
+    pooling: str = "mean"
+    head_hidden: int | None = None
+    init_std: float | None = None
+    pad_to: int | None = None
+    attention_dropout: float | None = None
 
     def __post_init__(self):
         for name in ("vocab_size", "num_classes", "max_length", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         AttentionSpec(enc=self.attention)  # validates the mechanism name
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        for name in ("head_hidden", "pad_to"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+        if self.pad_to is not None and self.pad_to > self.max_length:
+            raise ValueError(f"pad_to must be <= max_length={self.max_length}, got {self.pad_to}")
+        if self.init_std is not None and not self.init_std > 0:
+            raise ValueError(f"init_std must be None or > 0, got {self.init_std!r}")
+        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be None or in [0, 1), got "
+                             f"{self.attention_dropout!r}")
+        self.block()  # validates the activation
 
     def block(self) -> BlockConfig:
         return BlockConfig(d_model=self.d_model, nhead=self.nhead,
-                           dim_feedforward=self.dim_feedforward, dropout=self.dropout)
+                           dim_feedforward=self.dim_feedforward, dropout=self.dropout,
+                           activation=self.activation)
 
 
 class SequenceEncoder(nn.Module):
-    """Tokens ``[B, L]`` -> pooled features ``[B, d_model]`` (mean over unpadded tokens)."""
+    """Tokens ``[B, L]`` -> pooled features ``[B, d_model]`` (``cfg.pooling``)."""
 
     def __init__(self, cfg: ClassifierConfig):
         super().__init__()
@@ -56,27 +93,56 @@ class SequenceEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = Encoder(cfg.num_layers, cfg.block(), AttentionSpec(enc=cfg.attention),
                                {cfg.attention: cfg.mechanism_options})
+        if cfg.pooling == "cls":
+            self.cls = nn.Parameter(torch.randn(cfg.d_model) * (cfg.init_std or 1.0))
+        if cfg.init_std is not None:
+            nn.init.normal_(self.embed.weight, std=cfg.init_std)
+            nn.init.normal_(self.pos.weight, std=cfg.init_std)
+            with torch.no_grad():
+                self.embed.weight[cfg.pad_id].zero_()
+        if cfg.attention_dropout is not None:
+            for layer in self.encoder.layers:
+                layer.self_attn.attention.dropout = cfg.attention_dropout
 
     def forward(self, tokens: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"tokens must be an integer tensor [batch, length], got "
                              f"{tokens.dtype} {list(tokens.shape)}")
+        cfg = self.cfg
         B, L = tokens.shape
-        if L > self.cfg.max_length:
-            raise ValueError(f"tokens have length {L} > max_length={self.cfg.max_length}")
+        limit = cfg.pad_to or cfg.max_length
+        if L > limit:
+            raise ValueError(f"tokens have length {L} > "
+                             f"{'pad_to' if cfg.pad_to else 'max_length'}={limit}")
         if key_padding_mask is None:
-            key_padding_mask = tokens == self.cfg.pad_id
+            key_padding_mask = tokens == cfg.pad_id
         elif key_padding_mask.shape != tokens.shape:
             raise ValueError(f"key_padding_mask must have shape {list(tokens.shape)}, got "
                              f"{list(key_padding_mask.shape)}")
-        x = self.embed(tokens) + self.pos.weight[:L]
+        if cfg.pad_to is not None and L < cfg.pad_to:
+            tokens = F.pad(tokens, (0, cfg.pad_to - L), value=cfg.pad_id)
+            key_padding_mask = F.pad(key_padding_mask, (0, cfg.pad_to - L), value=True)
+        x = self.embed(tokens)
+        if cfg.pooling == "cls":
+            keep_len = min(x.shape[1], cfg.max_length - 1)  # the official drops the last token
+            x = torch.cat((self.cls.to(x.dtype).expand(B, 1, -1), x[:, :keep_len]), dim=1)
+            key_padding_mask = F.pad(key_padding_mask[:, :keep_len], (1, 0), value=False)
+        x = x + self.pos.weight[:x.shape[1]]
         x = self.encoder(self.dropout(x), key_padding_mask=key_padding_mask)
+        if cfg.pooling == "cls":
+            return x[:, 0]
         keep = (~key_padding_mask).unsqueeze(-1).to(x.dtype)
+        if cfg.pooling == "mean_padded":
+            return (x * keep).mean(1)
         return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)
 
 
 def _head(d_in: int, d: int, classes: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d), nn.ReLU(), nn.Linear(d, classes))
+
+
+def _head_width(cfg: ClassifierConfig) -> int:
+    return cfg.head_hidden or cfg.d_model
 
 
 class SequenceClassifier(nn.Module):
@@ -86,7 +152,7 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = SequenceEncoder(cfg)
-        self.head = _head(cfg.d_model, cfg.d_model, cfg.num_classes)
+        self.head = _head(cfg.d_model, _head_width(cfg), cfg.num_classes)
 
     def forward(self, tokens: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         return self.head(self.encoder(tokens, key_padding_mask))
@@ -100,7 +166,7 @@ class DualEncoderClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = SequenceEncoder(cfg)
-        self.head = _head(4 * cfg.d_model, cfg.d_model, cfg.num_classes)
+        self.head = _head(4 * cfg.d_model, _head_width(cfg), cfg.num_classes)
 
     def forward(self, tokens1: Tensor, tokens2: Tensor) -> Tensor:
         if tokens1.shape[0] != tokens2.shape[0]:

@@ -33,6 +33,12 @@ decoding. Other mechanisms ignore the length (LeaP learns its proportions).
 memory computed once; the target length predicted here), then
 ``model.decode_step(tokens, cache)`` for ``T >= 1`` new decoder inputs per
 call. :meth:`Seq2SeqCache.reorder` selects/repeats batch rows (beam search).
+
+The pieces live in their own modules and are re-exported here:
+:mod:`~leapformer.models.target_length` (the length predictor plumbing),
+:mod:`~leapformer.models.seq2seq_cache` (:class:`EncoderOutput`,
+:class:`Seq2SeqCache`, :func:`reorder_decoder_cache`) and
+:mod:`~leapformer.models.loss` (:func:`label_smoothed_nll`).
 """
 
 from __future__ import annotations
@@ -47,26 +53,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leapformer.models.lm import sinusoidal_embedding
+from leapformer.models.loss import label_smoothed_nll
+from leapformer.models.seq2seq_cache import EncoderOutput, Seq2SeqCache, reorder_decoder_cache
+from leapformer.models.target_length import (
+    LENGTH_PREDICTORS,
+    build_length_predictor,
+    fit_length_predictor,
+    needs_target_length,
+    predict_target_length,
+    resolve_target_length,
+)
 from leapformer.nn import (
     MECHANISMS,
     AttentionSpec,
     BlockConfig,
     Decoder,
-    DecoderCache,
     Encoder,
     length_loss,
 )
-from leapformer.nn.cache import AttentionCache
-from leapformer.nn.length import ConvLength, LengthPredictor, LookupLength, RatioLength
-from leapformer.nn.mechanisms import CosFormer
-
+from leapformer.nn.length import ConvLength, LengthPredictor
 logger = logging.getLogger(__name__)
 
 __all__ = ["LENGTH_PREDICTORS", "SEQ2SEQ_PRESETS", "EncoderOutput", "Seq2Seq", "Seq2SeqCache",
            "Seq2SeqConfig", "label_smoothed_nll", "reorder_decoder_cache"]
 
 POSITIONS = ("sinusoidal", "learned")
-LENGTH_PREDICTORS = ("ratio", "lookup", "conv")
 
 #: Size presets for :meth:`Seq2SeqConfig.preset` (any field can be overridden).
 #: ``paper``: Transformer base (Vaswani et al. 2017), the usual text-NMT setting:
@@ -197,127 +208,6 @@ def _lengths(mask: Tensor | None, tokens: Tensor) -> Tensor:
     return (~mask).sum(1)
 
 
-def label_smoothed_nll(logits: Tensor, target: Tensor, *, epsilon: float = 0.1,
-                       ignore_index: int | None = 0, reduction: str = "mean",
-                       ) -> tuple[Tensor, Tensor]:
-    """Label-smoothed cross-entropy of ``logits [B, T, V]`` against ``target [B, T]``.
-
-    ``loss = (1 - eps) * nll + eps * mean_v(-log p_v)`` per token (the
-    uniform-smoothing form of ``F.cross_entropy(label_smoothing=eps)``);
-    tokens equal to ``ignore_index`` count nowhere. Returns ``(loss, nll)``
-    reduced by ``reduction``: ``"mean"`` over counted tokens, ``"sum"``, or
-    ``"none"`` (``[B, T]``, zeros where ignored).
-    """
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if not 0.0 <= epsilon < 1.0:
-        raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
-    if logits.dim() != 3 or logits.shape[:2] != target.shape:
-        raise ValueError(f"logits must be [batch, length, vocab] matching target "
-                         f"{_shape(target)}, got {_shape(logits)}")
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()  # half-precision logits: the softmax in float32
-    lp = F.log_softmax(logits, dim=-1)
-    keep = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else \
-        target != ignore_index
-    safe = target.masked_fill(~keep, 0)
-    nll = -lp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-    smooth = -lp.mean(-1)
-    loss = ((1.0 - epsilon) * nll + epsilon * smooth).masked_fill(~keep, 0.0)
-    nll = nll.masked_fill(~keep, 0.0)
-    if reduction == "none":
-        return loss, nll
-    if reduction == "sum":
-        return loss.sum(), nll.sum()
-    n = keep.sum().clamp_min(1)
-    return loss.sum() / n, nll.sum() / n
-
-
-@dataclass(eq=False)
-class EncoderOutput:
-    """What the decoder needs from the source: ``memory [B, S, E]``, ``padding_mask
-    [B, S]`` (True = padding, or None), ``src_lengths [B]`` and ``src_tokens [B, S]``."""
-
-    memory: Tensor
-    padding_mask: Tensor | None
-    src_lengths: Tensor
-    src_tokens: Tensor
-
-    @property
-    def batch_size(self) -> int:
-        return self.memory.shape[0]
-
-    def index_select(self, index: Tensor) -> EncoderOutput:
-        """Rows ``index`` (e.g. ``arange(B).repeat_interleave(beam)``)."""
-        sel = lambda t: None if t is None else t.index_select(0, index.to(t.device))
-        return EncoderOutput(sel(self.memory), sel(self.padding_mask), sel(self.src_lengths),
-                             sel(self.src_tokens))
-
-
-def _reorder_attention_cache(cache: AttentionCache, index: Tensor) -> None:
-    B = cache.batch_size
-    for name, t in list(cache.tensors.items()):
-        if t.dim() == 0 or t.shape[0] != B:
-            raise ValueError(f"cannot reorder cache tensor {name!r} of shape {_shape(t)}: its "
-                             f"first axis is not the batch ({B})")
-        cache.tensors[name] = t.index_select(0, index.to(t.device))
-    if cache.source_length is not None:
-        cache.source_length = cache.source_length.index_select(
-            0, index.to(cache.source_length.device))
-    cache.batch_size = int(index.numel())
-
-
-def reorder_decoder_cache(cache: DecoderCache, index: Tensor, *, cross: bool = True) -> None:
-    """Select/repeat the batch rows ``index [B']`` of every layer's caches, in place
-    (``cross=False`` leaves the cross-attention caches alone: fine when ``index``
-    only permutes rows that share a source, as beams of one sentence do).
-
-    Every cache tensor of :mod:`leapformer.nn` mechanisms has the batch on
-    its first axis (softmax keys/values ``[B, H, T, D]`` and padding ``[B, T]``,
-    linear running sums ``[B, H, G, F, P]``); anything else raises ``ValueError``.
-    """
-    if not isinstance(index, Tensor) or index.dim() != 1 or index.is_floating_point():
-        raise ValueError(f"index must be a 1-D integer tensor, got {_shape(index)}")
-    for lc in cache.layers:
-        _reorder_attention_cache(lc.self_attn, index)
-        if lc.cross_attn is not None:
-            if cross:
-                _reorder_attention_cache(lc.cross_attn, index)
-            elif lc.cross_attn.batch_size != index.numel():
-                raise ValueError(f"cross=False needs the batch size to stay "
-                                 f"{lc.cross_attn.batch_size}, got {index.numel()} rows")
-
-
-@dataclass(eq=False)
-class Seq2SeqCache:
-    """Decoding state of a :class:`Seq2Seq`: the decoder's caches, the target
-    length ``M [B]`` cosFormer reads (None if no decoder block needs it), and the
-    decoder positions consumed so far (``length``)."""
-
-    decoder: DecoderCache
-    target_length: Tensor | None
-    batch_size: int
-
-    @property
-    def length(self) -> int:
-        return self.decoder.length
-
-    @property
-    def nbytes(self) -> int:
-        return self.decoder.nbytes
-
-    def reorder(self, index: Tensor, *, cross: bool = True) -> None:
-        """Keep/repeat batch rows ``index`` in place (see :func:`reorder_decoder_cache`)."""
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.batch_size):
-            raise ValueError(f"index holds rows outside [0, {self.batch_size}): "
-                             f"{index.tolist()}")
-        reorder_decoder_cache(self.decoder, index, cross=cross)
-        if self.target_length is not None:
-            self.target_length = self.target_length.index_select(
-                0, index.to(self.target_length.device))
-        self.batch_size = int(index.numel())
-
-
 # ------------------------------------------------------------------------------- model
 
 
@@ -382,17 +272,9 @@ class Seq2Seq(nn.Module):
                                      f"causal/cross/decoding form; use one of {full}")
 
     def _build_length_predictor(self, spec) -> LengthPredictor | None:
-        if spec is None or isinstance(spec, LengthPredictor):
-            return spec
-        if spec == "ratio":
-            return RatioLength(1.0)
-        if spec == "lookup":
-            return LookupLength({}, default=1.0, vocab_size=self.cfg.src_vocab_size)
-        if spec == "conv":
-            return ConvLength(self.cfg.d_model, hidden=self.cfg.length_hidden,
-                              dropout=self.cfg.dropout)
-        raise ValueError(f"length_predictor must be None, one of {LENGTH_PREDICTORS} or a "
-                         f"LengthPredictor, got {spec!r}")
+        cfg = self.cfg
+        return build_length_predictor(spec, d_model=cfg.d_model, src_vocab_size=cfg.src_vocab_size,
+                                      hidden=cfg.length_hidden, dropout=cfg.dropout)
 
     def set_length_predictor(self, spec: str | LengthPredictor | None) -> LengthPredictor | None:
         """Replace the target-length predictor (``None``, ``"ratio"``, ``"lookup"``,
@@ -407,30 +289,16 @@ class Seq2Seq(nn.Module):
     @property
     def needs_target_length(self) -> bool:
         """True if a decoder block re-weights by the target length (cosFormer)."""
-        return any(isinstance(m, CosFormer) and m.length_mode == "given"
-                   for m in self.decoder.modules())
+        return needs_target_length(self.decoder)
 
-    @torch.no_grad()
     def fit_length_predictor(self, sources: Sequence[Sequence[int]],
                              target_lengths: Sequence[int]) -> LengthPredictor:
         """Fit a ``ratio`` or ``lookup`` predictor from training data: ``sources`` (the
         source token lists, as given to the encoder) and ``target_lengths`` (decoder
         positions per pair: target tokens + 1). Replaces the predictor; returns it."""
-        pred = self.length_predictor
-        if len(sources) != len(target_lengths) or not sources:
-            raise ValueError(f"need as many sources as target_lengths (> 0), got "
-                             f"{len(sources)} and {len(target_lengths)}")
-        device = self.src_embed.weight.device
-        if isinstance(pred, RatioLength):
-            new = RatioLength.fit([len(s) for s in sources], list(target_lengths))
-        elif isinstance(pred, LookupLength):
-            new = LookupLength.fit(sources, target_lengths=list(target_lengths),
-                                   vocab_size=self.cfg.src_vocab_size,
-                                   damping=float(pred.damping))
-        else:
-            raise ValueError(f"fit_length_predictor fits a ratio or lookup predictor; this model "  # noqa: TRY004
-                             f"has {type(pred).__name__ if pred is not None else None}")
-        self.length_predictor = new.to(device)
+        new = fit_length_predictor(self.length_predictor, sources, target_lengths,
+                                   src_vocab_size=self.cfg.src_vocab_size)
+        self.length_predictor = new.to(self.src_embed.weight.device)
         return self.length_predictor
 
     # -- pieces ---------------------------------------------------------------
@@ -473,28 +341,12 @@ class Seq2Seq(nn.Module):
 
     def predict_target_length(self, enc: EncoderOutput) -> Tensor:
         """Predicted decoder lengths ``M [B]`` (LongTensor, >= 1) from the length predictor."""
-        if self.length_predictor is None:
-            raise ValueError("this model has no length_predictor; pass target_length")
-        return self.length_predictor.predict(
-            enc.src_lengths, src_tokens=enc.src_tokens, encoder_out=enc.memory,
-            src_key_padding_mask=enc.padding_mask).to(enc.memory.device)
+        return predict_target_length(self.length_predictor, enc)
 
     def _target_length(self, enc: EncoderOutput, target_length) -> Tensor | None:
-        B = enc.batch_size
-        if target_length is not None:
-            t = torch.as_tensor(target_length, device=enc.memory.device)
-            if t.dim() == 0:
-                t = t.expand(B)
-            if t.shape != (B,) or t.is_floating_point() or bool((t < 1).any()):
-                raise ValueError(f"target_length must be a positive int or [batch={B}] ints, "
-                                 f"got {target_length!r}")
-            return t.long()
-        if not self.needs_target_length:
-            return None
-        if self.length_predictor is None:
-            raise ValueError("a cosFormer decoder block needs the target length: give the model "
-                             "a length_predictor or pass target_length")
-        return self.predict_target_length(enc)
+        return resolve_target_length(enc, target_length, needed=self.needs_target_length,
+                                     has_predictor=self.length_predictor is not None,
+                                     predict=self.predict_target_length)
 
     # -- training -------------------------------------------------------------
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor,

@@ -185,6 +185,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.causal = causal
         spec = AttentionSpec.parse(spec) if isinstance(spec, str) else spec
+        spec.check_layers("enc", num_layers)
         opts = mechanism_options or {}
         self.layers = nn.ModuleList(
             EncoderLayer(cfg, spec.mechanism("enc", i), opts.get(spec.mechanism("enc", i)))
@@ -229,6 +230,9 @@ class Decoder(nn.Module):
                  mechanism_options: dict[str, dict] | None = None, *, cross: bool = True):
         super().__init__()
         spec = AttentionSpec.parse(spec) if isinstance(spec, str) else spec
+        spec.check_layers("dec", num_layers)
+        if cross:
+            spec.check_layers("cross", num_layers)
         opts = mechanism_options or {}
         layers = []
         for i in range(num_layers):

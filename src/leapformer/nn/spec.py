@@ -8,13 +8,19 @@ for single layers (the MLA paper's future work). As a string, for the CLI::
     "leap"                                   every block
     "enc=cosformer,dec=linear,cross=cosformer"
     "enc=leap,dec=linear,cross=softmax,dec.0=softmax"   layer 0 of the decoder
+
+A block a spec string does not name gets ``softmax`` (logged as a warning);
+``Encoder``/``Decoder`` reject per-layer overrides of layers they do not have.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from leapformer.nn.mechanisms import check_mechanism_name
+
+log = logging.getLogger(__name__)
 
 BLOCKS = ("enc", "dec", "cross")
 _ALIASES = {"enc": "enc", "encoder": "enc", "dec": "dec", "decoder": "dec", "cross": "cross"}
@@ -46,6 +52,17 @@ class AttentionSpec:
             raise ValueError(f"unknown attention block {block!r}; known: {BLOCKS}")
         return self.layers.get((block, layer), getattr(self, block))
 
+    def check_layers(self, block: str, num_layers: int) -> None:
+        """ValueError if a per-layer override of ``block`` names a layer that a stack of
+        ``num_layers`` layers does not have (``dec.99`` on a 2-layer decoder)."""
+        block = _ALIASES.get(block, block)
+        bad = sorted(i for b, i in self.layers if b == block and i >= num_layers)
+        if bad:
+            stack = "encoder" if block == "enc" else "decoder"
+            have = f"layers 0-{num_layers - 1}" if num_layers else "no layers"
+            raise ValueError(f"attention spec {str(self)!r} names {block}.{bad[0]} but the "
+                             f"{stack} has {num_layers} layers ({have})")
+
     @classmethod
     def parse(cls, text: str) -> "AttentionSpec":
         """Parse ``"name"`` or comma-separated ``block=name`` / ``block.layer=name``."""
@@ -74,6 +91,10 @@ class AttentionSpec:
                 layers[(block, int(layer))] = name
             else:
                 kinds[block] = name
+        unnamed = [b for b in BLOCKS if b not in kinds]
+        if unnamed:
+            log.warning("attention spec %r names no mechanism for %s: using %s (the default)",
+                        text, ", ".join(unnamed), cls.enc)
         return cls(**kinds, layers=layers)
 
     def __str__(self) -> str:

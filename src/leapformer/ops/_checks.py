@@ -6,6 +6,8 @@ devices, types) with the offending argument names and shapes in the message.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -41,6 +43,9 @@ def check_qkv(q: Tensor, k: Tensor, v: Tensor, *, causal: bool) -> None:
         raise ValueError(f"k and v must have the same length, got k {shape(k)}, v {shape(v)}")
     if q.shape[3] != k.shape[3]:
         raise ValueError(f"q and k must have the same head_dim, got q {shape(q)}, k {shape(k)}")
+    if q.shape[0] < 1 or q.shape[1] < 1:
+        raise ValueError(f"q, k, v must hold at least one batch item and one head, got "
+                         f"q {shape(q)}")
     if q.shape[2] < 1:
         raise ValueError(f"q must hold at least one query, got q {shape(q)}")
     if causal and q.shape[2] != k.shape[2]:
@@ -95,6 +100,31 @@ def check_prop(name: str, prop: Tensor, ref: Tensor, ref_name: str) -> None:
             f"{name} must have shape [batch, heads, length] = [{B}, {H}, {L}] "
             f"(batch and heads may be 1 to share) for {ref_name} {shape(ref)}, got {shape(prop)}"
         )
+
+
+def check_prop_range(q_prop: Tensor, k_prop: Tensor,
+                     key_padding_mask: Tensor | None = None) -> None:
+    """Proportions are finite and ``>= 0`` (padded keys, and in self-attention padded
+    query rows, excepted): one min/max reduction and one device sync per call, skipped
+    while ``torch.compile`` traces (no data-dependent branch in a graph).
+
+    Values above 1 are allowed: cosFormer positions past the normalising length give
+    them by design (decoding past a predicted target length, a training-length ``L``
+    on longer windows; :mod:`leapformer.nn.mechanisms.cosformer`)."""
+    if torch.compiler.is_compiling():
+        return
+    if key_padding_mask is not None:
+        pad = key_padding_mask[:, None, :]
+        k_prop = k_prop.masked_fill(pad, 0.0)
+        if q_prop.shape[-1] == pad.shape[-1]:  # self-attention: padded query rows are
+            q_prop = q_prop.masked_fill(pad, 0.0)  # never read either
+    lo_q, hi_q = torch.aminmax(q_prop.detach())
+    lo_k, hi_k = torch.aminmax(k_prop.detach())
+    values = torch.stack((lo_q, hi_q, lo_k, hi_k)).tolist()
+    for name, lo, hi in (("q_prop", *values[:2]), ("k_prop", *values[2:])):
+        if not (0.0 <= lo and hi < math.inf):  # NaN fails too
+            raise ValueError(f"{name} must hold finite proportions >= 0 (usually in [0, 1]), "
+                             f"got values in [{lo:.4g}, {hi:.4g}]")
 
 
 def check_options(mode: str, normalize: str, chunk_size: int) -> None:

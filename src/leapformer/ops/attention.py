@@ -36,7 +36,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from leapformer.ops._checks import check_mask, check_options, check_prop, check_qkv
+from leapformer.ops._checks import (
+    check_mask,
+    check_options,
+    check_prop,
+    check_prop_range,
+    check_qkv,
+)
 from leapformer.ops._fused import augment_values, expand_features, split_output
 from leapformer.ops.feature_maps import ROW_WISE, FeatureMap, get_feature_map
 from leapformer.ops.linear_blocked import blocked_bidirectional
@@ -81,6 +87,7 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
     if q_prop is not None:
         check_prop("q_prop", q_prop, q, "q")
         check_prop("k_prop", k_prop, k, "k")
+        check_prop_range(q_prop, k_prop, key_padding_mask)
     if eps is None:
         eps = DEFAULT_EPS[normalize]
     phi = get_feature_map(feature_map)
@@ -194,7 +201,11 @@ def leap_attention(
 
     ``w_ij = relu(q_i).relu(k_j) * cos(pi/2 (q_prop_i - k_prop_j))``, normalised
     over ``j``. ``q_prop [B,H,M]`` and ``k_prop [B,H,N]`` (batch and heads may be
-    1 to share) are proportions, usually in ``[0, 1]``. ReLU is applied to
+    1 to share) are proportions, usually in ``[0, 1]``; a negative, NaN or infinite
+    proportion (of an unpadded position) is a ``ValueError`` (one min/max reduction per
+    call, skipped under ``torch.compile``). Values above 1 are accepted: cosFormer
+    positions past the normalising length give them on purpose (decoding past a
+    predicted length). ReLU is applied to
     ``q`` and ``k`` here. Returns as :func:`linear_attention`.
     """
     if q_prop is None or k_prop is None:
@@ -204,6 +215,22 @@ def leap_attention(
         key_padding_mask=key_padding_mask, mode=mode, normalize=normalize, eps=eps,
         chunk_size=chunk_size, initial_state=initial_state,
         output_final_state=output_final_state, return_weights=return_weights)
+
+
+def _check_max_length(max_length: int | Tensor, needed: int) -> None:
+    """cosFormer's ``L`` covers every position (else weights turn negative)."""
+    if isinstance(max_length, Tensor):
+        if torch.compiler.is_compiling() or max_length.numel() == 0:
+            return
+        smallest = max_length.min().item()
+    elif isinstance(max_length, bool) or not isinstance(max_length, int):
+        raise TypeError(f"max_length must be an int or a tensor of lengths, got "
+                        f"{type(max_length).__name__}")
+    else:
+        smallest = max_length
+    if smallest < needed:
+        raise ValueError(f"max_length must be >= the last position (offset + sequence length "
+                         f"= {needed}), got {smallest}")
 
 
 def cosformer_attention(
@@ -223,12 +250,14 @@ def cosformer_attention(
     """cosFormer self-attention: weight ``cos(pi/2 (i - j) / L)`` (docs/math.md §1.1).
 
     Positions are 1-based; ``L = max_length``, by default ``max(M, N) + offset``
-    as in the official code. ``offset`` shifts both query and key positions
+    as in the official code; a smaller ``L`` (weights below zero) is a ``ValueError``. ``offset`` shifts both query and key positions
     (for a chunk of a longer sequence resumed from ``initial_state``).
     """
     M, N = q.shape[2], k.shape[2]
     if max_length is None:
         max_length = max(M, N) + offset
+    else:
+        _check_max_length(max_length, max(M, N) + offset)
     q_prop = cosformer_proportions(M, max_length, offset=offset, device=q.device)
     k_prop = cosformer_proportions(N, max_length, offset=offset, device=q.device)
     return leap_attention(

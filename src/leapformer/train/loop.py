@@ -5,10 +5,19 @@ A task supplies three functions: ``get_batch(i)`` returns micro-batch ``i``
 resuming exact), ``loss_fn(model, batch) -> (loss, counts)`` with optional
 counts ``{"examples": n, "tokens": n}`` for throughput, and optionally
 ``evaluate(model) -> metrics``. The loop adds AdamW or Nesterov SGD, warm-up and
-decay schedules, gradient clipping and accumulation, bfloat16 autocast,
+decay schedules (one-cycle with momentum cycling too: :mod:`leapformer.train.schedule`),
+gradient clipping by norm or by value, accumulation, bfloat16 autocast,
 atomic ``last.pt``/``best.pt`` checkpoints (model, optimizer, schedule, step,
 RNG states), ``--resume`` that continues exactly where the last checkpoint
 stopped, ``metrics.jsonl``, and a tqdm progress bar.
+
+``last.pt`` is written at every evaluation, every ``checkpoint_every`` steps,
+every ``checkpoint_seconds`` of training (default 60 s) and at the end. SIGINT
+(Ctrl-C) or SIGTERM during :meth:`Trainer.fit` finishes the current step,
+writes ``last.pt`` and raises :class:`TrainingInterrupted` (a
+``KeyboardInterrupt`` naming the step and the checkpoint); a second signal
+stops at once. On resume, ``metrics.jsonl`` records after the checkpoint's step
+are dropped, so an interrupted run never records a step twice.
 
 Under ``torchrun`` (``dist=init_distributed()``, see
 :mod:`leapformer.train.distributed`) the model is wrapped in DDP, every rank
@@ -28,6 +37,8 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,7 +52,7 @@ from torch import Tensor, nn
 from leapformer._io import atomic_write_text
 from leapformer.train import distributed as ddp
 from leapformer.train.checkpoint import load_checkpoint, save_checkpoint
-from leapformer.train.schedule import lr_lambda
+from leapformer.train.schedule import check_schedule, make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +67,19 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8  # AdamW's epsilon
     optimizer: str = "adamw"
     momentum: float = 0.99  # nag only
     schedule: str = "constant"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
+    grad_clip_mode: str = "norm"  # "norm": total norm <= grad_clip; "value": |g| <= it
+    schedule_options: dict = field(default_factory=dict)  # see leapformer.train.schedule
     grad_accum: int = 1
     eval_every: int = 0  # 0: evaluate only at the end
     checkpoint_every: int = 0  # 0: at every evaluation and at the end
+    checkpoint_seconds: float = 60.0  # also last.pt after this much time (0: never)
     log_every: int = 50
     seed: int = 0
     amp: bool = False  # bfloat16 autocast
@@ -79,7 +94,13 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
-        lr_lambda(self.schedule, warmup_steps=self.warmup_steps, total_steps=self.steps)
+        if not self.checkpoint_seconds >= 0:
+            raise ValueError(f"checkpoint_seconds must be >= 0, got {self.checkpoint_seconds!r}")
+        if self.grad_clip_mode not in ("norm", "value"):
+            raise ValueError(f"grad_clip_mode must be 'norm' or 'value', got "
+                             f"{self.grad_clip_mode!r}")
+        check_schedule(self.schedule, warmup_steps=self.warmup_steps, total_steps=self.steps,
+                       options=self.schedule_options)
 
 
 @dataclass
@@ -97,6 +118,16 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped :meth:`Trainer.fit` at ``step`` of ``steps``; ``checkpoint``
+    is the ``last.pt`` written then (None without ``out_dir``)."""
+
+    def __init__(self, step: int, steps: int, checkpoint: Path | None, signum: int):
+        saved = f"saved {checkpoint}" if checkpoint else "nothing saved (no out_dir)"
+        super().__init__(f"interrupted at step {step}/{steps}; {saved}")
+        self.step, self.steps, self.checkpoint, self.signum = step, steps, checkpoint, signum
 
 
 def _rng_state() -> dict:
@@ -133,17 +164,19 @@ class Trainer:
         self.meta = meta or {}
         params = [p for p in model.parameters() if p.requires_grad]
         if cfg.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas,
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                                weight_decay=cfg.weight_decay)
         else:
             self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                              nesterov=True, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
-            cfg.schedule, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
-            min_ratio=cfg.min_lr_ratio))
+        self.scheduler = make_scheduler(self.optimizer, cfg.schedule,
+                                        warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
+                                        min_ratio=cfg.min_lr_ratio, options=cfg.schedule_options)
         self.step = 0
         self.best: dict | None = None
         self.history: list[dict] = []
+        self._stop_signal: int | None = None
+        self._saved_at = time.monotonic()
 
     # -- checkpoints -------------------------------------------------------------
     def _state(self) -> dict:
@@ -162,12 +195,17 @@ class Trainer:
             state = self._state()
             if self.dist.is_main:
                 save_checkpoint(state, self.out_dir / name)
+            if name == "last.pt":
+                self._saved_at = time.monotonic()
 
     def resume(self) -> None:
         """Load ``out_dir/last.pt``: model, optimizer, schedule, step, RNG, history."""
         if self.out_dir is None:
             raise ValueError("resume needs out_dir")
         ck = load_checkpoint(self.out_dir / "last.pt")
+        if ck["step"] > self.cfg.steps:
+            raise ValueError(f"cannot resume {self.out_dir / 'last.pt'}: it is at step "
+                             f"{ck['step']}, beyond steps={self.cfg.steps}")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
@@ -188,8 +226,14 @@ class Trainer:
         path = self.out_dir / "metrics.jsonl"
         if not path.is_file():
             return
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # empty, or cut short by the interruption
+                continue
+            if rec.get("step", 0) <= self.step:
+                kept.append(line)
         atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def _record(self, rec: dict) -> None:
@@ -238,8 +282,48 @@ class Trainer:
                              f"{self.dist.world_size} processes")
         return ddp.shard_batch(batch, self.dist.rank, self.dist.world_size)
 
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """SIGINT/SIGTERM set a flag the loop reads after each step; a second one stops
+        at once. Handlers can only be set in the main thread: elsewhere, none."""
+        self._stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, signal.SIG_DFL if h is None else h)
+
+    def _stop_or_due(self) -> tuple[bool, bool]:
+        """``(stop, checkpoint due)`` after a step: a signal came, or ``checkpoint_seconds``
+        passed since the last ``last.pt``; one decision on every rank."""
+        stop = self._stop_signal is not None
+        due = bool(self.out_dir is not None and self.cfg.checkpoint_seconds
+                   and time.monotonic() - self._saved_at >= self.cfg.checkpoint_seconds)
+        if self.dist.enabled:  # a signal may reach one rank only; rank 0's clock decides
+            s, d = ddp.all_reduce_sum([float(stop), float(due and self.dist.is_main)],
+                                      self.dist)
+            stop, due = s > 0, d > 0
+        return stop, due
+
     def fit(self, *, resume: bool = False) -> TrainResult:
+        """Train to ``cfg.steps`` (from ``last.pt`` with ``resume``); see the module
+        docstring for checkpoints and interruptions."""
+        with self._stop_on_signals():
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg = self.cfg
+        self._saved_at = time.monotonic()
         if resume:
             self.resume()
         else:
@@ -268,7 +352,9 @@ class Trainer:
                 for key in counts:
                     counts[key] += int(c.get(key, 0))
             total = ddp.all_reduce_mean(total, self.dist)
-            if cfg.grad_clip:
+            if cfg.grad_clip and cfg.grad_clip_mode == "value":
+                nn.utils.clip_grad_value_(self.model.parameters(), cfg.grad_clip)
+            elif cfg.grad_clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
@@ -288,9 +374,15 @@ class Trainer:
             if at_eval:
                 last_eval = self._run_eval()
                 bar.set_postfix({"loss": f"{total:.4f}", f"eval_{cfg.metric}": last_eval[cfg.metric]})
-            if at_eval or self.step == cfg.steps or (
+            stop, due = self._stop_or_due()
+            if at_eval or self.step == cfg.steps or stop or due or (
                     cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                 self._save("last.pt")
+            if stop:
+                bar.close()
+                raise TrainingInterrupted(
+                    self.step, cfg.steps, None if self.out_dir is None else
+                    self.out_dir / "last.pt", self._stop_signal or signal.SIGINT)
         bar.close()
         if self.dist.enabled:  # throughput of the whole job; files on disk for every rank
             counts = dict(zip(counts, map(int, ddp.all_reduce_sum(list(counts.values()), self.dist))))

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 
 def masked_softmax(scores, keep):
@@ -42,6 +43,7 @@ def masked_softmax(scores, keep):
     return torch.softmax(scores, dim=-1) * keep
 
 
+@register_mechanism
 class BigBird(BidirectionalOnly):
     name = "bigbird"
     num_global = 2  # the first and the last block

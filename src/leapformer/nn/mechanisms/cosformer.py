@@ -17,6 +17,12 @@ extended chunk by chunk with ``source_length=N`` (MLA Algorithm 1), so
 training and decoding agree; ``j / g(t)`` would be the source-side analogue
 of the "stepping" baseline below, quadratic and never reused.
 
+``length="padded"`` (the official LRA code: ``seq_len = Q.size(2)``) takes
+``L``/``M`` and ``N`` in the full forward from the tensors' (padded) lengths
+instead of the per-item ``q_len``/``k_len``: every item of a batch padded to
+one fixed length (as LRA's tensors are) gets the same normaliser. It changes
+only the full forward; decoding caches keep the lengths they are given.
+
 ``length_mode="stepping"`` uses the current length instead (``L = i`` for
 query ``i``; with padded cache slots, ``i`` counts the item's real tokens),
 the baseline the MLA paper reports as failing. Query ``i`` then
@@ -35,21 +41,28 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from leapformer.nn.mechanisms.base import LinearMechanism, positions
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 LENGTH_MODES = ("given", "stepping")
+LENGTHS = ("item", "padded")
 
 
+@register_mechanism
 class CosFormer(LinearMechanism):
     """cosFormer re-weighting ``cos(pi/2 (i/M - j/N))`` of ReLU linear attention."""
 
     name = "cosformer"
     reweighted = True
 
-    def __init__(self, num_heads, head_dim, *, length_mode: str = "given", **options):
+    def __init__(self, num_heads, head_dim, *, length_mode: str = "given", length: str = "item",
+                 **options):
         super().__init__(num_heads, head_dim, feature_map="relu", **options)
         if length_mode not in LENGTH_MODES:
             raise ValueError(f"length_mode must be one of {LENGTH_MODES}, got {length_mode!r}")
+        if length not in LENGTHS:
+            raise ValueError(f"length must be one of {LENGTHS}, got {length!r}")
         self.length_mode = length_mode
+        self.length = length
 
     @staticmethod
     def _ratio(x: Tensor, offset: int | Tensor, length: Tensor | None, what: str) -> Tensor:
@@ -96,6 +109,9 @@ class CosFormer(LinearMechanism):
 
     def forward(self, q, k, v, *, causal=False, key_padding_mask=None, need_weights=False,
                 q_len=None, k_len=None, prefix=None):
+        if self.length == "padded":  # the tensors' lengths, the same for every item
+            q_len = torch.full((q.shape[0],), float(q.shape[2]), device=q.device)
+            k_len = torch.full((k.shape[0],), float(k.shape[2]), device=k.device)
         if not (causal and self.length_mode == "stepping") or prefix is not None:
             return super().forward(q, k, v, causal=causal, key_padding_mask=key_padding_mask,
                                    need_weights=need_weights, q_len=q_len, k_len=k_len,

@@ -36,10 +36,12 @@ import torch.nn.functional as F
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
 from leapformer.nn.mechanisms.bigbird import masked_softmax
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 SAMPLE_CHUNK = 8  # sampled keys scored at a time (bounds the gathered keys' memory)
 
 
+@register_mechanism
 class Informer(BidirectionalOnly):
     name = "informer"
 

@@ -8,23 +8,47 @@ from torch import nn
 
 from leapformer.nn.leap import LeaP
 from leapformer.nn.mechanisms.base import LinearMechanism
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 
+@register_mechanism
 class LeaPAttention(LinearMechanism):
     """ReLU features re-weighted by ``cos(pi/2 (P_q - P_k))`` with
     ``P_q = LeaP_q(relu(q))`` and ``P_k = LeaP_k(relu(k))``, one pair of LeaP
     networks per layer shared by all heads (``step_down`` or ``hidden``, see
     :class:`~leapformer.nn.LeaP`). No length is needed: decoding and
-    simultaneous use are exact."""
+    simultaneous use are exact.
+
+    ``q_scale=True`` multiplies the queries by ``head_dim ** -0.5`` first, before
+    the ReLU and before ``LeaP_q`` (keys unscaled), as the official fairseq
+    LeaPformer attention does (``q *= self.scaling``); the official LRA code
+    does not scale. The scale cancels in the ratio except through ``LeaP_q``'s
+    input and the denominator's clamp."""
 
     name = "leap"
     reweighted = True
 
     def __init__(self, num_heads, head_dim, *, step_down: int = 4, hidden: int | None = None,
-                 **options):
+                 q_scale: bool = False, **options):
         super().__init__(num_heads, head_dim, feature_map="relu", **options)
+        if not isinstance(q_scale, bool):
+            raise TypeError(f"q_scale must be a bool, got {type(q_scale).__name__}")
         self.leap_q = LeaP(head_dim, step_down=step_down, hidden=hidden)
         self.leap_k = LeaP(head_dim, step_down=step_down, hidden=hidden)
+        self.q_scale = q_scale
+        self.scaling = head_dim ** -0.5
+
+    def _scaled(self, q):
+        return q * self.scaling if self.q_scale else q
+
+    def forward(self, q, k, v, **kwargs):
+        return super().forward(self._scaled(q), k, v, **kwargs)
+
+    def self_step(self, q, k, v, cache, **kwargs):
+        return super().self_step(self._scaled(q), k, v, cache, **kwargs)
+
+    def cross_read(self, q, cache, **kwargs):
+        return super().cross_read(self._scaled(q), cache, **kwargs)
 
     def query_proportions(self, q, offset, q_len):
         return self.leap_q(F.relu(q))

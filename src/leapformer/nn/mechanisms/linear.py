@@ -4,8 +4,10 @@ and ELU+1 (Katharopoulos et al. 2020)."""
 from __future__ import annotations
 
 from leapformer.nn.mechanisms.base import LinearMechanism
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 
+@register_mechanism
 class ReluLinear(LinearMechanism):
     """``phi = relu``: the MLA paper's "simple ReLU"."""
 
@@ -15,6 +17,7 @@ class ReluLinear(LinearMechanism):
         super().__init__(num_heads, head_dim, feature_map="relu", **options)
 
 
+@register_mechanism
 class EluLinear(LinearMechanism):
     """``phi = elu + 1`` (Katharopoulos et al. 2020)."""
 

@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 
+@register_mechanism
 class Linformer(BidirectionalOnly):
     name = "linformer"
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 
 def iterative_pinv(a, iterations: int):
@@ -33,6 +34,7 @@ def iterative_pinv(a, iterations: int):
     return z
 
 
+@register_mechanism
 class Nystromformer(BidirectionalOnly):
     name = "nystromformer"
 

@@ -6,9 +6,11 @@ import torch
 from torch import Tensor
 
 from leapformer.nn.mechanisms.base import LinearMechanism
+from leapformer.nn.mechanisms.registry import register_mechanism
 from leapformer.ops import FavorPlus, draw_projection
 
 
+@register_mechanism
 class Performer(LinearMechanism):
     """Linear attention on FAVOR+ features, ``num_features`` random features
     (default: the head size) drawn orthogonally; :meth:`redraw` draws anew.

@@ -33,11 +33,13 @@ import torch
 import torch.nn.functional as F
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 PAD_SCORE = -1e9
 SELF_SCORE = -1e5
 
 
+@register_mechanism
 class Reformer(BidirectionalOnly):
     name = "reformer"
 

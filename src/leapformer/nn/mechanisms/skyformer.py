@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
 from leapformer.nn.mechanisms.nystromformer import iterative_pinv
+from leapformer.nn.mechanisms.registry import register_mechanism
 
 
 def gaussian_kernel(a, b):
@@ -51,6 +52,7 @@ def _spread(valid, count: int):
     return order.gather(1, rank)
 
 
+@register_mechanism
 class Skyformer(BidirectionalOnly):
     name = "skyformer"
 

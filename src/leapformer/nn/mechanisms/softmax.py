@@ -9,12 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from leapformer.nn.mechanisms.base import Mechanism
+from leapformer.nn.mechanisms.registry import register_mechanism
 from leapformer.ops import prefix_softmax_attention, softmax_attention
 from leapformer.ops.prefix_cross import check_prefix
 
 MIN_CAPACITY = 64
 
 
+@register_mechanism
 class Softmax(Mechanism):
     """``softmax(q k^T / sqrt(d)) v`` through ``scaled_dot_product_attention``;
     dropout acts on the weights. The decoding cache holds all past keys and

@@ -5,16 +5,22 @@ recursively under the given folders), optional extra evaluations written by
 ``leapformer lm eval --out FILE.json`` (e.g. cosFormer with
 ``--cosformer-length train`` / ``stepping``), and an optional speed result of
 ``leapformer lm bench`` / ``benchmarks/lm_speed.py``. :func:`render_lm_report`
-writes the run table, the extra evaluations, the speed tables and the
-perplexity (and speed) targets.
+writes the run table (runs that differ only in ``seed`` are grouped: mean test
+perplexity ± a 95% t interval over the seeds, and a verdict that ranks
+mechanisms only where the intervals do not overlap; a single run has no
+interval, as perplexity per document is not recorded), the extra evaluations
+and the speed tables.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
-from leapformer.report.tables import fmt, fmt_len, target, targets_table
+from leapformer.bench.names import canonical_result
+from leapformer.report.intervals import Interval, seed_interval, verdict
+from leapformer.report.tables import fmt, fmt_len
 from leapformer.tasks._runs import read_json_object, require_keys
 
 logger = logging.getLogger(__name__)
@@ -22,6 +28,8 @@ logger = logging.getLogger(__name__)
 RUN_KEYS = ("attention", "test_ppl")
 EVAL_KEYS = ("attention", "split", "cosformer_length", "ppl")
 INFERENCE_LENGTHS = ("train", "stepping")  # cosFormer's L when the length is unknown
+# results.json keys that define a configuration when a result has no "config"
+SETTING_KEYS = ("attention", "preset", "corpus", "steps", "eval_window", "eval_stride")
 
 
 def collect_lm_results(run_dirs: list[str | Path]) -> list[dict]:
@@ -60,74 +68,85 @@ def load_evals(paths: list[str | Path]) -> list[dict]:
 
 
 def load_speed(path: str | Path) -> dict:
-    """The JSON of ``leapformer lm bench`` / ``benchmarks/lm_speed.py``."""
+    """The JSON of ``leapformer lm bench`` / ``benchmarks/lm_speed.py`` (old benchmark
+    mechanism names mapped to the registry's: :func:`leapformer.bench.names.canonical_result`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"speed file {path} does not exist")
     res = read_json_object(path)
     require_keys(res, ("rows",), path, "an lm-speed result")
-    return res
+    return canonical_result(res)
 
 
 def _order(mech: str) -> tuple:
     return (mech != "softmax", mech)
 
 
-def _by_mechanism(results: list[dict]) -> dict[str, dict]:
-    """One run per mechanism (the last one, in path order, when several)."""
-    by: dict[str, dict] = {}
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _settings(r: dict) -> dict:
+    """What makes runs seeds of one configuration: the saved run config without its seed
+    (or, for results without one, the mechanism, preset, corpus, steps and windows)."""
+    if isinstance(r.get("config"), dict):
+        return {k: v for k, v in _flat(r["config"]).items() if k != "seed"}
+    return {k: r.get(k) for k in SETTING_KEYS}
+
+
+def group_runs(results: list[dict]) -> dict[str, list[dict]]:
+    """``{label: runs}``: runs equal in everything but ``seed`` (one per seed, the last by
+    path when two share a seed), labelled by mechanism, or ``"mechanism [key=value]"``
+    when one mechanism has several settings. Softmax first."""
+    groups: dict[tuple[str, str], dict] = {}
     for r in sorted(results, key=lambda r: r.get("_path", "")):
-        if r["attention"] in by:
-            logger.warning("lm report: several runs of %s; the targets use %s", r["attention"],
-                           r.get("_path", "?"))
-        by[r["attention"]] = r
-    return by
+        s = _settings(r)
+        g = groups.setdefault((r["attention"], json.dumps(s, sort_keys=True, default=str)),
+                              {"settings": s, "runs": {}})
+        if r.get("seed") in g["runs"]:
+            logger.warning("lm report: two runs of %s with seed %s; using %s", r["attention"],
+                           r.get("seed"), r.get("_path", "?"))
+        g["runs"][r.get("seed")] = r
+    out = {}
+    for (mech, key), g in groups.items():
+        others = [o["settings"] for (m, k), o in groups.items() if m == mech and k != key]
+        label = mech
+        if others:
+            diff = sorted({k for o in others for k in set(o) | set(g["settings"])
+                           if o.get(k) != g["settings"].get(k)})
+            label += " [" + ", ".join(f"{k}={g['settings'].get(k)}" for k in diff[:3]) + \
+                (", ...]" if len(diff) > 3 else "]")
+        out[label] = [g["runs"][s] for s in sorted(g["runs"], key=str)]
+    return dict(sorted(out.items(), key=lambda kv: _order(kv[0])))
+
+
+def ppl_interval(runs: list[dict], key: str = "test_ppl") -> Interval | None:
+    """Mean ± t·SE over the seeds; a single run has no interval (perplexity per
+    document is not recorded, so there is nothing to bootstrap)."""
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return seed_interval(vals) if vals else None
 
 
 def cosformer_inference(results: list[dict], evals: list[dict] | None) -> tuple[float | None, str]:
     """cosFormer's test perplexity at inference and how it was obtained.
 
     The lower of its extra test evaluations with ``cosformer_length`` ``train``
-    and ``stepping``; without any, its run's ``test_ppl`` (``"window L"``).
+    and ``stepping``; without any, its runs' mean ``test_ppl`` (``"window L"``).
     """
     cands = [e for e in evals or [] if e["attention"] == "cosformer" and e["split"] == "test"
              and e["cosformer_length"] in INFERENCE_LENGTHS and e["ppl"] is not None]
     if cands:
         best = min(cands, key=lambda e: e["ppl"])
         return best["ppl"], f"L={best['cosformer_length']}"
-    run = _by_mechanism(results).get("cosformer")
-    if run is None or run.get("test_ppl") is None:
-        return None, ""
-    return run["test_ppl"], "window L"
-
-
-def evaluate_lm_targets(results: list[dict], evals: list[dict] | None = None) -> list[dict]:
-    """The issue's perplexity targets (test split, per token): LeaP within 5% of
-    softmax, better than ReLU linear, better than cosFormer at inference (see
-    :func:`cosformer_inference`). Missing runs make a target n/a."""
-    by = _by_mechanism(results)
-
-    def ppl(m):
-        return by[m].get("test_ppl") if m in by else None
-
-    leap, soft, lin = ppl("leap"), ppl("softmax"), ppl("linear")
-    cos, how = cosformer_inference(results, evals)
-
-    def ratio(other):
-        return None if leap is None or other is None else leap / other
-
-    def detail(name, other):
-        return "" if leap is None or other is None else f"LeaP {leap:.2f} vs {name} {other:.2f}"
-
-    return [
-        target("LeaP test ppl / softmax's", "<= 1.05 (within 5%)", ratio(soft),
-               lambda v: v <= 1.05, "{:.3f}", detail("softmax", soft)),
-        target("LeaP test ppl / ReLU linear's", "< 1 (better)", ratio(lin),
-               lambda v: v < 1.0, "{:.3f}", detail("linear", lin)),
-        target("LeaP test ppl / cosFormer's at inference", "< 1 (better)", ratio(cos),
-               lambda v: v < 1.0, "{:.3f}",
-               f"{detail('cosFormer', cos)}, {how}" if ratio(cos) is not None else ""),
-    ]
+    runs = group_runs(results).get("cosformer")
+    iv = ppl_interval(runs) if runs else None
+    return (None, "") if iv is None else (iv.mean, "window L")
 
 
 def _values(results: list[dict], key: str) -> str:
@@ -135,16 +154,52 @@ def _values(results: list[dict], key: str) -> str:
     return ", ".join(vals)
 
 
+def _mean(runs: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def ranked_verdict(named: dict[str, Interval], higher_is_better: bool = True,
+                   unit: str = "") -> str:
+    """:func:`~leapformer.report.intervals.verdict` over the entries that have an interval,
+    then the single runs named apart (a single run is never separated from anything, so
+    it would otherwise hide every separation among the others)."""
+    ranked = {k: v for k, v in named.items() if v.has_interval}
+    singles = [k for k in named if k not in ranked]
+    if len(ranked) < 2 or not singles:
+        return verdict(named, higher_is_better=higher_is_better, unit=unit)
+    return (verdict(ranked, higher_is_better=higher_is_better, unit=unit)
+            + f"; single run, no interval: {', '.join(singles)}")
+
+
 def render_runs_table(results: list[dict]) -> list[str]:
-    """Markdown lines: one row per run, softmax first."""
-    lines = [("| mechanism | valid ppl | test ppl | test ppl per word | train tokens/s "
-              "| peak RSS MB | parameters |"), "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(results, key=lambda r: (_order(r["attention"]), r.get("_path", ""))):
-        tps = r.get("train_tokens_per_s")
-        lines.append(f"| {r['attention']} | {fmt(r.get('valid_ppl'))} | {fmt(r.get('test_ppl'))} "
-                     f"| {fmt(r.get('test_ppl_per_word'))} "
-                     f"| {'-' if tps is None else f'{tps:.0f}'} | {fmt(r.get('peak_rss_mb'))} "
-                     f"| {r.get('parameters', '-')} |")
+    """Markdown lines: one row per mechanism configuration (means over its seeds; test
+    perplexity with its 95% interval), softmax first, then the verdict."""
+    lines = [("| mechanism | seeds | valid ppl | test ppl | test ppl per word | train tokens/s "
+              "| peak RSS MB | parameters |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    groups = group_runs(results)
+    named = {}
+    for label, runs in groups.items():
+        iv = ppl_interval(runs)
+        if iv is not None:
+            named[label] = iv
+        test = "-" if iv is None else (iv.format(2, 1.0) if iv.has_interval else fmt(iv.mean))
+        tps = _mean(runs, "train_tokens_per_s")
+        lines.append(f"| {label} | {len(runs)} | {fmt(_mean(runs, 'valid_ppl'))} | {test} "
+                     f"| {fmt(_mean(runs, 'test_ppl_per_word'))} "
+                     f"| {'-' if tps is None else f'{tps:.0f}'} "
+                     f"| {fmt(_mean(runs, 'peak_rss_mb'))} "
+                     f"| {runs[0].get('parameters', '-')} |")
+    lines.append("")
+    if len(named) > 1:
+        lines.append(f"Verdict (lower is better; ranked only where the 95% intervals do not "
+                     f"overlap): {ranked_verdict(named, False, 'test ppl')}")
+        lines.append("")
+    note = "± = 95% interval (t over seeds)"
+    if any(len(runs) == 1 for runs in groups.values()):
+        note += ("; single run, no interval (perplexity per document is not recorded, so "
+                 "a single run cannot be bootstrapped): run two or more seeds")
+    lines.append(note + ".")
     return lines
 
 
@@ -161,7 +216,7 @@ def render_evals_table(evals: list[dict]) -> list[str]:
 
 def render_speed_tables(speed: dict) -> list[str]:
     """Markdown lines: the training and generation tables of an lm-speed result."""
-    rows = speed["rows"]
+    rows = canonical_result(speed)["rows"]
     lines = []
     train = [r for r in rows if r["mode"] == "train"]
     if train:
@@ -194,7 +249,7 @@ def render_speed_tables(speed: dict) -> list[str]:
 def render_lm_report(results: list[dict], evals: list[dict] | None = None,
                      speed: dict | None = None, command: str = "") -> str:
     """The markdown report: what was run, the run table, the extra evaluations,
-    the speed tables (when given) and the targets."""
+    and the speed tables (when given)."""
     evals = evals or []
     windows = sorted({f"{r.get('eval_window', '?')} / {r.get('eval_stride', '?')}"
                       for r in results})
@@ -211,14 +266,13 @@ def render_lm_report(results: list[dict], evals: list[dict] | None = None,
                   ("`leapformer lm eval` results (cosFormer's length mode: `window` = each "
                    "window's own length, `train` = the training context, `stepping` = L = i)."),
                   "", *render_evals_table(evals), ""]
-    targets = evaluate_lm_targets(results, evals)
+        cos, how = cosformer_inference(results, evals)
+        if cos is not None and how != "window L":
+            lines += [f"cosFormer at inference (length unknown; the better of L=train and "
+                      f"L=stepping): test ppl {fmt(cos)} ({how}).", ""]
     if speed is not None:
-        from leapformer.bench.lm_speed import evaluate_targets
-
         source = speed.get("command") or "leapformer lm bench"
         device = speed.get("machine", {}).get("device", "")
         lines += ["## Speed", "", f"From `{source}`" + (f"; {device}." if device else "."), "",
                   *render_speed_tables(speed)]
-        targets += evaluate_targets(speed)
-    lines += [*targets_table(targets), ""]
     return "\n".join(lines)

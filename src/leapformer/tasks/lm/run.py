@@ -34,21 +34,21 @@ rebuild it for evaluation and generation.
 
 Presets (:data:`LM_TRAIN_PRESETS`, the model sizes are
 :data:`~leapformer.models.LM_PRESETS` of the same name): ``lite`` trains the
-4-layer, 256-wide model on a CPU; ``wikitext103`` is fairseq's
-``examples/language_model`` recipe for WikiText-103 (Adam, lr 5e-4,
-inverse-sqrt schedule with 4000 warm-up steps, 512-token samples, 2048 tokens
-x 16 accumulated = 64 samples per step, 50k steps), evaluated with
-``--context-window 511``.
+4-layer, 256-wide model on a CPU; ``wikitext103`` is the official LeaPformer
+fairseq script (``adaptive_lm_train.sh``; docs/lm.md, "Settings"): NAG
+(momentum 0.99), lr 1.0, fairseq's cosine schedule (8000 warm-up updates from
+1e-7, floor 1e-4, period 270k, t-mult 2, shrink 0.75), clip-norm 0.1, 250k
+updates of 16 x 512-token samples (4096 tokens x update-freq 2), LeaP with
+``q_scale`` (q x head_dim^-1/2), evaluated with ``--context-window 511``.
+``mechanism_options`` of a preset are per mechanism name; explicit options win.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import resource
-import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,7 @@ from leapformer.data.lm_corpus import SPLITS, StreamBatcher
 from leapformer.data.lm_tokenizer import LMTokenizer
 from leapformer.models.lm import LM_PRESETS, CausalLM, LMConfig
 from leapformer.tasks._runs import read_run
+from leapformer.tasks._skeleton import check_resume, peak_memory, runs_in_folder, write_json
 from leapformer.tasks.lm.perplexity import evaluate_perplexity
 from leapformer.train import DistInfo, TrainConfig, Trainer, load_checkpoint
 from leapformer.train.distributed import barrier
@@ -106,6 +107,8 @@ class LMTrainPreset:
     eval_batch_size: int = 8
     log_every: int = 10
     bpe_vocab: int = 8192
+    schedule_options: dict = field(default_factory=dict)  # leapformer.train.schedule
+    mechanism_options: dict = field(default_factory=dict)  # mechanism name -> options
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "grad_accum", "eval_batch_size", "log_every",
@@ -139,8 +142,12 @@ class LMTrainPreset:
 LM_TRAIN_PRESETS: dict[str, LMTrainPreset] = {
     "lite": LMTrainPreset(steps=2000, batch_size=8, lr=5e-4, schedule="cosine",
                           warmup_steps=100, min_lr_ratio=0.1, eval_every=250, bpe_vocab=8192),
-    "wikitext103": LMTrainPreset(steps=50_000, batch_size=4, grad_accum=16, lr=5e-4,
-                                 schedule="inverse_sqrt", warmup_steps=4000, grad_clip=None,
+    "wikitext103": LMTrainPreset(steps=250_000, batch_size=8, grad_accum=2, lr=1.0,
+                                 optimizer="nag", weight_decay=0.0, schedule="fairseq_cosine",
+                                 warmup_steps=8000, min_lr_ratio=1e-4, grad_clip=0.1,
+                                 schedule_options={"warmup_init": 1e-7, "period": 270_000,
+                                                   "t_mult": 2.0, "shrink": 0.75},
+                                 mechanism_options={"leap": {"q_scale": True}},
                                  eval_every=2000, eval_window=512, eval_stride=1),
 }
 
@@ -238,28 +245,7 @@ def load_data(out: str | Path) -> tuple[LMTokenizer, dict[str, np.ndarray], dict
 # --------------------------------------------------------------------------- runs
 
 
-def _peak_memory_mb(device: torch.device) -> dict:
-    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}
-    if device.type == "cuda":
-        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 1e6
-    return out
-
-
-def _check_resume(out: Path, config: dict, keys: tuple[str, ...]) -> None:
-    """A resumed run must have the model and data of the run in ``out``."""
-    path = out / "config.json"
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text())
-    for key in keys:
-        if old.get(key) != config[key]:
-            a, b = old.get(key), config[key]
-            diff = ([k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-                    if isinstance(a, dict) and isinstance(b, dict) else [key])
-            raise ValueError(f"cannot resume {out}: its {key} differs from this run's in "
-                             f"{diff} (saved {a!r}, now {b!r})")
-
-
+@runs_in_folder
 def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
                  data: str | Path | None = None, steps: int | None = None,
                  context: int | None = None, batch_size: int | None = None,
@@ -269,7 +255,7 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
                  resume: bool = False, overrides: dict | None = None,
                  model_overrides: dict | None = None, mechanism_options: dict | None = None,
                  device: str | torch.device | None = None, dist: DistInfo | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, command: str | None = None) -> dict:
     """Train one causal LM and write ``out/results.json`` (returned); see the module docstring.
 
     ``data``: a WikiText folder (default: the embedded Bible corpus with BPE).
@@ -278,7 +264,9 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
     fields (e.g. ``{"num_layers": 2, "d_model": 64}``); ``mechanism_options``:
     options of the attention mechanism (e.g. ``{"step_down": 4}`` for LeaP).
     ``resume``: continue ``out/last.pt`` (the model and data must match; ``steps``
-    may grow). ``dist``: :func:`leapformer.train.init_distributed`.
+    may grow); ``overwrite=True`` replaces a run in ``out`` (the run-folder rules of
+    :mod:`leapformer.tasks._skeleton`). ``dist``: :func:`leapformer.train.init_distributed`.
+    ``command``: the command line, recorded in the results.
     """
     dist = dist or DistInfo()
     p = get_preset(preset)
@@ -291,6 +279,8 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
             raise ValueError(f"unknown training settings {sorted(unknown)}; known: "
                              f"{sorted(f.name for f in fields(LMTrainPreset))}")
         changes.update(overrides)
+    if changes.get("schedule", p.schedule) != p.schedule and "schedule_options" not in changes:
+        changes["schedule_options"] = {}  # the preset's options belong to its own schedule
     p = replace(p, **changes)
     if steps is not None and p.eval_every > steps:
         p = replace(p, eval_every=0)
@@ -304,28 +294,22 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
     model_overrides["context_length"] = ctx
     p = replace(p, context=ctx)
     eval_window, eval_stride = p.windows(ctx)
-    out = Path(out)
-    if not resume and (out / "last.pt").exists():
-        raise FileExistsError(f"{out} already holds a run (last.pt); pass resume=True "
-                              "(--resume) to continue it, or choose another out folder")
-    if resume and not (out / "last.pt").is_file():
-        raise FileNotFoundError(f"cannot resume: no checkpoint {out / 'last.pt'}")
     if device is None:
         device = dist.device if dist.enabled else "cpu"
     device = torch.device(device)
     source = _describe_source(data, p.bpe_vocab)
-    out.mkdir(parents=True, exist_ok=True)
     if resume:  # before the data: a different source would re-tokenise into this folder
-        _check_resume(out, {"attention": attention, "source": source}, ("attention", "source"))
+        check_resume(out, {"attention": attention, "source": source}, ("attention", "source"))
     tok, ids, data_info = prepare_data(out, source, dist=dist)
     torch.manual_seed(seed)
     cfg = LMConfig.preset(preset, tok.vocab_size, attention=attention,
-                          mechanism_options=dict(mechanism_options or {}), pad_id=tok.pad_id,
+                          mechanism_options={**p.mechanism_options.get(attention, {}),
+                                             **(mechanism_options or {})}, pad_id=tok.pad_id,
                           **model_overrides)
     config = {"format": RUN_FORMAT, "version": 1, "attention": attention, "preset": preset,
               "seed": seed, "model": asdict(cfg), "train": asdict(p), "source": source}
     if resume:
-        _check_resume(out, config, ("model",))
+        check_resume(out, config, ("model",))
     if dist.is_main:
         atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
     model = CausalLM(cfg).to(device)
@@ -355,6 +339,7 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
 
     train = TrainConfig(steps=p.steps, lr=p.lr, weight_decay=p.weight_decay, betas=p.betas,
                         optimizer=p.optimizer, schedule=p.schedule,
+                        schedule_options=p.schedule_options,
                         warmup_steps=p.warmup_steps, min_lr_ratio=p.min_lr_ratio,
                         grad_clip=p.grad_clip, grad_accum=p.grad_accum, eval_every=p.eval_every,
                         checkpoint_every=p.checkpoint_every, log_every=p.log_every,
@@ -366,7 +351,7 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = trainer.fit(resume=resume)
-    memory = _peak_memory_mb(device)
+    memory = peak_memory(device)
 
     best = load_checkpoint(out / "best.pt")
     model.load_state_dict(best["model"])
@@ -393,10 +378,10 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
         **memory, "parameters": result.parameters, "vocab_size": cfg.vocab_size,
         "world_size": dist.world_size, "device": str(device),
         "train_tokens": data_info["splits"]["train"]["tokens"],
-        "config": config, "command": " ".join(sys.argv),
+        "config": config, "command": command,
     }
     if dist.is_main:
-        atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+        write_json(out / "results.json", summary)
     return summary
 
 

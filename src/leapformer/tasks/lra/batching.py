@@ -49,6 +49,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def count_longer(self, max_length: int) -> int:
+        """Examples with a sequence longer than ``max_length`` (cut when batched)."""
+        seqs = zip(self.tokens, self.tokens2 or self.tokens)
+        return sum(1 for a, b in seqs if len(a) > max_length or len(b) > max_length)
+
     @property
     def mean_length(self) -> float:
         n = sum(map(len, self.tokens)) + sum(map(len, self.tokens2 or ()))

@@ -2,7 +2,7 @@
 
 - :func:`plot_accuracy_throughput` (Figure 1): average LRA accuracy against
   training throughput, bubble area proportional to memory, one bubble per
-  mechanism.
+  mechanism, labelled beside it (labels moved so that they do not overlap).
 - :func:`reweighting_matrices` and :func:`plot_reweighting` (Figure 3): the
   re-weighting matrices ``cos(pi/2 (P_q,i - P_k,j))`` that a trained model
   applies on one input, next to cosFormer's fixed ``cos(pi/2 (i - j) / L)``.
@@ -41,12 +41,99 @@ def _save(fig, path: str | Path) -> Path:
 
 
 # -- Figure 1 -------------------------------------------------------------------
+def _compact(x: float) -> str:
+    """Tick label: 6000 -> ``"6k"``, 1500 -> ``"1.5k"``, 2e6 -> ``"2M"``, 50 -> ``"50"``."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k"), (1.0, "")):
+        if x >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def log_ticks(low: float, high: float, max_ticks: int = 7) -> list[float]:
+    """Round tick values for a log axis over ``[low, high]``, spaced at least
+    ``1 / max_ticks`` of the axis apart (so their labels cannot overlap): the powers
+    of ten, else 1-2-5 (or 1-2-3-5) per decade, else every mantissa 1..9 (thinned),
+    whichever first gives three ticks."""
+    if not 0 < low < high:
+        raise ValueError(f"log_ticks needs 0 < low < high, got {low!r}, {high!r}")
+    span = math.log10(high) - math.log10(low)
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):
+        cands = sorted(m * 10.0 ** d for d in decades for m in mantissas)
+        cands = [c for c in cands if low <= c <= high]
+        ticks: list[float] = []
+        for c in cands:
+            if not ticks or math.log10(c / ticks[-1]) >= span / max_ticks:
+                ticks.append(c)
+        if len(ticks) >= 3 or mantissas[-1] == 9:
+            return ticks
+    return ticks  # pragma: no cover (the loop always returns)
+
+
+def _place_labels(ax, fig, items: list[tuple]) -> None:
+    """Write each ``(x, y, text, radius_pt, bold)`` label beside its bubble, at the
+    first of several positions (right, left, above, below, the diagonals; then
+    farther out) where it overlaps no label already placed, no other bubble and
+    nothing outside the axes (else where it overlaps least)."""
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed, bubbles = [], []
+    for x, y, _, r, _ in items:
+        cx, cy = ax.transData.transform((x, y))
+        rp = r * fig.dpi / 72.0
+        bubbles.append((cx - rp, cy - rp, cx + rp, cy + rp))
+
+    def overlap(a, b):
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        return w * h if w > 0 and h > 0 else 0.0
+
+    sides = ((1, 0, "left", "center"), (-1, 0, "right", "center"), (0, 1, "center", "bottom"),
+             (0, -1, "center", "top"), (0.7, 0.7, "left", "bottom"), (0.7, -0.7, "left", "top"),
+             (-0.7, 0.7, "right", "bottom"), (-0.7, -0.7, "right", "top"))
+    for i, (x, y, text, r, bold) in enumerate(items):
+        best = None
+        for (ux, uy, ha, va), far in ((side, far) for far in (3, 14) for side in sides):
+            dx, dy = ux * (r + far), uy * (r + far)
+            leader = {"arrowprops": {"arrowstyle": "-", "color": "0.5", "lw": 0.6,
+                                     "shrinkA": 0, "shrinkB": r}} if far > 3 else {}
+            t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
+                            fontsize=8, ha=ha, va=va, fontweight="bold" if bold else "normal",
+                            **leader)
+            t.update_positions(renderer)
+            e = Text.get_window_extent(t, renderer)  # the text only, not its leader line
+            box = (e.x0, e.y0, e.x1, e.y1)
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            outside = area - overlap(box, (frame.x0, frame.y0, frame.x1, frame.y1))
+            cost = sum(overlap(box, o) for o in placed) + sum(
+                overlap(box, b) for j, b in enumerate(bubbles) if j != i) + outside
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, t, box)
+            else:
+                t.remove()
+            if cost == 0:
+                break
+        placed.append(best[2])
+
+
 def plot_accuracy_throughput(points: list[dict], path: str | Path, *, title: str,
                              xlabel: str = "training throughput (tokens/s)") -> Path:
-    """``points``: ``{"mechanism", "accuracy" (%), "throughput", "memory_mb"}`` each.
+    """Write :func:`accuracy_throughput_figure` to the PNG ``path``."""
+    return _save(accuracy_throughput_figure(points, title=title, xlabel=xlabel), path)
+
+
+def accuracy_throughput_figure(points: list[dict], *, title: str,
+                               xlabel: str = "training throughput (tokens/s)"):
+    """Figure 1 as a matplotlib figure. ``points``: ``{"mechanism", "accuracy" (%),
+    "throughput", "memory_mb"}`` each.
 
     Bubble area is proportional to memory (the largest bubble has a fixed size);
-    a point without memory gets the smallest size.
+    a point without memory gets the smallest size. Labels sit beside the bubbles,
+    moved to avoid each other; the log x axis has round, non-overlapping ticks.
     """
     if not points:
         raise ValueError("plot_accuracy_throughput needs at least one point")
@@ -55,24 +142,37 @@ def plot_accuracy_throughput(points: list[dict], path: str | Path, *, title: str
         if missing:
             raise ValueError(f"point {p} lacks {sorted(missing)}")
     plt = _pyplot()
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
     mems = [p.get("memory_mb") or 0.0 for p in points]
     top = max(mems) or 1.0
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = []
     for p, m in zip(points, mems):
         size = 60 + 1500 * m / top
         highlight = p["mechanism"] == "leap"
         ax.scatter(p["throughput"], p["accuracy"], s=size, alpha=0.45,
                    color="tab:red" if highlight else "tab:blue", edgecolors="black")
-        label = p["mechanism"] + (f"\n{m:.0f} MB" if m else "")
-        ax.annotate(label, (p["throughput"], p["accuracy"]), fontsize=8, ha="center",
-                    va="center", fontweight="bold" if highlight else "normal")
+        labels.append((p["throughput"], p["accuracy"],
+                       p["mechanism"] + (f" ({m:.0f} MB)" if m else ""),
+                       math.sqrt(size / math.pi), highlight))
     ax.set_xscale("log")
-    ax.margins(x=0.2, y=0.2)
+    xs = [p["throughput"] for p in points]
+    lo, hi = min(xs), max(xs)
+    pad = max(math.log10(hi / lo) * 0.35, 0.15)  # room for the labels beside the bubbles
+    ax.set_xlim(lo / 10 ** pad, hi * 10 ** pad)
+    ax.margins(y=0.2)
+    ax.xaxis.set_major_locator(FixedLocator(log_ticks(*ax.get_xlim())))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _compact(v)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel("average test accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    fig.canvas.draw()  # final limits and transforms for the label placement
+    _place_labels(ax, fig, labels)
+    return fig
 
 
 # -- Figure 3 -------------------------------------------------------------------
@@ -130,23 +230,30 @@ def reweighting_matrices(model: nn.Module, *inputs: Tensor) -> list[Tensor]:
 
 
 def plot_reweighting(matrices: dict[str, Tensor], path: str | Path, *, title: str = "") -> Path:
+    """Write :func:`reweighting_figure` to the PNG ``path``."""
+    return _save(reweighting_figure(matrices, title=title), path)
+
+
+def reweighting_figure(matrices: dict[str, Tensor], *, title: str = ""):
     """One heatmap per named ``[L, L]`` matrix, side by side, each with its own
-    colour scale (a learned re-weighting may vary over a narrow range)."""
+    colour scale (a learned re-weighting may vary over a narrow range); the title
+    sits above the panels' own titles (constrained layout)."""
     if not matrices:
         raise ValueError("plot_reweighting needs at least one matrix")
-    plt = _pyplot()
-    n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 3.4), squeeze=False)
-    for i, (ax, (name, m)) in enumerate(zip(axes[0], matrices.items())):
+    for name, m in matrices.items():
         if m.dim() != 2:
             raise ValueError(f"matrix {name!r} must be 2-D, got shape {list(m.shape)}")
+    plt = _pyplot()
+    n = len(matrices)
+    fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 3.6), squeeze=False,
+                             layout="constrained")  # leaves room for the suptitle
+    for i, (ax, (name, m)) in enumerate(zip(axes[0], matrices.items())):
         image = ax.imshow(m.float().numpy(), cmap="viridis")
         fig.colorbar(image, ax=ax, shrink=0.8)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("key position")
         if i == 0:
             ax.set_ylabel("query position")
-    fig.tight_layout()
     if title:
-        fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+        fig.suptitle(title, fontsize=11)
+    return fig

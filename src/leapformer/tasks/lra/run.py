@@ -8,10 +8,30 @@ metrics) and writes ``results.json``: test accuracy (of the best-validation
 checkpoint), best validation accuracy, steps, wall time, training throughput
 (steps/s, examples/s, tokens/s), peak memory and parameter count.
 
+- ``test_correct``: every test example's 0/1 correctness, in test-set order, as
+  a hex bit string (:func:`leapformer.tasks.lra.report.encode_correct`), so a
+  report can give a single run a bootstrap interval over test examples.
+- ``peak_rss_mb``: this run's own peak resident memory: the process's
+  high-water mark is reset when the run starts (Linux ``/proc/self/clear_refs``;
+  ``peak_rss_scope: "run"``), else the whole process's peak (``"process"``).
+  It includes the interpreter and libraries.
+- Throughput and ``train_wall_s`` sum every finished training segment, recorded
+  in ``throughput.jsonl``, so a run resumed after its training ended keeps its
+  original throughput (``train_segments``: how many were summed).
+
 Profiles: ``paper`` = the published settings (2 layers, width 64, FFN 128,
 2 heads; the task's length, batch, learning rate and steps), ``lite`` = the
 same model on shorter inputs and fewer steps, for a 2-core CPU in minutes.
 Each task is a module of :mod:`leapformer.tasks.lra.sets`.
+
+The run folder follows the shared skeleton (:mod:`leapformer.tasks._skeleton`):
+a folder holding a run is refused unless ``resume`` or ``overwrite``; a resumed
+run must have the saved task, mechanism, profile, seed, data, settings and
+model (``config.json``; only the step counts may change); ``OUT/.lock`` keeps
+a second process out. Inputs longer than the profile's ``max_length`` are cut
+to it: the counts per split are logged as a warning and recorded in
+``results.json`` (``truncated``), never silent. ``steps`` also caps the
+warm-up at a tenth of the steps (at least 1), so a short run is not all warm-up.
 
 Under ``torchrun`` (``dist=init_distributed("cpu")``, as ``leapformer lra``
 does) the profile's batch size is the global batch, split over the ranks;
@@ -23,8 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,73 +50,124 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from leapformer._io import atomic_write_text
 from leapformer.models import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
+from leapformer.tasks._skeleton import (
+    check_resume,
+    open_run,
+    peak_memory,
+    reset_peak_memory,
+    write_json,
+)
 from leapformer.tasks.lra.batching import Split, batch_fn, eval_batches
-from leapformer.tasks.lra.profile import LRAProfile, lra_mechanism_options
+from leapformer.tasks.lra.profile import (
+    LRAProfile, classifier_options, eval_subset, paper_profile, train_options)
+from leapformer.tasks.lra.report import encode_correct
 from leapformer.tasks.lra.sets import TASKS, TaskData, get_task  # noqa: F401 (re-export)
-from leapformer.train import DistInfo, TrainConfig, Trainer
-from leapformer.train.distributed import all_reduce_sum, shard_batch
+from leapformer.train import DistInfo, TrainConfig, Trainer, load_checkpoint
+from leapformer.train.distributed import all_gather_object, all_reduce_sum, shard_batch
 
 log = logging.getLogger(__name__)
 
 PROFILES = ("paper", "lite")
+RUN_FORMAT = "leapformer-lra-run"
+SEGMENTS_FILE = "throughput.jsonl"  # one line per finished training segment (_throughput)
+#: profile fields that a resumed run may change (they follow ``steps``)
+STEP_FIELDS = ("steps", "eval_every", "warmup_steps")
+#: what a resumed run must share with the saved one (``model`` once the data is read)
+RESUME_KEYS = ("task", "attention", "profile", "seed", "data", "settings", "mechanism_options")
 
 
 def get_profile(task: str, profile: str) -> LRAProfile:
     module = get_task(task)
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    return module.PROFILES[profile]
+    p = module.PROFILES[profile]
+    return paper_profile(task, p) if profile == "paper" else p
 
 
 def load_splits(task: str, p: LRAProfile, data_dir: str | Path | None, seed: int,
                 progress: bool = False) -> TaskData:
     """The task's official files from ``data_dir``, else its generated / embedded stand-in."""
-    data_dir = None if data_dir is None else Path(data_dir)
-    if data_dir is not None and not data_dir.exists():
-        raise FileNotFoundError(f"--data-dir {data_dir} does not exist")
+    data_dir = None if data_dir is None else check_data_dir(data_dir)
     return get_task(task).load(p, data_dir, seed, progress)
+
+
+def check_data_dir(data_dir: str | Path) -> Path:
+    """``data_dir`` as a Path; FileNotFoundError / NotADirectoryError unless a folder."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise FileNotFoundError(f"--data-dir {data_dir} does not exist")
+    if not data_dir.is_dir():
+        raise NotADirectoryError(f"--data-dir {data_dir} is a file, not a folder")
+    return data_dir
 
 
 # -- evaluation ---------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model, split: Split, batch_size: int, max_length: int,
-             dist: DistInfo | None = None) -> dict:
+             dist: DistInfo | None = None, per_example: bool = False) -> dict:
     """Accuracy and mean cross-entropy over every example of ``split``; with ``dist``
-    each rank takes its slice of every batch and the sums are reduced over ranks."""
+    each rank takes its slice of every batch and the sums are reduced over ranks.
+    ``per_example``: also ``"correct"``, every example's 0/1 correctness in split order
+    (gathered from the ranks on every rank)."""
     model.eval()
     dist = dist or DistInfo()
     correct, loss, n = 0, 0.0, 0
+    hits: list[list[int]] = []  # per batch, this rank's slice
     for batch in eval_batches(split, batch_size, max_length):
         inputs, labels = shard_batch(batch, dist.rank, dist.world_size)
         if not len(labels):  # a last batch smaller than the number of ranks
+            hits.append([])
             continue
         logits = model(*inputs)
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(-1) == labels).sum().item()
+        ok = logits.argmax(-1) == labels
+        correct += ok.sum().item()
+        hits.append(ok.int().tolist())
         n += len(labels)
     correct, loss, n = all_reduce_sum([correct, loss, n], dist)
-    return {"accuracy": correct / n, "loss": loss / n}
+    out = {"accuracy": correct / n, "loss": loss / n}
+    if per_example:  # batch b is the concatenation of the ranks' slices, in rank order
+        ranks = all_gather_object(hits, dist)
+        out["correct"] = [x for b in range(len(hits)) for r in ranks for x in r[b]]
+    return out
 
 
-def _peak_memory_mb() -> float:
-    """Peak resident memory of this process (Linux reports KB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+def _throughput(out: Path, result, dist: DistInfo) -> dict:
+    """Training throughput over every segment of the run (a resumed run's earlier ones too).
+
+    Rank 0 appends this segment's steps, wall time, examples and tokens to
+    ``out/throughput.jsonl`` (one line per finished ``fit``; a fresh start deletes the
+    file) and sums all its lines, so a run resumed after its training ended keeps
+    the original segment's throughput instead of 0 steps/s."""
+    seg = {"to_step": result.steps, "wall_s": result.wall_s,
+           "steps": round(result.steps_per_s * result.wall_s),
+           "examples": round((result.examples_per_s or 0.0) * result.wall_s),
+           "tokens": round((result.tokens_per_s or 0.0) * result.wall_s)}
+    segs = [seg] if seg["steps"] > 0 else []
+    path = out / SEGMENTS_FILE
+    if dist.is_main:
+        if segs:
+            with open(path, "a") as fh:
+                fh.write(json.dumps(seg) + "\n")
+        if path.is_file():
+            segs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    wall = sum(s["wall_s"] for s in segs)
+
+    def rate(key):
+        total = sum(s[key] for s in segs)
+        return total / wall if total and wall > 0 else None
+
+    return {"train_wall_s": wall if segs else result.wall_s,
+            "train_steps_per_s": rate("steps") or 0.0, "train_examples_per_s": rate("examples"),
+            "train_tokens_per_s": rate("tokens"), "train_segments": len(segs)}
 
 
 # -- the run ------------------------------------------------------------------
-def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path,
-            data_dir: str | Path | None = None, seed: int = 0, steps: int | None = None,
-            resume: bool = False, progress: bool = True,
-            mechanism_options: dict | None = None, overrides: dict | None = None,
-            dist: DistInfo | None = None) -> dict:
-    """Train and evaluate one (task, mechanism); returns and writes ``results.json``.
-
-    ``overrides`` replaces fields of the profile (e.g. ``{"n_train": 500}``);
-    ``dist`` (:func:`leapformer.train.init_distributed`) trains data-parallel.
-    """
-    dist = dist or DistInfo()
+def lra_settings(task: str, profile: str = "lite", *, steps: int | None = None,
+                 overrides: dict | None = None) -> LRAProfile:
+    """The profile of ``task`` with ``overrides`` (profile fields) and ``steps`` applied;
+    ``steps`` also caps ``eval_every`` at the steps and the warm-up at a tenth of them."""
     p = get_profile(task, profile)
     if overrides:
         unknown = set(overrides) - set(asdict(p))
@@ -106,26 +175,88 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
             raise ValueError(f"unknown profile fields {sorted(unknown)}; known: {sorted(asdict(p))}")
         p = replace(p, **overrides)
     if steps is not None:
-        p = replace(p, steps=steps, eval_every=min(p.eval_every, steps))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+        p = replace(p, steps=steps, eval_every=min(p.eval_every, steps),
+                    warmup_steps=min(p.warmup_steps, max(1, steps // 10)))
+    return p
+
+
+def lra_config(task: str, attention: str, p: LRAProfile, *, profile: str, seed: int,
+               data_dir: str | Path | None, mechanism_options: dict | None) -> dict:
+    """What ``config.json`` records of a run before its data is read (:data:`RESUME_KEYS`,
+    ``steps``); :func:`run_lra` adds ``model``."""
+    settings = json.loads(json.dumps(asdict(p)))  # tuples as lists, as read back
+    return {"format": RUN_FORMAT, "version": 1, "task": task, "attention": attention,
+            "profile": profile, "seed": seed,
+            "data": "generated" if data_dir is None else str(Path(data_dir).resolve()),
+            "settings": {k: v for k, v in settings.items() if k not in STEP_FIELDS},
+            "steps": p.steps, "mechanism_options": json.loads(json.dumps(
+                mechanism_options or {}))}
+
+
+def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path,
+            data_dir: str | Path | None = None, seed: int = 0, steps: int | None = None,
+            resume: bool = False, overwrite: bool = False, progress: bool = True,
+            mechanism_options: dict | None = None, overrides: dict | None = None,
+            dist: DistInfo | None = None, command: str | None = None,
+            checkpoint_seconds: float = 60.0) -> dict:
+    """Train and evaluate one (task, mechanism); returns and writes ``results.json``.
+
+    ``overrides`` replaces fields of the profile (e.g. ``{"n_train": 500}``);
+    ``resume`` continues ``out/last.pt``, ``overwrite`` replaces a run in ``out``
+    (module docstring); ``dist`` (:func:`leapformer.train.init_distributed`) trains
+    data-parallel; ``command`` (the command line) is recorded in the results;
+    ``checkpoint_seconds``: also write ``last.pt`` after this much training time.
+    """
+    dist = dist or DistInfo()
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    p = lra_settings(task, profile, steps=steps, overrides=overrides)
+    config = lra_config(task, attention, p, profile=profile, seed=seed, data_dir=data_dir,
+                        mechanism_options=mechanism_options)
+    if data_dir is not None:  # before a folder is made for nothing
+        check_data_dir(data_dir)
+    with open_run(out, resume=resume, overwrite=overwrite, dist=dist) as out:
+        if resume:
+            check_resume(out, config, RESUME_KEYS)
+            if not (out / "config.json").is_file():  # a run from before config.json
+                meta = load_checkpoint(out / "last.pt").get("meta", {})
+                check_resume(out, config, ("task", "attention", "profile"), saved=meta)
+        return _train_and_test(task, attention, p, config, out=out, data_dir=data_dir,
+                               seed=seed, resume=resume, progress=progress,
+                               mechanism_options=mechanism_options, dist=dist,
+                               command=command, checkpoint_seconds=checkpoint_seconds)
+
+
+def _train_and_test(task: str, attention: str, p: LRAProfile, config: dict, *, out: Path,
+                    data_dir, seed: int, resume: bool, progress: bool, mechanism_options,
+                    dist: DistInfo, command: str | None, checkpoint_seconds: float) -> dict:
+    profile = config["profile"]
+    own_peak = reset_peak_memory()  # this run's peak RSS, not the whole (grid) process's
     t_data = time.perf_counter()
     data = load_splits(task, p, data_dir, seed, progress and dist.is_main)
     splits = data.splits
     log.info("%s data (%s): %s examples, %.1f s", task, data.source,
              {k: len(v) for k, v in splits.items()}, time.perf_counter() - t_data)
+    truncated = {k: v.count_longer(p.max_length) for k, v in splits.items()}
+    if any(truncated.values()):
+        log.warning("%s: inputs longer than max_length=%d (profile %s) are cut to it: %s "
+                    "examples per split (recorded in results.json as 'truncated')", task,
+                    p.max_length, profile, ", ".join(f"{k} {n} of {len(splits[k])}"
+                                                     for k, n in truncated.items()))
     torch.manual_seed(seed)
-    options = {**lra_mechanism_options(attention, p.max_length), **(mechanism_options or {})}
     cfg = ClassifierConfig(vocab_size=data.vocab_size, num_classes=data.num_classes,
-                           max_length=p.max_length, attention=attention,
-                           mechanism_options=options)
+                           **classifier_options(attention, p, mechanism_options))
+    config = {**config, "model": json.loads(json.dumps(asdict(cfg)))}
+    if resume:
+        check_resume(out, config, ("model",))
     model = (DualEncoderClassifier if get_task(task).PAIRED else SequenceClassifier)(cfg)
-    train = TrainConfig(steps=p.steps, lr=p.lr, weight_decay=p.weight_decay,
-                        schedule="linear" if p.warmup_steps else "constant",
-                        warmup_steps=p.warmup_steps, eval_every=p.eval_every,
-                        metric="accuracy", mode="max", seed=seed,
-                        log_every=max(1, p.eval_every // 10))
+    train = TrainConfig(**train_options(p), metric="accuracy", mode="max", seed=seed,
+                        log_every=max(1, p.eval_every // 10),
+                        checkpoint_seconds=checkpoint_seconds)
+    if dist.is_main and not resume:  # a resumed run's, once it has resumed (below)
+        write_json(out / "config.json", config)
     get_batch = batch_fn(splits["train"], p.batch_size, p.max_length, seed)
+    valid = eval_subset(splits["valid"], p.eval_examples, seed)
 
     def loss_fn(m, batch):
         inputs, labels = batch
@@ -133,29 +264,33 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
             "examples": len(labels), "tokens": sum(int((t != 0).sum()) for t in inputs)}
 
     trainer = Trainer(model, train, get_batch=get_batch, loss_fn=loss_fn,
-                      evaluate=lambda m: evaluate(m, splits["valid"], p.batch_size, p.max_length,
+                      evaluate=lambda m: evaluate(m, valid, p.batch_size, p.max_length,
                                                   dist),
                       out_dir=out, progress=progress, dist=dist,
                       meta={"task": task, "attention": attention, "profile": profile,
                             "model": asdict(cfg)})
+    if not resume and dist.is_main:  # a fresh start: earlier segments are not this run's
+        (out / SEGMENTS_FILE).unlink(missing_ok=True)
     result = trainer.fit(resume=resume)
-    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    if dist.is_main and resume:  # the new step count
+        write_json(out / "config.json", config)
+    best = load_checkpoint(out / "best.pt")
     model.load_state_dict(best["model"])
-    test = evaluate(model, splits["test"], p.batch_size, p.max_length, dist)
+    test = evaluate(model, splits["test"], p.batch_size, p.max_length, dist, per_example=True)
     summary = {
         "task": task, "attention": attention, "profile": profile, "seed": seed,
         "data_source": data.source,
         "test_accuracy": test["accuracy"], "test_loss": test["loss"],
         "best_valid_accuracy": result.best["accuracy"] if result.best else None,
         "best_step": result.best["step"] if result.best else None,
-        "steps": result.steps, "train_wall_s": result.wall_s,
-        "train_steps_per_s": result.steps_per_s, "train_examples_per_s": result.examples_per_s,
-        "train_tokens_per_s": result.tokens_per_s, "peak_rss_mb": _peak_memory_mb(),
+        "test_correct": encode_correct(test["correct"]),
+        "steps": result.steps, **_throughput(out, result, dist),
+        **peak_memory(since_reset=own_peak),
         "parameters": result.parameters, "world_size": dist.world_size,
-        "profile_settings": asdict(p),
+        "profile_settings": asdict(p), "model": asdict(cfg),
         "mean_train_length": splits["train"].mean_length,
-        "command": " ".join(sys.argv),
+        "truncated": truncated, "command": command,
     }
     if dist.is_main:
-        atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+        write_json(out / "results.json", summary)
     return summary

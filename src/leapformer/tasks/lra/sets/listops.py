@@ -23,7 +23,15 @@ def load(p: LRAProfile, data_dir: Path | None, seed: int, progress: bool = False
 
     tok = ListOpsTokenizer()
     if data_dir is not None:
-        raw = {k: read_tsv(data_dir / v) for k, v in FILES.items()}
+        raw = {}
+        for k, name in FILES.items():
+            path = data_dir / name
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: a ListOps --data-dir holds "
+                                        f"{', '.join(FILES.values())}")
+            raw[k] = read_tsv(path)
+            if not raw[k]:
+                raise ValueError(f"{path}: no examples (the file holds only its header)")
         source = str(data_dir)
     else:
         from tqdm import tqdm
