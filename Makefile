@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick test bench-ops bench-decode bench-lra-speed lra-grid setup clean
+.PHONY: demo demo-quick test mqar-grid bench-ops bench-decode bench-lra-speed lra-grid setup clean
 
 setup: $(STAMP)
 
@@ -18,15 +18,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# LRA ListOps (lite profile, generated data): softmax, ReLU linear, cosFormer and
-# LeaP, about 2.5 minutes each on 2 cores, then the accuracy/throughput/memory
-# table and Figure 1 (runs/demo/figure1.png). Interrupted? Run it again: it resumes.
-# Smaller: make demo STEPS=100 (training steps per mechanism; default: the profile's).
+# The demo: MQAR recall (seq_len 64, 4 pairs, width 64) for softmax, ReLU linear,
+# cosFormer and LeaP, two runs side by side on one thread each, with 95% intervals
+# and a verdict; then attention time and decoding memory of softmax vs LeaP at
+# 1k/4k/16k tokens. Interrupted? Run it again: finished runs are reused.
+# Smaller: make demo STEPS=300 (training steps per mechanism; default 1000).
 DEMO_MECHANISMS ?= softmax linear cosformer leap
 STEPS ?=
 demo: $(STAMP)
-	$(VENV)/bin/leapformer lra-grid --tasks listops --mechanisms $(DEMO_MECHANISMS) --out runs/demo \
-	  $(if $(STEPS),--steps $(STEPS))
+	$(VENV)/bin/leapformer demo --mechanisms $(DEMO_MECHANISMS) --out runs/demo$(if $(STEPS),-$(STEPS) --steps $(STEPS))
 
 demo-quick: $(STAMP)
 	$(VENV)/bin/leapformer bench ops --quick
@@ -54,3 +54,9 @@ lra-grid: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+
+# The MQAR grid (Zoology's Fig. 2 on CPU: 6 mechanisms x widths 32-256 x 3 cells x
+# 3 learning rates; resumable; about 20 CPU-hours per seed at one thread), then
+# runs/mqar/report.md and figure.png. Two processes: split it with --cells.
+mqar-grid: $(STAMP)
+	$(VENV)/bin/leapformer mqar-grid --accept 0.99 --threads 1 --no-progress --out runs/mqar

@@ -319,6 +319,21 @@ def test_generator_labels_balanced(n):
     assert y.min() >= 0 and y.max() <= 9
 
 
+def test_plain_style_white_shapes_on_black():
+    a, ya = generate_shapes(300, seed=4, size=16, style="plain")
+    b, yb = generate_shapes(300, seed=4, size=16, style="plain")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ya, yb)
+    assert a.shape == (300, 16, 16) and np.bincount(ya, minlength=10).tolist() == [30] * 10
+    assert set(np.unique(a).tolist()) == {0, 64, 128, 191, 255}   # 2x2 anti-aliasing levels
+    lit = (a > 0).reshape(300, -1).sum(1)
+    assert lit.min() >= 16 and lit.max() <= 200                     # a shape, inside the image
+    # the default style is unchanged by the option: same labels, other pixels
+    c, yc = generate_shapes(300, seed=4, size=16)
+    np.testing.assert_array_equal(ya, yc)
+    assert len(np.unique(c)) > 100
+
+
 def test_generator_argument_errors():
     with pytest.raises(ValueError, match="n must be >= 0"):
         generate_shapes(-1, seed=0)
@@ -326,6 +341,8 @@ def test_generator_argument_errors():
         generate_shapes(3, seed=1.5)
     with pytest.raises(ValueError, match="size must be >= 16"):
         generate_shapes(3, seed=0, size=8)
+    with pytest.raises(ValueError, match="style must be one of"):
+        generate_shapes(3, seed=0, style="clean")
 
 
 def _nearest_centroid_accuracy(features, labels, n_fit):

@@ -107,17 +107,20 @@ def test_nan_propagates_as_documented(mode):
 
 
 @pytest.mark.parametrize("which,value,match", [
-    ("q_prop", -0.5, r"q_prop must hold finite proportions >= 0.*\[-0.5, "),
-    ("k_prop", float("nan"), r"k_prop must hold finite proportions >= 0.*nan"),
-    ("k_prop", float("inf"), r"k_prop must hold finite proportions >= 0.*inf"),
+    ("q_prop", -0.5, r"q_prop must hold proportions in \[0, 1\], got values in \[-0.5, "),
+    ("k_prop", float("nan"), r"k_prop must hold proportions in \[0, 1\].*nan"),
+    ("k_prop", float("inf"), r"k_prop must hold proportions in \[0, 1\].*inf\]"),
+    ("q_prop", 1.25, r"q_prop must hold proportions in \[0, 1\], got values in \[.*, 1.25\]"),
+    ("k_prop", 1.0 + 1e-6, r"k_prop must hold proportions in \[0, 1\], got values in \[.*, 1\]"),
 ])
 def test_bad_proportion_values(which, value, match):
     q, k, v, qp, kp = _inputs()
     props = {"q_prop": qp.clone(), "k_prop": kp.clone()}
     props[which][0, 0, 1] = value
     for mode in ("parallel", "chunk", "recurrent"):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(ValueError, match=match) as err:
             leap_attention(q, k, v, props["q_prop"], props["k_prop"], mode=mode)
+        assert "\n" not in str(err.value)
 
 
 def test_padded_positions_may_hold_any_proportion():
@@ -131,11 +134,32 @@ def test_padded_positions_may_hold_any_proportion():
     assert torch.isfinite(o[:, :, :3]).all()
 
 
-def test_proportions_above_one_are_accepted():
-    """cosFormer positions past the normalising length give them by design."""
+def test_proportions_outside_0_1_need_check_proportions_false():
+    """cosFormer positions past the normalising length give values above 1 by design:
+    accepted without the check, with the formula's value (the parallel oracle)."""
     q, k, v, qp, kp = _inputs()
-    o = leap_attention(q, k, v, qp + 0.5, kp + 0.5)
+    with pytest.raises(ValueError, match=r"q_prop must hold proportions in \[0, 1\]"):
+        leap_attention(q, k, v, qp + 0.5, kp)
+    o = leap_attention(q, k, v, qp + 0.5, kp + 0.5, check_proportions=False)
+    ref = leap_attention(q, k, v, qp + 0.5, kp + 0.5, mode="parallel", check_proportions=False)
     assert torch.isfinite(o).all()
+    torch.testing.assert_close(o, ref)
+    bounds = leap_attention(q, k, v, torch.zeros_like(qp), torch.ones_like(kp))  # [0, 1] inclusive
+    assert torch.isfinite(bounds).all()
+    with pytest.raises(TypeError, match="check_proportions must be a bool, got 1"):
+        leap_attention(q, k, v, qp, kp, check_proportions=1)
+
+
+def test_cosformer_attention_is_not_rejected_by_the_range_check():
+    """Its proportions i / L are in (0, 1] by construction (max_length >= positions)."""
+    from leapformer.ops import cosformer_attention
+
+    q, k, v, *_ = make_inputs(2, 1, 8, 8, 4)
+    for kw in ({}, dict(max_length=8), dict(max_length=torch.tensor([8, 12])),
+               dict(max_length=12, offset=4)):
+        assert torch.isfinite(cosformer_attention(q, k, v, causal=True, **kw)).all()
+    with pytest.raises(ValueError, match=r"max_length must be >= the last position.*got nan"):
+        cosformer_attention(q, k, v, max_length=torch.tensor([8.0, float("nan")]))
 
 
 def test_cosformer_max_length_must_cover_the_positions():

@@ -212,3 +212,47 @@ def test_bible_corpus_with_bpe(tmp_path):
     assert (out / "tokens" / "valid.npy").is_file()
     import numpy as np
     assert np.load(out / "tokens" / "valid.npy").tolist() == ids
+
+
+class _Stop(Exception):
+    """Raised by the TrainConfig spy: the settings are known, no need to train."""
+
+
+def _spy_train_config(monkeypatch, module):
+    seen = {}
+
+    def spy(**kw):
+        seen.update(kw)
+        raise _Stop
+
+    monkeypatch.setattr(module, "TrainConfig", spy)
+    return seen
+
+
+def test_cli_scales_the_warmup_with_steps_and_takes_checkpoint_seconds(corpus, tmp_path,
+                                                                       monkeypatch):
+    """``lm train --steps N`` caps the preset's warm-up at N // 10 (at least 1), as ``lra``
+    does; an explicit ``--warmup-steps`` is kept; the library keeps the preset's unless
+    asked. ``--checkpoint-seconds`` reaches the trainer."""
+    seen = _spy_train_config(monkeypatch, lm_task)
+    out = tmp_path / "run"
+    base = ["lm", "train", "--attention", "linear", "--data", str(corpus), "--out", str(out),
+            "--context", "24", "--batch-size", "2", "--device", "cpu", "--no-progress",
+            *TINY_MODEL]
+    assert lm_task.LM_TRAIN_PRESETS["lite"].warmup_steps == 100
+    with pytest.raises(_Stop):
+        main([*base, "--steps", "30", "--checkpoint-seconds", "0"])
+    assert (seen["warmup_steps"], seen["steps"], seen["checkpoint_seconds"]) == (3, 30, 0.0)
+    with pytest.raises(_Stop):
+        main([*base, "--steps", "2"])
+    assert (seen["warmup_steps"], seen["checkpoint_seconds"]) == (1, 60.0)
+    with pytest.raises(_Stop):
+        main([*base, "--steps", "5000"])
+    assert seen["warmup_steps"] == 100  # never above the preset's
+    with pytest.raises(_Stop):
+        main([*base, "--steps", "30", "--warmup-steps", "7"])
+    assert seen["warmup_steps"] == 7
+    with pytest.raises(_Stop):
+        run_lm_train("linear", out=out, data=corpus, steps=30, context=24, batch_size=2,
+                     model_overrides=TINY, progress=False)
+    assert seen["warmup_steps"] == 100

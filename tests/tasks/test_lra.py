@@ -3,10 +3,11 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from leapformer.nn import MECHANISMS
-from leapformer.tasks.lra import get_profile, run_lra
+from leapformer.tasks.lra import get_profile, load_splits, run_lra
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,6 +100,30 @@ def test_pathfinder_run_and_official_layout(tmp_path):
                 overrides=dict(tiny, image_size=20))
 
 
+def test_pathfinder_lite_stand_in_three_levels_keep_the_label():
+    from dataclasses import replace
+
+    from leapformer.data.pathfinder import generate_pathfinder
+    from leapformer.tasks.lra.sets import pathfinder as pf
+    from tests.data.test_pathfinder import _components, _pixel
+
+    lite = get_profile("pathfinder", "lite")
+    assert lite.stand_in == "three-level" and get_profile("pathfinder", "paper").stand_in is None
+    images, labels, info = generate_pathfinder(60, seed=7, size=16, return_info=True,
+                                               **pf.GEOMETRY[16])
+    out = pf.three_levels(images, info.markers)
+    assert set(np.unique(out).tolist()) == {0, pf.MARKER_LEVEL, 255}
+    np.testing.assert_array_equal(out > 0, images >= 128)     # nothing lit is added or lost
+    for img, m, y in zip(out, info.markers, labels):
+        assert img[_pixel(m[0])] == img[_pixel(m[1])] == pf.MARKER_LEVEL
+        comp = _components(img, 1)   # the markers are joined exactly when the label says so
+        assert (comp[_pixel(m[0])] == comp[_pixel(m[1])]) == bool(y)
+    data = load_splits("pathfinder", replace(lite, n_train=8, n_valid=4, n_test=4), None, 0)
+    assert {t for seq in data.splits["train"].tokens for t in seq} == {1, 129, 256}
+    with pytest.raises(ValueError, match="stand_in must be one of"):
+        load_splits("pathfinder", replace(lite, stand_in="two-level"), None, 0)
+
+
 def test_data_pathfinder_cli(tmp_path, capsys):
     from leapformer.cli import main
     from leapformer.data import load_pathfinder_dir
@@ -128,10 +153,10 @@ def test_inputs_longer_than_max_length_are_counted_and_warned(tmp_path, caplog):
 def test_steps_scale_the_warm_up():
     from leapformer.tasks.lra.run import lra_settings
 
-    assert lra_settings("listops", "lite").warmup_steps == 50
+    assert lra_settings("listops", "lite").warmup_steps == 100
     assert lra_settings("listops", "lite", steps=100).warmup_steps == 10
     assert lra_settings("listops", "lite", steps=3).warmup_steps == 1
-    assert lra_settings("listops", "lite", steps=5000).warmup_steps == 50
+    assert lra_settings("listops", "lite", steps=5000).warmup_steps == 100
     p = lra_settings("listops", "lite", steps=20)
     assert p.steps == 20 and p.eval_every == 20
 

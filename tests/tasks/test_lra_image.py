@@ -24,6 +24,22 @@ def test_module_contract_and_profiles():
     assert paper.image_size == 32
     lite = get_profile("image", "lite")
     assert lite.max_length == 1024 and lite.image_size == 16
+    assert lite.stand_in == "plain" and paper.stand_in is None
+
+
+def test_lite_stand_in_is_plain_shapes():
+    from dataclasses import replace
+
+    p = replace(get_profile("image", "lite"), n_train=20, n_valid=10, n_test=10)
+    data = load_splits("image", p, None, seed=1)
+    assert data.source == "generated plain shapes (stand-in)"
+    images, labels = generate_shapes(20, seed=3, size=16, style="plain")
+    assert data.splits["train"].tokens[0] == (images[0].ravel().astype(int) + 1).tolist()
+    assert data.splits["train"].labels == labels.tolist()
+    tokens = {t for split in data.splits.values() for seq in split.tokens for t in seq}
+    assert tokens <= {1, 65, 129, 192, 256} and {1, 256} <= tokens   # 5 grey levels
+    with pytest.raises(ValueError, match="style must be one of"):
+        load_splits("image", replace(p, stand_in="noisy"), None, seed=1)
 
 
 def test_generated_splits_and_tokens():
@@ -79,7 +95,7 @@ def test_unknown_folder_is_an_error(tmp_path):
 def test_run_on_generated_shapes(tmp_path):
     res = run_lra("image", "linear", out=tmp_path, steps=3, progress=False, overrides=TINY)
     assert json.loads((tmp_path / "results.json").read_text()) == res
-    assert res["steps"] == 3 and res["data_source"] == "generated shapes (stand-in)"
+    assert res["steps"] == 3 and res["data_source"] == "generated plain shapes (stand-in)"
     assert res["mean_train_length"] == 256          # lite: 16x16 generated images
     assert 0.0 <= res["test_accuracy"] <= 1.0
 

@@ -40,14 +40,16 @@ def test_text_stand_in():
     assert all(1 <= int(s.min()) and int(s.max()) <= 256 and len(s) <= 100 for s in seqs)
 
 
-def test_retrieval_stand_in():
-    p = replace(retrieval.PROFILES["lite"], **SMALL)
+@pytest.mark.parametrize("stand_in, key", [(None, "book"), ("genre", "genre_id")])
+def test_retrieval_stand_in(stand_in, key):
+    p = replace(retrieval.PROFILES["lite"], **SMALL, stand_in=stand_in)
     a = retrieval.book_pairs(p, seed=3)
     b = retrieval.book_pairs(p, seed=3)
     assert [x.text for x in a["valid"][1]] == [x.text for x in b["valid"][1]]
     for split, (first, second, labels) in a.items():
         assert Counter(labels) == {0: len(labels) // 2, 1: len(labels) // 2}
-        assert all((x.book == y.book) == bool(lab) for x, y, lab in zip(first, second, labels))
+        assert all((getattr(x, key) == getattr(y, key)) == bool(lab)
+                   for x, y, lab in zip(first, second, labels))
         assert not any(x.overlaps(y) for x, y in zip(first, second))
     ch = {k: _chapters(v[0] + v[1]) for k, v in a.items()}
     assert not ch["train"] & ch["valid"] and not ch["train"] & ch["test"]
@@ -58,6 +60,13 @@ def test_retrieval_stand_in():
     x1, x2 = split.inputs([0, 1, 2], 100)
     assert x1.shape[0] == x2.shape[0] == 3 and int(x1.max()) <= 256
     assert retrieval.PAIRED and not text.PAIRED
+
+
+def test_retrieval_lite_pairs_share_a_genre_and_unknown_variants_are_refused():
+    assert retrieval.PROFILES["lite"].stand_in == "genre"
+    assert retrieval.PROFILES["paper"].stand_in is None           # same book, as before
+    with pytest.raises(ValueError, match="stand_in must be one of"):
+        retrieval.book_pairs(replace(retrieval.PROFILES["lite"], **SMALL, stand_in="chapter"), 0)
 
 
 def test_profiles():

@@ -155,3 +155,11 @@ def test_translate_paper_preset_scales_leap_queries(tmp_path):
     assert config["model"]["mechanism_options"] == {"cosformer": {"eps": 0.5},
                                                     "leap": {"q_scale": True, "hidden": 3}}
     assert res["steps"] == 1
+
+
+@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder"])
+def test_each_paper_value_lives_in_one_place(task):
+    """The task modules' paper profiles are built from the official recipe, not copies."""
+    from leapformer.tasks.lra import get_profile, get_task
+
+    assert get_task(task).PROFILES["paper"] == get_profile(task, "paper")

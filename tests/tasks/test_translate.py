@@ -247,3 +247,44 @@ def test_errors_name_the_argument(tmp_path, capfd):
         run_translate_train("leap", out=tmp_path / "r", tgt_lang="de", progress=False)
     with pytest.raises(FileNotFoundError, match="data folder .* does not exist"):
         run_translate_train("leap", out=tmp_path / "r", data=missing, progress=False)
+
+
+class _Stop(Exception):
+    """Raised by the TrainConfig spy: the settings are known, no need to train."""
+
+
+def test_cli_scales_the_warmup_with_steps_and_takes_checkpoint_seconds(tmp_path, monkeypatch):
+    """``translate train --steps N`` caps the preset's warm-up at N // 10 (at least 1), as
+    ``lra`` does; an explicit warm-up is kept; the library keeps the preset's unless
+    asked. ``--checkpoint-seconds`` reaches the trainer."""
+    from leapformer.cli import main
+    from leapformer.tasks.translate import run as translate_task
+
+    seen = {}
+
+    def spy(**kw):
+        seen.update(kw)
+        raise _Stop
+
+    monkeypatch.setattr(translate_task, "TrainConfig", spy)
+    write_fixture(tmp_path / "data", n=(20, 4, 4))
+    out = tmp_path / "run"
+    base = ["translate", "train", "--spec", "leap", "--data", str(tmp_path / "data"),
+            "--src-lang", "en", "--tgt-lang", "de", "--out", str(out), "--no-progress",
+            "--train-option", "src_vocab=40", "--train-option", "tgt_vocab=40"]
+    base += [a for k, v in TINY.items() for a in ("--model-option", f"{k}={v}")]
+    assert translate_task.TRANSLATE_PRESETS["lite"].warmup_steps == 300
+    with pytest.raises(_Stop):
+        main([*base, "--steps", "40", "--checkpoint-seconds", "0"])
+    assert (seen["warmup_steps"], seen["steps"], seen["checkpoint_seconds"]) == (4, 40, 0.0)
+    with pytest.raises(_Stop):
+        main([*base, "--steps", "40", "--train-option", "warmup_steps=9"])
+    assert (seen["warmup_steps"], seen["checkpoint_seconds"]) == (9, 60.0)
+    with pytest.raises(_Stop):
+        main([*base, "--steps", "40", "--warmup-steps", "0"])
+    assert seen["warmup_steps"] == 0
+    with pytest.raises(_Stop):
+        run_translate_train("leap", out=out, data=tmp_path / "data", src_lang="en",
+                            tgt_lang="de", steps=40, overrides={"src_vocab": 40, "tgt_vocab": 40},
+                            model_overrides=TINY, progress=False)
+    assert seen["warmup_steps"] == 300

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from leapformer.cli import bench, data, lm, lra, translate
+from leapformer.cli import bench, data, demo, lm, lra, mqar, translate
 from leapformer.cli._args import (
     CommandError,
     OneLineParser,
@@ -29,6 +29,7 @@ Linear attention with learned proportions (LeaPformer), cosFormer and modular
 linearized attention for PyTorch.
 
 command families:
+  demo        what `make demo` shows: recall that separates the mechanisms, and cost
   bench       speed and memory: attention ops, decoding, LRA classifier at 4k
   data        generate task data (ListOps, Pathfinder, MQAR) in official formats
   lra         train one Long-Range Arena task (lra-grid, lra-report, heatmap)
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"leapformer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
-    for family in (bench, data, lra, lm, translate):
+    for family in (demo, bench, data, lra, lm, translate, mqar):
         family.register(commands)
     return parser
 

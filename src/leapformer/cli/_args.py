@@ -89,6 +89,13 @@ def parse_seconds(text: str) -> float:
     return s
 
 
+def add_checkpoint_seconds(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint-seconds S`` of the training commands."""
+    parser.add_argument("--checkpoint-seconds", type=parse_seconds, default=60.0, metavar="S",
+                        help="also write OUT/last.pt every S seconds of training (default "
+                        "60; 0: only at evaluations and the end)")
+
+
 def parse_index(text: str) -> int:
     """An index into a list: an integer >= 0."""
     try:
@@ -125,6 +132,26 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but unknown arguments are reported by the parser of the
+        sub-command they were given to, so the line names it: ``error: leapformer lm
+        train: unrecognized arguments: --colour red`` (exit code 2)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            _command_parser(self, parsed).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
+def _command_parser(parser: argparse.ArgumentParser,
+                    args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the deepest sub-command chosen in ``args`` (``parser`` itself if none)."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = subs[0].choices.get(getattr(args, subs[0].dest, None)) if subs else None
+        if chosen is None:
+            return parser
+        parser = chosen
 
 
 def parse_positive(text: str) -> int:

@@ -86,4 +86,7 @@ def register(commands) -> argparse._SubParsersAction:
     pathfinder.add_argument("--out", type=Path, required=True, help="release root folder")
     pathfinder.add_argument("--overwrite", action="store_true")
     pathfinder.set_defaults(func=run_data_pathfinder)
+    from leapformer.cli.mqar import add_data_mqar
+
+    add_data_mqar(datasets)
     return datasets

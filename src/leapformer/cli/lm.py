@@ -10,6 +10,7 @@ import torch
 
 from leapformer.cli._args import (
     add_bench_common,
+    add_checkpoint_seconds,
     check_writable,
     command_line,
     parse_key_value,
@@ -40,7 +41,9 @@ def add_lm_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder: tokenizer, tokens, checkpoints, metrics.jsonl, "
                         "config.json, results.json (a folder holding a run needs --resume "
                         "or --overwrite)")
-    parser.add_argument("--steps", type=parse_positive, help="optimisation steps")
+    parser.add_argument("--steps", type=parse_positive, help="optimisation steps (the "
+                        "preset's warm-up is capped at a tenth of them unless --warmup-steps "
+                        "is given)")
     parser.add_argument("--context", type=parse_length, help="tokens per training sample")
     parser.add_argument("--batch-size", type=parse_positive, help="samples per micro-batch "
                         "(the global batch under torchrun)")
@@ -69,6 +72,7 @@ def add_lm_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in OUT "
                         "(the tokenised data is kept)")
+    add_checkpoint_seconds(parser)
     parser.add_argument("--device", help="torch device (default: cuda:LOCAL_RANK if available, "
                         "else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,16 +81,6 @@ def add_lm_train_arguments(parser: argparse.ArgumentParser) -> None:
 def _lm_error(command: str, err: Exception) -> int:
     print(f"error: leapformer lm {command}: {' '.join(str(err).split())}", file=sys.stderr)
     return 2
-
-
-def _name_text_options(err: Exception, options: list[tuple[str, object]]) -> Exception:
-    """A mechanism's TypeError (e.g. ``'<' not supported``) with the ``--mechanism-option``
-    values that were read as text, not numbers, named: the likely culprits."""
-    text = {k: v for k, v in options if isinstance(v, str)}
-    if not (isinstance(err, TypeError) and "bad options for mechanism" in str(err) and text):
-        return err
-    named = ", ".join(f"{k}={v!r}" for k, v in text.items())
-    return TypeError(f"{err} (--mechanism-option values read as text, not numbers: {named})")
 
 
 def run_lm_train_command(args: argparse.Namespace) -> int:
@@ -115,9 +109,10 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, command=command_line(args), overrides=overrides,
             model_overrides=dict(args.model_option),
             mechanism_options=dict(args.mechanism_option), device=dist.device, dist=dist,
-            progress=not args.no_progress)
+            progress=not args.no_progress, scale_warmup=True,
+            checkpoint_seconds=args.checkpoint_seconds)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        return _lm_error("train", _name_text_options(err, args.mechanism_option))
+        return _lm_error("train", err)
     finally:
         cleanup()
     if dist.is_main:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from leapformer.cli._args import (
     CommandError,
+    add_checkpoint_seconds,
     check_writable,
     command_line,
     parse_index,
     parse_positive,
-    parse_seconds,
     parse_seed,
 )
 
@@ -38,9 +38,7 @@ def add_lra_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt "
                         "(the same task, mechanism, profile, seed and data)")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in OUT")
-    parser.add_argument("--checkpoint-seconds", type=parse_seconds, default=60.0, metavar="S",
-                        help="also write OUT/last.pt every S seconds of training (default "
-                        "60; 0: only at evaluations and the end)")
+    add_checkpoint_seconds(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--leap-hidden", type=parse_positive, metavar="N",
                         help="LeaP proportion-network hidden size (official LRA default 16, "

@@ -15,7 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-from leapformer.cli._args import command_line, parse_key_value, parse_positive, parse_seed
+from leapformer.cli._args import (
+    add_checkpoint_seconds,
+    command_line,
+    parse_key_value,
+    parse_positive,
+    parse_seed,
+)
 
 __all__ = ["register", "run_translate_eval_command", "run_translate_report_command",
            "run_translate_simul_command", "run_translate_train_command"]
@@ -62,7 +68,8 @@ def run_translate_train_command(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, command=command_line(args),
             overrides=dict(args.train_option), model_overrides=dict(args.model_option),
             mechanism_options=dict(args.mechanism_option), device=dist.device, dist=dist,
-            progress=not args.no_progress)
+            progress=not args.no_progress, scale_warmup=True,
+            checkpoint_seconds=args.checkpoint_seconds)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         return _error("train", err)
     finally:
@@ -178,7 +185,9 @@ def register(commands) -> argparse.ArgumentParser:
                        help="target-length predictor (cosFormer decoder blocks; default ratio "
                        "there, none otherwise)")
     train.add_argument("--out", type=Path, required=True, help="run folder")
-    train.add_argument("--steps", type=parse_positive)
+    train.add_argument("--steps", type=parse_positive, help="optimisation steps (the preset's "
+                       "warm-up is capped at a tenth of them unless --warmup-steps or "
+                       "--train-option warmup_steps= is given)")
     train.add_argument("--max-batch-tokens", type=parse_positive, help="padded tokens per batch")
     train.add_argument("--lr", type=float)
     train.add_argument("--schedule", choices=SCHEDULES)
@@ -187,6 +196,7 @@ def register(commands) -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--overwrite", action="store_true", help="replace the run in OUT (and "
                        "its eval-*/simul-* results; the tokenised data is kept)")
+    add_checkpoint_seconds(train)
     train.add_argument("--train-option", type=parse_key_value, action="append", default=[],
                        metavar="KEY=VALUE", help="TranslatePreset field, e.g. eval_every=100")
     train.add_argument("--model-option", type=parse_key_value, action="append", default=[],

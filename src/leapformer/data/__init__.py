@@ -55,6 +55,7 @@ from leapformer.data.listops import (
     read_tsv,
     write_tsv,
 )
+from leapformer.data.mqar import load_mqar, make_mqar, save_mqar
 from leapformer.data.parallel import (
     TranslationBatch,
     bible_en_ja,
@@ -70,6 +71,7 @@ from leapformer.data.pathfinder import (
 )
 
 __all__ = [
+    "load_mqar", "make_mqar", "save_mqar",
     "LRA_MAX_LEN", "LRA_MIN_LEN", "AANPair", "Book", "ListOpsBatch", "ListOpsExample",
     "ListOpsTokenizer", "TranslationBatch", "Verse", "bible_en_ja", "collate_translation",
     "count_tokens", "decode_bytes", "detect_layout", "encode_bytes", "evaluate", "format_source",

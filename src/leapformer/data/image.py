@@ -49,9 +49,8 @@ the file holds exactly the data its header announces. Images smaller than
 1,024 tokens as for CIFAR-10. These are a convenience (LRA's Image task is
 CIFAR-10; LRA's MNIST variant kept 28x28 and is not in the benchmark).
 
-**Generated stand-in** (:func:`generate_shapes`) — *not CIFAR-10*: a
-deterministic 10-class set of greyscale shapes, for runs without any data.
-See the function's documentation.
+**Generated stand-in** (:func:`generate_shapes`) — *not CIFAR-10*: a deterministic
+10-class set of greyscale shapes, for runs without any data (see the function).
 """
 
 from __future__ import annotations
@@ -362,11 +361,16 @@ _AREA_SCALE = np.sqrt(_AREA.mean() / _AREA)
 _SUPER = 2            # supersampling per axis (anti-aliased edges)
 _CHUNK = 1024         # images generated together (bounds memory)
 _DISTRACTORS = 6      # at most this many clutter strokes / blobs per image
+SHAPE_STYLES = ("cluttered", "plain")
+_PLAIN_SCALE = (8.0, 10.5)  # style "plain": px per shape unit at 32x32
 
 
-def _render_chunk(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
-    m = len(labels)
-    f = np.float32
+def _render_chunk(rng: np.random.Generator, labels: np.ndarray, size: int,
+                  style: str = "cluttered") -> np.ndarray:
+    m, f = len(labels), np.float32
+    if style == "plain":  # white on black; 2x2 anti-aliasing gives 5 grey levels
+        scale = size / IMAGE_SIZE * rng.uniform(*_PLAIN_SCALE, m) * _AREA_SCALE[labels]
+        return np.rint(255 * _shape_cover(rng, labels, size, scale)).astype(np.uint8)
     # ---- background: level, a gentle linear ramp, noise
     bg = rng.uniform(0, 255, m)
     contrast = rng.uniform(50, 190, m) * rng.choice([-1.0, 1.0], m)
@@ -411,7 +415,18 @@ def _render_chunk(rng: np.random.Generator, labels: np.ndarray, size: int) -> np
 
     # ---- the shape, painted last (always fully visible)
     scale = z * rng.uniform(5.0, 8.5, m) * _AREA_SCALE[labels]                 # px per shape unit
-    extent = scale * _RADIUS[labels] + 0.5
+    cover = _shape_cover(rng, labels, size, scale)
+    image = image * (1 - cover) + fg[:, None, None].astype(f) * cover
+    image += rng.normal(0, 1, (m, size, size)).astype(f) * noise_sigma[:, None, None].astype(f)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _shape_cover(rng: np.random.Generator, labels: np.ndarray, size: int,
+                 scale: np.ndarray) -> np.ndarray:
+    """Anti-aliased coverage [m, size, size] of the shapes at ``scale`` px per shape unit."""
+    m, f = len(labels), np.float32
+    yy, xx = np.meshgrid(np.arange(size, dtype=f), np.arange(size, dtype=f), indexing="ij")
+    extent = np.minimum(scale * _RADIUS[labels] + 0.5, (size - 1) / 2)  # centred if too large
     cy = rng.uniform(extent, size - 1 - extent)
     cx = rng.uniform(extent, size - 1 - extent)
     theta = rng.uniform(-0.3, 0.3, m)
@@ -432,24 +447,22 @@ def _render_chunk(rng: np.random.Generator, labels: np.ndarray, size: int) -> np
                 w = (-dx * sin + dy * cos) / s
                 acc += _shape_masks(k, u, w)
         cover[idx] = acc / _SUPER ** 2
-    image = image * (1 - cover) + fg[:, None, None].astype(f) * cover
-    image += rng.normal(0, 1, (m, size, size)).astype(f) * noise_sigma[:, None, None].astype(f)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return cover
 
 
-def generate_shapes(n: int, seed: int, size: int = IMAGE_SIZE) -> Arrays:
+def generate_shapes(n: int, seed: int, size: int = IMAGE_SIZE,
+                    style: str = "cluttered") -> Arrays:
     """A generated 10-class greyscale image set: the stand-in for CIFAR-10 (it is **not** CIFAR-10).
 
-    Returns ``(images uint8 [n, size, size], labels int64 [n])``. Label ``k``
-    is the shape :data:`SHAPE_CLASSES` ``[k]``: disk, ring, filled square,
-    square outline, triangle (apex up), plus-shaped cross, horizontal bars,
-    vertical bars, diagonal stripes, 3x3 checkerboard. Each image has
+    Returns ``(images uint8 [n, size, size], labels int64 [n])``. Label ``k`` is the shape
+    :data:`SHAPE_CLASSES` ``[k]``: disk, ring, filled square, square outline, triangle (apex
+    up), plus-shaped cross, horizontal bars, vertical bars, diagonal stripes, 3x3
+    checkerboard. Each image (style ``"cluttered"``, the default) has
 
     - a background of random level (0-255) with a gentle linear ramp of random
       direction (up to 30 grey levels across the image);
-    - 3-6 distractors (short strokes of 3-8 px and small blobs of radius
-      1-2 px) at random places, of the same polarity as the shape (brighter or
-      darker than the background) with random contrast;
+    - 3-6 distractors (short strokes of 3-8 px and small blobs of radius 1-2 px) at random
+      places, of the shape's polarity (brighter or darker than the background), random contrast;
     - the shape, painted last, of random size (5-8.5 px per shape unit, about
       10-20 px across), position (fully inside the image), rotation (within
       ±0.3 rad, so horizontal and vertical bars stay distinct) and contrast
@@ -458,24 +471,29 @@ def generate_shapes(n: int, seed: int, size: int = IMAGE_SIZE) -> Arrays:
       mean area, so the count of lit pixels does not tell the class;
     - Gaussian pixel noise of random strength (sigma 3-20).
 
-    The class is in the *arrangement* of pixels (edges, holes, periodicity,
-    orientation), not in their histogram; with random position the model has
-    to relate pixels far apart in the 1,024-token sequence (a row apart is
-    32 tokens). Labels are balanced (every class ``n // 10`` or ``n // 10 + 1``
-    times) and shuffled. All randomness comes from ``numpy.random.Generator``
-    streams derived from ``seed``: the same ``(n, seed, size)`` give identical
-    arrays (with the same numpy).
+    ``style="plain"`` (``lite``'s) keeps only the shape, larger (8-10.5 px per shape
+    unit at 32x32, scaled with the side), white on black (5 grey levels with its
+    anti-aliased edges): no clutter, ramp, noise or random contrast, so few tokens occur.
+
+    The class is in the *arrangement* of pixels (edges, holes, periodicity, orientation), not
+    in their histogram; with random position the model has to relate pixels far apart in the
+    1,024-token sequence (a row apart is 32 tokens). Labels are balanced (every class ``n // 10`` or ``n // 10 + 1``
+    times) and shuffled. All randomness comes from ``numpy.random.Generator`` streams derived
+    from ``seed``: the same ``(n, seed, size, style)`` give identical arrays (same numpy).
     """
     for name, value, low in (("n", n, 0), ("seed", seed, 0), ("size", size, 16)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if value < low:
             raise ValueError(f"{name} must be >= {low}, got {value}")
+    if style not in SHAPE_STYLES:
+        raise ValueError(f"style must be one of {SHAPE_STYLES}, got {style!r}")
     n_chunks = -(-n // _CHUNK)
     label_seq, *chunk_seqs = np.random.SeedSequence(int(seed)).spawn(1 + n_chunks)
     labels = np.random.default_rng(label_seq).permutation(np.arange(n) % NUM_CLASSES)
     images = np.zeros((n, size, size), dtype=np.uint8)
     for c in range(n_chunks):
         sl = slice(c * _CHUNK, min(n, (c + 1) * _CHUNK))
-        images[sl] = _render_chunk(np.random.default_rng(chunk_seqs[c]), labels[sl], size)
+        images[sl] = _render_chunk(np.random.default_rng(chunk_seqs[c]), labels[sl], size,
+                                   style)
     return images, labels.astype(np.int64)

@@ -10,7 +10,21 @@ attention layer, shared by all heads.
 
 from __future__ import annotations
 
+import numbers
+
 from torch import Tensor, nn
+
+
+def _positive_int(name: str, value, optional: bool = False):
+    """One-line TypeError / ValueError naming the option (e.g. ``step_down="abc"`` read
+    from a command line)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int{' or None' if optional else ''}, "
+                        f"got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be positive, got {value!r}")
 
 
 class LeaP(nn.Module):
@@ -22,14 +36,12 @@ class LeaP(nn.Module):
 
     def __init__(self, head_dim: int, *, step_down: int = 4, hidden: int | None = None):
         super().__init__()
-        if head_dim < 1:
-            raise ValueError(f"head_dim must be positive, got {head_dim}")
+        _positive_int("head_dim", head_dim)
+        _positive_int("step_down", step_down)  # checked even when hidden overrides it
+        _positive_int("hidden", hidden, optional=True)
         if hidden is None:
-            if step_down < 1:
-                raise ValueError(f"step_down must be positive, got {step_down}")
             hidden = max(1, head_dim // step_down)
-        if hidden < 1:
-            raise ValueError(f"hidden must be positive, got {hidden}")
+        head_dim, hidden = int(head_dim), int(hidden)
         self.head_dim = head_dim
         self.hidden = hidden
         if hidden == 1:

@@ -6,8 +6,6 @@ devices, types) with the offending argument names and shapes in the message.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -104,13 +102,14 @@ def check_prop(name: str, prop: Tensor, ref: Tensor, ref_name: str) -> None:
 
 def check_prop_range(q_prop: Tensor, k_prop: Tensor,
                      key_padding_mask: Tensor | None = None) -> None:
-    """Proportions are finite and ``>= 0`` (padded keys, and in self-attention padded
-    query rows, excepted): one min/max reduction and one device sync per call, skipped
-    while ``torch.compile`` traces (no data-dependent branch in a graph).
+    """Proportions lie in ``[0, 1]`` (NaN and inf fail too; padded keys, and in
+    self-attention padded query rows, are exempt): one min/max reduction and one device
+    sync per call, skipped while ``torch.compile`` traces (no data-dependent branch in a
+    graph).
 
-    Values above 1 are allowed: cosFormer positions past the normalising length give
-    them by design (decoding past a predicted target length, a training-length ``L``
-    on longer windows; :mod:`leapformer.nn.mechanisms.cosformer`)."""
+    Callers that pass values outside ``[0, 1]`` on purpose (cosFormer positions past
+    the normalising length: decoding past a predicted target length, an item's length
+    on padded query rows) switch the check off with ``check_proportions=False``."""
     if torch.compiler.is_compiling():
         return
     if key_padding_mask is not None:
@@ -122,9 +121,9 @@ def check_prop_range(q_prop: Tensor, k_prop: Tensor,
     lo_k, hi_k = torch.aminmax(k_prop.detach())
     values = torch.stack((lo_q, hi_q, lo_k, hi_k)).tolist()
     for name, lo, hi in (("q_prop", *values[:2]), ("k_prop", *values[2:])):
-        if not (0.0 <= lo and hi < math.inf):  # NaN fails too
-            raise ValueError(f"{name} must hold finite proportions >= 0 (usually in [0, 1]), "
-                             f"got values in [{lo:.4g}, {hi:.4g}]")
+        if not (0.0 <= lo and hi <= 1.0):  # NaN fails too
+            raise ValueError(f"{name} must hold proportions in [0, 1], got values in "
+                             f"[{lo:.4g}, {hi:.4g}] (check_proportions=False accepts others)")
 
 
 def check_options(mode: str, normalize: str, chunk_size: int) -> None:

@@ -24,7 +24,11 @@ Padding: ``key_padding_mask [B, N]`` (bool, True = pad) zeroes padded keys and
 values after the feature map, so they drop out of numerator and denominator;
 whatever a padded position holds (NaN included) does not leak.
 
-NaN and inf: not checked (a check would cost a device sync); they propagate.
+Proportions: :func:`leap_attention` checks that they lie in ``[0, 1]`` (one
+min/max reduction and one device sync per call) unless ``check_proportions=False``.
+
+NaN and inf in ``q``, ``k``, ``v``: not checked (a check would cost a device
+sync); they propagate.
 A NaN in query ``i`` makes row ``i`` (only) NaN. A NaN or inf in an unpadded
 key or value reaches every query that attends to it, and may reach other
 queries of the same call too (a masked-out weight times inf is NaN). Padded
@@ -80,14 +84,17 @@ def _needs_grad(*tensors) -> bool:
 
 def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_padding_mask,
                           mode, normalize, eps, chunk_size, initial_state, output_final_state,
-                          return_weights):
+                          return_weights, check_proportions=True):
     check_qkv(q, k, v, causal=causal)
     check_mask(key_padding_mask, k)
     check_options(mode, normalize, chunk_size)
     if q_prop is not None:
         check_prop("q_prop", q_prop, q, "q")
         check_prop("k_prop", k_prop, k, "k")
-        check_prop_range(q_prop, k_prop, key_padding_mask)
+        if not isinstance(check_proportions, bool):
+            raise TypeError(f"check_proportions must be a bool, got {check_proportions!r}")
+        if check_proportions:
+            check_prop_range(q_prop, k_prop, key_padding_mask)
     if eps is None:
         eps = DEFAULT_EPS[normalize]
     phi = get_feature_map(feature_map)
@@ -196,17 +203,20 @@ def leap_attention(
     output_final_state: bool = False,
     return_weights: bool = False,
     feature_map: str | FeatureMap = "relu",
+    check_proportions: bool = True,
 ):
     """Re-weighted linear attention with proportions (LeaPformer, docs/math.md §1.3).
 
     ``w_ij = relu(q_i).relu(k_j) * cos(pi/2 (q_prop_i - k_prop_j))``, normalised
     over ``j``. ``q_prop [B,H,M]`` and ``k_prop [B,H,N]`` (batch and heads may be
-    1 to share) are proportions, usually in ``[0, 1]``; a negative, NaN or infinite
-    proportion (of an unpadded position) is a ``ValueError`` (one min/max reduction per
-    call, skipped under ``torch.compile``). Values above 1 are accepted: cosFormer
-    positions past the normalising length give them on purpose (decoding past a
-    predicted length). ReLU is applied to
-    ``q`` and ``k`` here. Returns as :func:`linear_attention`.
+    1 to share) are proportions in ``[0, 1]``. With ``check_proportions`` (default)
+    a value outside ``[0, 1]``, NaN or inf (of an unpadded position) is a
+    ``ValueError``: one min/max reduction and one device sync per call, skipped while
+    ``torch.compile`` traces. ``check_proportions=False`` skips the check and accepts
+    any value (the formula holds for any real proportion): cosFormer positions past
+    the normalising length give values above 1 on purpose (decoding past a predicted
+    length), and callers whose proportions are in range by construction save the
+    sync. ReLU is applied to ``q`` and ``k`` here. Returns as :func:`linear_attention`.
     """
     if q_prop is None or k_prop is None:
         raise ValueError("leap_attention needs both q_prop and k_prop; use linear_attention without re-weighting")
@@ -214,7 +224,8 @@ def leap_attention(
         q, k, v, q_prop, k_prop, feature_map=feature_map, causal=causal,
         key_padding_mask=key_padding_mask, mode=mode, normalize=normalize, eps=eps,
         chunk_size=chunk_size, initial_state=initial_state,
-        output_final_state=output_final_state, return_weights=return_weights)
+        output_final_state=output_final_state, return_weights=return_weights,
+        check_proportions=check_proportions)
 
 
 def _check_max_length(max_length: int | Tensor, needed: int) -> None:
@@ -228,7 +239,7 @@ def _check_max_length(max_length: int | Tensor, needed: int) -> None:
                         f"{type(max_length).__name__}")
     else:
         smallest = max_length
-    if smallest < needed:
+    if not smallest >= needed:  # NaN fails too
         raise ValueError(f"max_length must be >= the last position (offset + sequence length "
                          f"= {needed}), got {smallest}")
 
@@ -250,8 +261,10 @@ def cosformer_attention(
     """cosFormer self-attention: weight ``cos(pi/2 (i - j) / L)`` (docs/math.md §1.1).
 
     Positions are 1-based; ``L = max_length``, by default ``max(M, N) + offset``
-    as in the official code; a smaller ``L`` (weights below zero) is a ``ValueError``. ``offset`` shifts both query and key positions
-    (for a chunk of a longer sequence resumed from ``initial_state``).
+    as in the official code; a smaller ``L`` (weights below zero) is a ``ValueError``.
+    ``offset`` shifts both query and key positions (for a chunk of a longer sequence
+    resumed from ``initial_state``). The proportions ``i / L`` are then in ``(0, 1]`` by
+    construction, so :func:`leap_attention` is called without its range check.
     """
     M, N = q.shape[2], k.shape[2]
     if max_length is None:
@@ -263,4 +276,5 @@ def cosformer_attention(
     return leap_attention(
         q, k, v, q_prop, k_prop, causal=causal, key_padding_mask=key_padding_mask, mode=mode,
         normalize=normalize, eps=eps, chunk_size=chunk_size, initial_state=initial_state,
-        output_final_state=output_final_state, return_weights=return_weights)
+        output_final_state=output_final_state, return_weights=return_weights,
+        check_proportions=False)

@@ -253,6 +253,15 @@ def _get(config: dict, dotted: str):
     return value.get(sub) if sub and isinstance(value, dict) else value
 
 
+# -- settings ----------------------------------------------------------------------------
+def capped_warmup(warmup_steps: int, steps: int) -> int:
+    """The warm-up of a run whose ``steps`` were given explicitly (e.g. a short ``--steps``
+    for a smoke run): at most a tenth of the steps, at least 1, and never more than the
+    preset's ``warmup_steps`` (a schedule without warm-up keeps none). The rule of
+    ``lra``, ``lm train`` and ``translate train``."""
+    return min(warmup_steps, max(1, steps // 10))
+
+
 # -- results -----------------------------------------------------------------------------
 def write_json(path: Path, data: dict) -> Path:
     """``path`` written atomically; an OSError names ``path`` (not its temporary file)."""

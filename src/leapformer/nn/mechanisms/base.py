@@ -14,7 +14,7 @@ Positions and lengths (``q_len``, ``k_len``: ``[B]`` lengths per item; query
 and key positions are 1-based) matter only to length-dependent mechanisms
 (cosFormer).
 
-Wait-k training (SPEC §4): mechanisms with ``supports_prefix = True`` take
+Wait-k training (docs/math.md §4): mechanisms with ``supports_prefix = True`` take
 ``prefix [B, M]`` in :meth:`Mechanism.forward`, the number of source positions
 each query sees (``leapformer.ops.prefix_cross_attention`` for the linear
 family, a masked SDPA for softmax). The others are never passed ``prefix``:
@@ -23,6 +23,7 @@ family, a masked SDPA for softmax). The others are never passed ``prefix``:
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -43,6 +44,22 @@ from leapformer.ops import (
 )
 
 HEAD_NORMS = (None, "rms", "layer")
+_KINDS = {"int": (numbers.Integral, "an int"), "number": (numbers.Real, "a number"),
+          "bool": (bool, "a bool")}
+
+
+def check_option(name: str, value, kind: str, *, optional: bool = False):
+    """A mechanism option's type, checked where the option is taken (its range is the
+    mechanism's to check): ``kind`` ``"int"``, ``"number"`` (int or float) or ``"bool"``
+    (a bool is neither an int nor a number here); None passes when ``optional``. A
+    wrong type (e.g. ``step_down="abc"`` from a command line) is a one-line
+    ``TypeError`` naming the option and the value. Returns ``value``."""
+    if value is None and optional:
+        return value
+    types, what = _KINDS[kind]
+    if not isinstance(value, types) or (kind != "bool" and isinstance(value, bool)):
+        raise TypeError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+    return value
 
 
 class Mechanism(nn.Module, ABC):
@@ -56,6 +73,10 @@ class Mechanism(nn.Module, ABC):
 
     def __init__(self, num_heads: int, head_dim: int, *, dropout: float = 0.0):
         super().__init__()
+        check_option("num_heads", num_heads, "int")
+        check_option("head_dim", head_dim, "int")
+        if not 0.0 <= check_option("dropout", dropout, "number") < 1.0:  # NaN fails too
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.num_heads = num_heads
         self.head_dim = head_dim
         self.dropout = dropout
@@ -135,16 +156,24 @@ class LinearMechanism(Mechanism):
     in the official code); ``head_norm="rms"|"layer"`` drops the denominator
     and normalises each head's output instead. Dropout, having no weight matrix
     to act on, applies to the attention output.
+
+    ``check_proportions``: whether the full forward asks
+    :func:`~leapformer.ops.leap_attention` to check that the proportions lie in
+    ``[0, 1]`` (one min/max reduction and one device sync per call). On for a
+    re-weighted subclass unless it sets it off: cosFormer does (its positions pass
+    1 by design), and so does LeaP (a sigmoid's outputs are in range by construction).
     """
 
     reweighted: ClassVar[bool] = False
     supports_prefix: ClassVar[bool] = True
+    check_proportions: ClassVar[bool] = True
 
     def __init__(self, num_heads: int, head_dim: int, *, dropout: float = 0.0,
                  feature_map="relu", eps: float = 0.1, head_norm: str | None = None):
         super().__init__(num_heads, head_dim, dropout=dropout)
         if head_norm not in HEAD_NORMS:
             raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {head_norm!r}")
+        check_option("eps", eps, "number")
         self.feature_map = feature_map
         self.eps = eps
         self.normalize = "clamp" if head_norm is None else "none"
@@ -193,7 +222,8 @@ class LinearMechanism(Mechanism):
         common = dict(normalize=self.normalize, eps=self.eps, feature_map=self.feature_map, **kw)
         if q_prop is None:
             return linear_attention(q, k, v, **common)
-        return leap_attention(q, k, v, q_prop, k_prop, **common)
+        return leap_attention(q, k, v, q_prop, k_prop, check_proportions=self.check_proportions,
+                              **common)
 
     def _props(self, q, k, q_offset, k_offset, q_len, k_len):
         if not self.reweighted:

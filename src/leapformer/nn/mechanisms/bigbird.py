@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.base import check_option
 from leapformer.nn.mechanisms.registry import register_mechanism
 
 
@@ -52,6 +53,9 @@ class BigBird(BidirectionalOnly):
     def __init__(self, num_heads, head_dim, *, dropout: float = 0.0, block_size: int = 64,
                  num_random_blocks: int = 3, seed: int = 0):
         super().__init__(num_heads, head_dim, dropout=dropout)
+        for name, value in (("block_size", block_size), ("num_random_blocks", num_random_blocks),
+                            ("seed", seed)):
+            check_option(name, value, "int")
         if block_size < 1 or num_random_blocks < 0:
             raise ValueError("block_size must be positive and num_random_blocks non-negative, "
                              f"got {block_size}, {num_random_blocks}")

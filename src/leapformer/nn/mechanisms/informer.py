@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.base import check_option
 from leapformer.nn.mechanisms.bigbird import masked_softmax
 from leapformer.nn.mechanisms.registry import register_mechanism
 
@@ -48,6 +49,8 @@ class Informer(BidirectionalOnly):
     def __init__(self, num_heads, head_dim, *, dropout: float = 0.0, factor: int = 5,
                  seed: int = 0):
         super().__init__(num_heads, head_dim, dropout=dropout)
+        check_option("factor", factor, "int")
+        check_option("seed", seed, "int")
         if factor < 1:
             raise ValueError(f"factor must be positive, got {factor}")
         self.factor, self.seed = factor, seed

@@ -27,6 +27,10 @@ class LeaPAttention(LinearMechanism):
 
     name = "leap"
     reweighted = True
+    # sigmoid outputs are in (0, 1) by construction (a NaN query already gives a NaN
+    # row, as documented in leapformer.ops): the range check would only add a device
+    # sync to every layer's forward
+    check_proportions = False
 
     def __init__(self, num_heads, head_dim, *, step_down: int = 4, hidden: int | None = None,
                  q_scale: bool = False, **options):

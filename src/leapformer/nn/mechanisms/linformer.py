@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.base import check_option
 from leapformer.nn.mechanisms.registry import register_mechanism
 
 
@@ -25,6 +26,8 @@ class Linformer(BidirectionalOnly):
     def __init__(self, num_heads, head_dim, *, dropout: float = 0.0, k: int = 128,
                  max_length: int = 4096):
         super().__init__(num_heads, head_dim, dropout=dropout)
+        check_option("k", k, "int")
+        check_option("max_length", max_length, "int")
         if k < 1 or max_length < 1:
             raise ValueError(f"k and max_length must be positive, got {k}, {max_length}")
         self.k, self.max_length = k, max_length

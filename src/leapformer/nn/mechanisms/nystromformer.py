@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.base import check_option
 from leapformer.nn.mechanisms.registry import register_mechanism
 
 
@@ -41,6 +42,9 @@ class Nystromformer(BidirectionalOnly):
     def __init__(self, num_heads, head_dim, *, dropout: float = 0.0, num_landmarks: int = 128,
                  pinv_iterations: int = 6, conv_kernel: int = 33):
         super().__init__(num_heads, head_dim, dropout=dropout)
+        for name, value in (("num_landmarks", num_landmarks),
+                            ("pinv_iterations", pinv_iterations), ("conv_kernel", conv_kernel)):
+            check_option(name, value, "int")
         if num_landmarks < 1 or pinv_iterations < 0 or conv_kernel < 0:
             raise ValueError("num_landmarks must be positive, pinv_iterations and conv_kernel "
                              f"non-negative; got {num_landmarks}, {pinv_iterations}, {conv_kernel}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from leapformer.nn.mechanisms.base import LinearMechanism
+from leapformer.nn.mechanisms.base import LinearMechanism, check_option
 from leapformer.nn.mechanisms.registry import register_mechanism
 from leapformer.ops import FavorPlus, draw_projection
 
@@ -24,6 +24,11 @@ class Performer(LinearMechanism):
     def __init__(self, num_heads, head_dim, *, num_features: int | None = None,
                  orthogonal: bool = True, seed: int | None = None, **options):
         super().__init__(num_heads, head_dim, feature_map=self._favor, **options)
+        check_option("num_features", num_features, "int", optional=True)
+        check_option("orthogonal", orthogonal, "bool")
+        check_option("seed", seed, "int", optional=True)
+        if num_features is not None and num_features < 1:
+            raise ValueError(f"num_features must be positive, got {num_features}")
         self.num_features = num_features or head_dim
         self.orthogonal = orthogonal
         gen = None if seed is None else torch.Generator().manual_seed(seed)

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.base import check_option
 from leapformer.nn.mechanisms.registry import register_mechanism
 
 PAD_SCORE = -1e9
@@ -46,6 +47,10 @@ class Reformer(BidirectionalOnly):
     def __init__(self, num_heads, head_dim, *, dropout: float = 0.0, num_hashes: int = 2,
                  bucket_size: int = 32, num_buckets: int | None = None, seed: int = 0):
         super().__init__(num_heads, head_dim, dropout=dropout)
+        for name, value in (("num_hashes", num_hashes), ("bucket_size", bucket_size),
+                            ("seed", seed)):
+            check_option(name, value, "int")
+        check_option("num_buckets", num_buckets, "int", optional=True)
         if num_hashes < 1 or bucket_size < 1:
             raise ValueError(f"num_hashes and bucket_size must be positive, got {num_hashes}, "
                              f"{bucket_size}")

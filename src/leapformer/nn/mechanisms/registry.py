@@ -33,7 +33,11 @@ def check_mechanism_name(name: str) -> str:
 
 
 def build_mechanism(name: str, *, num_heads: int, head_dim: int, **options) -> Mechanism:
-    """Instantiate the mechanism registered as ``name``."""
+    """Instantiate the mechanism registered as ``name``. An unknown option, or one of the
+    wrong type (each constructor checks the types of its options where it takes them,
+    :func:`~leapformer.nn.mechanisms.base.check_option`), is a one-line ``TypeError``
+    naming the mechanism and the option, e.g. ``bad options for mechanism 'leap':
+    step_down must be a positive int, got 'abc'``."""
     cls = MECHANISMS[check_mechanism_name(name)]
     try:
         return cls(num_heads, head_dim, **options)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from leapformer.nn.mechanisms._bidirectional import BidirectionalOnly
+from leapformer.nn.mechanisms.base import check_option
 from leapformer.nn.mechanisms.nystromformer import iterative_pinv
 from leapformer.nn.mechanisms.registry import register_mechanism
 
@@ -60,6 +61,11 @@ class Skyformer(BidirectionalOnly):
                  pinv_iterations: int = 6, ridge: float = 0.1, normalize: bool = True,
                  eps: float = 1e-6):
         super().__init__(num_heads, head_dim, dropout=dropout)
+        check_option("num_landmarks", num_landmarks, "int")
+        check_option("pinv_iterations", pinv_iterations, "int")
+        check_option("ridge", ridge, "number")
+        check_option("normalize", normalize, "bool")
+        check_option("eps", eps, "number")
         if num_landmarks < 1 or pinv_iterations < 0 or ridge < 0 or eps <= 0:
             raise ValueError("num_landmarks must be positive, pinv_iterations and ridge "
                              f"non-negative, eps positive; got {num_landmarks}, "

@@ -60,7 +60,13 @@ from leapformer.data.lm_corpus import SPLITS, StreamBatcher
 from leapformer.data.lm_tokenizer import LMTokenizer
 from leapformer.models.lm import LM_PRESETS, CausalLM, LMConfig
 from leapformer.tasks._runs import read_run
-from leapformer.tasks._skeleton import check_resume, peak_memory, runs_in_folder, write_json
+from leapformer.tasks._skeleton import (
+    capped_warmup,
+    check_resume,
+    peak_memory,
+    runs_in_folder,
+    write_json,
+)
 from leapformer.tasks.lm.perplexity import evaluate_perplexity
 from leapformer.train import DistInfo, TrainConfig, Trainer, load_checkpoint
 from leapformer.train.distributed import barrier
@@ -255,7 +261,8 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
                  resume: bool = False, overrides: dict | None = None,
                  model_overrides: dict | None = None, mechanism_options: dict | None = None,
                  device: str | torch.device | None = None, dist: DistInfo | None = None,
-                 progress: bool = True, command: str | None = None) -> dict:
+                 progress: bool = True, command: str | None = None,
+                 scale_warmup: bool = False, checkpoint_seconds: float = 60.0) -> dict:
     """Train one causal LM and write ``out/results.json`` (returned); see the module docstring.
 
     ``data``: a WikiText folder (default: the embedded Bible corpus with BPE).
@@ -266,7 +273,11 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
     ``resume``: continue ``out/last.pt`` (the model and data must match; ``steps``
     may grow); ``overwrite=True`` replaces a run in ``out`` (the run-folder rules of
     :mod:`leapformer.tasks._skeleton`). ``dist``: :func:`leapformer.train.init_distributed`.
-    ``command``: the command line, recorded in the results.
+    ``command``: the command line, recorded in the results. ``scale_warmup`` (the CLI's
+    choice): with ``steps`` given and no explicit warm-up, the preset's warm-up is cut
+    to a tenth of the steps (:func:`~leapformer.tasks._skeleton.capped_warmup`, as
+    ``lra`` does); off, the preset's stays. ``checkpoint_seconds``: also write
+    ``last.pt`` after this much training time (0: never).
     """
     dist = dist or DistInfo()
     p = get_preset(preset)
@@ -284,6 +295,8 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
     p = replace(p, **changes)
     if steps is not None and p.eval_every > steps:
         p = replace(p, eval_every=0)
+    if scale_warmup and steps is not None and "warmup_steps" not in changes:
+        p = replace(p, warmup_steps=capped_warmup(p.warmup_steps, p.steps))
     model_overrides = dict(model_overrides or {})
     bad = set(model_overrides) & {"vocab_size", "attention", "mechanism_options", "pad_id"}
     if bad:
@@ -343,7 +356,8 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
                         warmup_steps=p.warmup_steps, min_lr_ratio=p.min_lr_ratio,
                         grad_clip=p.grad_clip, grad_accum=p.grad_accum, eval_every=p.eval_every,
                         checkpoint_every=p.checkpoint_every, log_every=p.log_every,
-                        seed=seed, amp=p.amp, metric="loss", mode="min")
+                        checkpoint_seconds=checkpoint_seconds, seed=seed, amp=p.amp,
+                        metric="loss", mode="min")
     trainer = Trainer(model, train, get_batch=get_batch, loss_fn=loss_fn, evaluate=evaluate,
                       out_dir=out, progress=progress, dist=dist,
                       meta={"task": "lm", "attention": attention, "preset": preset,

@@ -32,6 +32,10 @@ class LRAProfile:
     ``grad_clip_mode`` ("norm" or "value"). Validation on ``eval_examples``
     examples of the validation split (a seeded random subset; None: all).
 
+    ``stand_in``: which variant of the task's generated or embedded stand-in (each task
+    module names its own, e.g. Image ``"plain"``; None: the standard one); official
+    data ignores it.
+
     Model (:class:`~leapformer.models.ClassifierConfig`): ``activation``,
     ``pooling``, ``head_hidden``, ``init_std``, ``pad_to`` (inputs right-padded
     to this fixed length; the position table is ``max(max_length, pad_to)``),
@@ -53,6 +57,7 @@ class LRAProfile:
     min_len: int = 500  # generated ListOps lengths
     max_len: int = 2_000
     image_size: int = 32
+    stand_in: str | None = None  # variant of the generated / embedded stand-in (lite)
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.98

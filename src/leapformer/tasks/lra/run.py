@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 from leapformer.models import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
 from leapformer.tasks._skeleton import (
+    capped_warmup,
     check_resume,
     open_run,
     peak_memory,
@@ -176,7 +177,7 @@ def lra_settings(task: str, profile: str = "lite", *, steps: int | None = None,
         p = replace(p, **overrides)
     if steps is not None:
         p = replace(p, steps=steps, eval_every=min(p.eval_every, steps),
-                    warmup_steps=min(p.warmup_steps, max(1, steps // 10)))
+                    warmup_steps=capped_warmup(p.warmup_steps, steps))
     return p
 
 

@@ -45,9 +45,9 @@ import torch
 from leapformer._io import atomic_write_text
 from leapformer.models import Seq2Seq, Seq2SeqConfig
 from leapformer.models.seq2seq import SEQ2SEQ_PRESETS, label_smoothed_nll
-from leapformer.nn import AttentionSpec
+from leapformer.nn import MECHANISMS, AttentionSpec
 from leapformer.tasks._runs import read_run
-from leapformer.tasks._skeleton import check_resume, runs_in_folder, write_json
+from leapformer.tasks._skeleton import capped_warmup, check_resume, runs_in_folder, write_json
 from leapformer.tasks.translate.data import (
     TokenBatcher,
     TranslationData,
@@ -128,6 +128,22 @@ TRANSLATE_PRESETS: dict[str, TranslatePreset] = {
                              tgt_vocab=8000, max_tokens=256,
                              mechanism_options={"leap": {"q_scale": True}}),  # fairseq LeaP
 }
+
+
+def _check_mechanism_options(options: dict) -> dict:
+    """``{mechanism name: {option: value}}``: a known name and a dict per entry (the
+    options themselves are checked by the mechanism that takes them)."""
+    if not isinstance(options, dict):
+        raise TypeError(f"mechanism_options must be a dict of mechanism name -> options, got "
+                        f"{options!r}")
+    for name, opts in options.items():
+        if name not in MECHANISMS:
+            raise ValueError(f"mechanism_options names an unknown mechanism {name!r}; known: "
+                             f"{sorted(MECHANISMS)}")
+        if not isinstance(opts, dict):
+            raise TypeError(f"mechanism_options[{name!r}] must be a dict of options (e.g. "
+                            f"--mechanism-option '{name}={{\"hidden\": 16}}'), got {opts!r}")
+    return options
 
 
 def _parse_waitk(waitk) -> int | str | None:
@@ -219,17 +235,23 @@ def run_translate_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path,
                         mechanism_options: dict | None = None,
                         device: str | torch.device | None = None,
                         dist: DistInfo | None = None, progress: bool = True,
-                        command: str | None = None) -> dict:
+                        command: str | None = None, scale_warmup: bool = False,
+                        checkpoint_seconds: float = 60.0) -> dict:
     """Train one translation model; writes and returns ``out/results.json`` (module docstring).
 
     ``overrides``: :class:`TranslatePreset` fields; ``model_overrides``:
     :class:`~leapformer.models.Seq2SeqConfig` fields (e.g. ``{"d_model": 64}``).
     ``overwrite=True`` replaces a run in ``out`` (its evaluations too; the run-folder
     rules of :mod:`leapformer.tasks._skeleton`); ``command`` is recorded in the results.
+    ``scale_warmup`` (the CLI's choice): with ``steps`` given and no explicit warm-up, the
+    preset's warm-up is cut to a tenth of the steps
+    (:func:`~leapformer.tasks._skeleton.capped_warmup`, as ``lra`` does).
+    ``checkpoint_seconds``: also write ``last.pt`` after this much training time (0: never).
     """
     dist = dist or DistInfo()
     waitk = _parse_waitk(waitk)
     spec_obj = _parse_spec(spec)
+    given = _check_mechanism_options(mechanism_options or {})
     if preset not in TRANSLATE_PRESETS or preset not in SEQ2SEQ_PRESETS:
         raise ValueError(f"preset must be one of {sorted(TRANSLATE_PRESETS)}, got {preset!r}")
     named = {"steps": steps, "max_batch_tokens": max_batch_tokens, "lr": lr,
@@ -244,6 +266,8 @@ def run_translate_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path,
     p = replace(TRANSLATE_PRESETS[preset], **changes)
     if steps is not None and p.eval_every > p.steps:
         p = replace(p, eval_every=0)
+    if scale_warmup and steps is not None and "warmup_steps" not in changes:
+        p = replace(p, warmup_steps=capped_warmup(p.warmup_steps, p.steps))
     if causal_encoder is None:
         causal_encoder = waitk is not None
     model_overrides = dict(model_overrides or {})
@@ -258,7 +282,6 @@ def run_translate_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path,
         check_resume(out, {"source": source}, ("source",))
     d = prepare_translation_data(out, source)
     torch.manual_seed(seed)
-    given = mechanism_options or {}
     cfg = Seq2SeqConfig.preset(preset, d.src_tok.vocab_size, d.tgt_tok.vocab_size,
                                mechanism_options={
                                    m: {**p.mechanism_options.get(m, {}), **given.get(m, {})}
@@ -316,7 +339,7 @@ def run_translate_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path,
                         schedule=p.schedule, warmup_steps=p.warmup_steps,
                         grad_clip=p.grad_clip, grad_accum=p.grad_accum,
                         eval_every=p.eval_every, log_every=p.log_every, seed=seed, amp=p.amp,
-                        metric="loss", mode="min")
+                        checkpoint_seconds=checkpoint_seconds, metric="loss", mode="min")
     trainer = Trainer(model, train, get_batch=get_batch, loss_fn=loss_fn, evaluate=evaluate,
                       out_dir=out, progress=progress, dist=dist,
                       meta={"task": "translate", "spec": config["spec"], "waitk": waitk})

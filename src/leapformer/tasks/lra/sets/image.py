@@ -20,9 +20,11 @@ generated stand-in; official data is used whole, at 32x32.
 
 Profiles: ``paper`` = the published settings (length 1024, batch 256, lr 1e-4,
 30k steps), the stand-in at 32x32 sized as CIFAR-10's splits. ``lite``
-generates 16x16 images (256 tokens; the 32x32 geometry halved), as the
-Pathfinder ``lite`` profile does, so that softmax trains in minutes on a 2-core
-CPU; with ``data_dir`` it reads the official 32x32 images (1024 tokens).
+generates 16x16 images (256 tokens), as the Pathfinder ``lite`` profile does,
+in the ``"plain"`` style (``stand_in``: one white shape on black, no clutter,
+noise or random contrast; docs/lra.md, "Tuning the lite profile"), so that
+softmax learns it in minutes on one CPU thread; with ``data_dir`` it reads the
+official 32x32 images (1024 tokens).
 """
 
 from __future__ import annotations
@@ -33,20 +35,23 @@ import numpy as np
 
 from leapformer.tasks.lra.batching import Split
 from leapformer.tasks.lra.profile import LRAProfile
-from leapformer.tasks.lra.sets import TaskData
+from leapformer.tasks.lra.sets import TaskData, paper_data
 
 PAIRED = False
 VOCAB_SIZE = 257   # pixel values 0-255 as ids 1-256, 0 = padding
 NUM_CLASSES = 10
 VALID_FRACTION = 0.1
 PROFILES = {
-    # published: length 1024, batch 256, lr 1e-4, 30k steps; stand-in sized as CIFAR-10's splits
-    "paper": LRAProfile(max_length=1024, batch_size=256, lr=1e-4, steps=30_000,
-                        eval_every=1_000, n_train=45_000, n_valid=5_000, n_test=10_000),
+    # length 1024 (32 x 32); stand-in sized as CIFAR-10's splits
+    "paper": paper_data("image", max_length=1024, n_train=45_000, n_valid=5_000,
+                        n_test=10_000),
     # generated 16x16 shapes (256 tokens) so softmax trains in minutes on 2 CPU cores;
     # official 32x32 data given with data_dir keeps its 1024 tokens
-    "lite": LRAProfile(max_length=1024, batch_size=32, lr=1e-3, steps=500, eval_every=250,
-                       warmup_steps=50, n_train=4_000, n_valid=400, n_test=400, image_size=16),
+    # plain white-on-black shapes, larger; 600 steps at lr 2e-3 (docs/lra.md, "Tuning the
+    # lite profile")
+    "lite": LRAProfile(max_length=1024, batch_size=32, lr=2e-3, steps=600, eval_every=100,
+                       warmup_steps=50, n_train=20_000, n_valid=1_000, n_test=1_000,
+                       image_size=16, stand_in="plain"),
 }
 
 
@@ -77,8 +82,10 @@ def load(p: LRAProfile, data_dir: Path | None, seed: int, progress: bool = False
         source = f"{folder} ({name}, greyscale 32x32)"
     else:
         sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
-        raw = {k: generate_shapes(n, seed=seed * 3 + i, size=p.image_size)
+        style = p.stand_in or "cluttered"  # lite: "plain" (docs/lra.md)
+        raw = {k: generate_shapes(n, seed=seed * 3 + i, size=p.image_size, style=style)
                for i, (k, n) in enumerate(sizes.items())}
-        source = "generated shapes (stand-in)"
+        source = ("generated shapes (stand-in)" if style == "cluttered"
+                  else f"generated {style} shapes (stand-in)")
     splits = {k: Split(image_tokens(x), y.tolist()) for k, (x, y) in raw.items()}
     return TaskData(splits, VOCAB_SIZE, NUM_CLASSES, source)

@@ -1,30 +1,53 @@
 """LRA Pathfinder-32: the official release folder or the project's generator.
 
-The ``lite`` profile generates 16x16 images (256 tokens; contour of 7 paddles,
-markers 4 px apart: the 32x32 geometry halved) so that softmax trains in
-minutes on a 2-core CPU (official 32x32 files given with ``data_dir`` keep
-their 1024 tokens); ``paper`` is LRA's 32x32 ``curv_contour_length_14``.
+The ``lite`` profile generates 16x16 images (256 tokens; contours of 4
+paddles, seeds 4 px apart, one distractor) redrawn in three grey levels
+(``stand_in="three-level"``, :func:`three_levels`: background, stroke, marker)
+so that a run takes minutes on one CPU thread (official 32x32 files given with
+``data_dir`` keep their 1024 tokens and grey levels); ``paper`` is LRA's 32x32
+``curv_contour_length_14``. Even so, softmax stays at chance within the
+``lite`` budget (docs/lra.md, "Tuning the lite profile").
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from leapformer.tasks.lra.batching import Split
 from leapformer.tasks.lra.profile import LRAProfile
-from leapformer.tasks.lra.sets import TaskData
+from leapformer.tasks.lra.sets import TaskData, paper_data
 
 PAIRED = False
 PROFILES = {
-    "paper": LRAProfile(max_length=1024, batch_size=128, lr=2e-4, steps=50_000,
-                        eval_every=2_000, n_train=160_000, n_valid=20_000, n_test=20_000),
-    "lite": LRAProfile(max_length=1024, batch_size=32, lr=1e-3, steps=600, eval_every=200,
-                       warmup_steps=50, n_train=4_000, n_valid=400, n_test=400, image_size=16),
+    "paper": paper_data("pathfinder", max_length=1024, n_train=160_000, n_valid=20_000,
+                        n_test=20_000),
+    # 16x16, contour of 4 paddles, 1 distractor, three grey levels (docs/lra.md, "Tuning
+    # the lite profile"); softmax still at chance in this budget
+    "lite": LRAProfile(max_length=1024, batch_size=32, lr=2e-3, steps=1_000, eval_every=100,
+                       warmup_steps=50, n_train=25_000, n_valid=1_000, n_test=1_000,
+                       image_size=16, stand_in="three-level"),
 }
-# generator geometry per image side: (contour_length, seed_distance)
-GEOMETRY = {32: (14, 7.0), 16: (7, 4.0)}
+#: generator settings per image side (:func:`~leapformer.data.pathfinder.generate_pathfinder`);
+#: 16 (``lite``): shorter contours and fewer distractors (docs/lra.md, "Tuning the lite profile")
+GEOMETRY = {32: {"contour_length": 14, "seed_distance": 7.0},
+            16: {"contour_length": 4, "seed_distance": 4.0, "num_distractors": 1}}
+STAND_INS = (None, "three-level")  # "three-level": redrawn by :func:`three_levels`
+MARKER_LEVEL = 128
+
+
+def three_levels(images: np.ndarray, markers: np.ndarray, radius: float = 1.5) -> np.ndarray:
+    """Strokes (pixels >= 128, so a snake stays 8-connected) 255, pixels within
+    ``radius`` of a marker centre (``markers [n, 2, (row, col)]``) :data:`MARKER_LEVEL`,
+    the rest 0: three tokens instead of ~250 anti-aliased grey levels."""
+    out = np.where(images >= 128, 255, 0).astype(np.uint8)
+    rows, cols = np.indices(images.shape[1:])
+    for k in range(markers.shape[1]):
+        d = np.hypot(rows - markers[:, k, 0, None, None], cols - markers[:, k, 1, None, None])
+        out[d <= radius] = MARKER_LEVEL
+    return out
 
 
 def load(p: LRAProfile, data_dir: Path | None, seed: int, progress: bool = False) -> TaskData:
@@ -38,14 +61,18 @@ def load(p: LRAProfile, data_dir: Path | None, seed: int, progress: bool = False
         raw = {k: (images[s], labels[s]) for k, s in parts.items()}
         source = str(data_dir)
     else:
+        if p.stand_in not in STAND_INS:
+            raise ValueError(f"stand_in must be one of {STAND_INS} for Pathfinder, got "
+                             f"{p.stand_in!r}")
         if p.image_size not in GEOMETRY:
             raise ValueError(f"image_size must be one of {sorted(GEOMETRY)} for generated "
                              f"Pathfinder, got {p.image_size}")
-        contour, distance = GEOMETRY[p.image_size]
         sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
         raw = {k: generate_pathfinder(n, seed=seed * 3 + i, size=p.image_size,
-                                      contour_length=contour, seed_distance=distance)
+                                      return_info=True, **GEOMETRY[p.image_size])
                for i, (k, n) in enumerate(sizes.items())}
+        raw = {k: (three_levels(ims, info.markers) if p.stand_in else ims, y)
+               for k, (ims, y, info) in raw.items()}
         source = "generated"
     # pixel values 0..255 become ids 1..256 so that 0 stays the padding id
     splits = {k: Split([(torch.as_tensor(im).flatten().long() + 1).tolist() for im in ims],

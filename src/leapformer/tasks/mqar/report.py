@@ -1,0 +1,234 @@
+"""The MQAR report: accuracy vs model width and vs decoding state size (docs/math.md §5.4).
+
+Reads the ``results.json`` of MQAR runs (:func:`collect`), keeps for each (cell,
+mechanism, width, seed) the learning rate with the best validation accuracy
+(:func:`select_best`, as Zoology reports the best of its learning-rate sweep:
+Arora et al. 2023, "Zoology: Measuring and Improving Recall in Efficient Language
+Models"), and aggregates the seeds of each (cell, mechanism, width) as a mean ± 95%
+interval (:mod:`leapformer.report.intervals`): t over seeds when there are two or
+more, else a bootstrap over the run's test sequences (from the per-sequence counts
+of right answers ``test_correct_per_sequence``), else none.
+
+:func:`render_report` writes markdown: per cell (``seq_len``, ``num_kv``) a table
+of test accuracy against width (one row per mechanism) with verdicts per width, and
+a table of accuracy against the decoding state per layer; then the target
+"softmax >= 99% at every cell with width >= 64". :func:`plot_accuracy_vs_width`
+draws Zoology's Fig. 2: accuracy against width, one line per mechanism, one panel
+per cell (matplotlib, Agg backend).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from leapformer._io import atomic_open
+from leapformer.report.intervals import Interval, interval_for, verdict
+from leapformer.report.tables import target, targets_table
+from leapformer.tasks._runs import read_json_object, require_keys
+
+log = logging.getLogger(__name__)
+
+MECHANISM_ORDER = ("softmax", "linear", "elu", "performer", "cosformer", "leap")
+REQUIRED = ("attention", "d_model", "seq_len", "num_kv", "seed", "lr", "test_accuracy")
+# settings besides cell, mechanism, width, lr and seed (reported when they differ)
+SETTING_KEYS = ("vocab", "layers", "heads", "short_conv", "mlp", "positions", "steps",
+                "batch_size", "n_train")
+INTERVAL_NOTE = ("± = 95% interval: t over seeds, or for a single seed a bootstrap over "
+                 "its test sequences; no ± = a single run without per-sequence results")
+SOFTMAX_TARGET = 0.99
+
+
+def collect(run_dirs: list[str | Path]) -> list[dict]:
+    """Every MQAR ``results.json`` under the given folders (searched recursively), each
+    with ``_path``; files of other tasks are skipped, broken MQAR files are errors."""
+    found = []
+    for root in map(Path, run_dirs):
+        if not root.exists():
+            raise FileNotFoundError(f"runs folder {root} does not exist")
+        paths = [root] if root.is_file() else sorted(root.rglob("results.json"))
+        for path in paths:
+            data = read_json_object(path)
+            if data.get("task", "mqar") != "mqar":
+                log.info("skipping %s: task %r", path, data.get("task"))
+                continue
+            require_keys(data, REQUIRED, path, "an MQAR results file")
+            found.append({**data, "_path": str(path)})
+    return found
+
+
+def select_best(results: list[dict]) -> list[dict]:
+    """The run with the best validation accuracy per (cell, mechanism, width, seed): the
+    learning rates (and any other setting that differs, e.g. steps) compete as a
+    hyper-parameter sweep. Ties, and runs without a validation accuracy, go to the
+    earlier result."""
+    best: dict[tuple, tuple[float, dict]] = {}
+    for r in results:
+        key = (r["seq_len"], r["num_kv"], r["attention"], r["d_model"], r["seed"])
+        score = r.get("best_valid_accuracy")
+        score = -1.0 if score is None else float(score)
+        if key not in best or score > best[key][0]:
+            best[key] = (score, r)
+    return [r for _, r in best.values()]
+
+
+def _interval(runs: list[dict]) -> Interval:
+    values = [float(r["test_accuracy"]) for r in runs]
+    per_example = None
+    if len(runs) == 1 and runs[0].get("test_correct_per_sequence"):
+        per_example = np.asarray(runs[0]["test_correct_per_sequence"], float) / runs[0]["num_kv"]
+    return interval_for(values, per_example)
+
+
+def aggregate(results: list[dict]) -> dict[tuple, dict]:
+    """``(seq_len, num_kv, mechanism, width) -> {"interval", "runs", "state_bytes", "lrs"}``
+    over the best-lr run of every seed."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in select_best(results):
+        groups[(r["seq_len"], r["num_kv"], r["attention"], r["d_model"])].append(r)
+    out = {}
+    for key, runs in groups.items():
+        runs.sort(key=lambda r: r["seed"])
+        differ = [k for k in SETTING_KEYS if len({repr(r.get(k)) for r in runs}) > 1]
+        if differ:
+            log.warning("the kept runs of %s (one per seed) differ in %s", key, differ)
+        out[key] = {"interval": _interval(runs), "runs": runs,
+                    "state_bytes": runs[0].get("state_bytes"),
+                    "lrs": sorted({r["lr"] for r in runs})}
+    return out
+
+
+def _mech_sort(names) -> list[str]:
+    order = {m: i for i, m in enumerate(MECHANISM_ORDER)}
+    return sorted(set(names), key=lambda m: (order.get(m, len(order)), m))
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.2f} MiB"
+
+
+def _cell_lines(cell: tuple[int, int], agg: dict[tuple, dict]) -> list[str]:
+    T, K = cell
+    keys = [k for k in agg if k[:2] == cell]
+    mechs = _mech_sort(k[2] for k in keys)
+    widths = sorted({k[3] for k in keys})
+    lines = [f"## seq_len {T}, {K} key-value pairs", "",
+             "Test accuracy per query (%), best learning rate per width:", "",
+             "| mechanism | " + " | ".join(f"d={w}" for w in widths) + " |",
+             "|---|" + "---|" * len(widths)]
+    for m in mechs:
+        cells = [agg[(T, K, m, w)]["interval"].format(1) if (T, K, m, w) in agg else "-"
+                 for w in widths]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    verdicts = []
+    for w in widths:
+        named = {m: agg[(T, K, m, w)]["interval"] for m in mechs if (T, K, m, w) in agg}
+        if len(named) > 1:
+            verdicts.append(f"- d={w}: {verdict(named)}")
+    lines += [""] + (verdicts + [""] if verdicts else [])
+    lines += ["Accuracy against the decoding state per layer and sequence:", "",
+              "| mechanism | width | state per layer | accuracy (%) | lr |",
+              "|---|---|---|---|---|"]
+    rows = sorted(keys, key=lambda k: (agg[k]["state_bytes"] or 0, k[2], k[3]))
+    for k in rows:
+        a = agg[k]
+        lrs = ", ".join(f"{x:g}" for x in a["lrs"])
+        lines.append(f"| {k[2]} | {k[3]} | {_bytes(a['state_bytes'])} | "
+                     f"{a['interval'].format(1)} | {lrs} |")
+    return lines + [""]
+
+
+def softmax_target(agg: dict[tuple, dict]) -> dict:
+    """Target row: softmax >= 99% test accuracy at every cell with width >= 64."""
+    rows = [(k, a["interval"].mean) for k, a in agg.items() if k[2] == "softmax" and k[3] >= 64]
+    if not rows:
+        return target("softmax at every cell, width >= 64", ">= 99%", None, bool, "{:.1f}%")
+    (T, K, _, w), worst = min(rows, key=lambda x: x[1])
+    return target("softmax at every cell, width >= 64", ">= 99%", 100 * worst,
+                  lambda v: v >= 100 * SOFTMAX_TARGET, "{:.1f}%",
+                  detail=f"lowest: T={T}, kv={K}, d={w}")
+
+
+def _settings_line(results: list[dict]) -> str:
+    def values(key):
+        vals = sorted({repr(r.get(key)) for r in results})
+        return ", ".join(v.strip("'") for v in vals)
+
+    return (f"- settings: vocab {values('vocab')}; layers {values('layers')}; steps "
+            f"{values('steps')}; batch {values('batch_size')}; short conv "
+            f"{values('short_conv')}; learning rates tried {values('lr')}; seeds "
+            f"{values('seed')}")
+
+
+def render_report(results: list[dict], command: str | None = None) -> str:
+    """The markdown report of MQAR runs (see the module docstring)."""
+    if not results:
+        raise ValueError("no MQAR results to report (no results.json found)")
+    agg = aggregate(results)
+    lines = ["# MQAR: recall against model width", "",
+             "Multi-query associative recall as in Zoology (Arora et al. 2023, Fig. 2; "
+             "docs/math.md §5.4): test accuracy per query of the learning rate with the best "
+             "validation accuracy.", ""]
+    if command:
+        lines.append(f"- command: `{command}`")
+    lines += [_settings_line(results), f"- {INTERVAL_NOTE}", ""]
+    for cell in sorted({k[:2] for k in agg}):
+        lines += _cell_lines(cell, agg)
+    lines += targets_table([softmax_target(agg)])
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_width(results: list[dict], path: str | Path,
+                           title: str | None = None) -> Path:
+    """Zoology's Fig. 2: test accuracy against width (log scale), one line per mechanism
+    (error bars: the 95% interval), one panel per (seq_len, num_kv); PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg = aggregate(results)
+    if not agg:
+        raise ValueError("no MQAR results to plot")
+    cells = sorted({k[:2] for k in agg})
+    mechs = _mech_sort(k[2] for k in agg)
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False,
+                             sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per mechanism
+    handles = {}
+    for ax, (T, K) in zip(axes[0], cells):
+        widths = sorted({k[3] for k in agg if k[:2] == (T, K)})
+        for m in mechs:
+            pts = [(w, agg[(T, K, m, w)]["interval"]) for w in widths if (T, K, m, w) in agg]
+            if not pts:
+                continue
+            x = [w for w, _ in pts]
+            y = [100 * iv.mean for _, iv in pts]
+            err = np.array([[100 * (iv.mean - iv.low), 100 * (iv.high - iv.mean)]
+                            for _, iv in pts]).T
+            handles[m] = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=m,
+                                     color=colors[mechs.index(m) % len(colors)])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(widths)
+        ax.set_xticklabels([str(w) for w in widths])
+        ax.set_title(f"seq_len {T}, {K} kv pairs")
+        ax.set_xlabel("model width")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("MQAR accuracy (%)")
+    axes[0][-1].legend([handles[m] for m in mechs if m in handles],
+                       [m for m in mechs if m in handles], loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as fh:
+        fig.savefig(fh, format="png", dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
