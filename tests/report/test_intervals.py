@@ -232,3 +232,15 @@ def test_rank_with_single_run_entry():
 def test_errors_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_ranked_verdict_names_single_runs_apart():
+    from leapformer.report.intervals import ranked_verdict
+
+    named = {"softmax": Interval(0.9, 0.88, 0.92, 3, "t", 0.01),
+             "linear": Interval(0.5, 0.45, 0.55, 3, "t", 0.02),
+             "elu": Interval(0.6, 0.6, 0.6, 1, "single")}
+    line = ranked_verdict(named)
+    assert line == "softmax > linear; single run, no interval: elu"
+    # without the single run it is the plain verdict
+    assert ranked_verdict({k: v for k, v in named.items() if k != "elu"}) == "softmax > linear"

@@ -51,7 +51,10 @@ def test_paper_profile_is_the_official_recipe(task):
     assert "attention_dropout" not in classifier_options("softmax", p)
     # lite keeps its recipe and model
     lite = get_profile(task, "lite")
-    assert set(classifier_options("leap", lite)) == {"max_length", "attention", "mechanism_options"}
+    # lite's Text and Retrieval use the official embedding init (docs/lra.md, lite tuning)
+    lite_keys = {"max_length", "attention", "mechanism_options"} | (
+        {"init_std"} if task in ("text", "retrieval") else set())
+    assert set(classifier_options("leap", lite)) == lite_keys
     assert classifier_options("leap", lite)["mechanism_options"] == {}
     t = train_options(lite)
     assert (t["schedule"], t["grad_clip_mode"], t["betas"], t["eps"]) == \

@@ -246,3 +246,16 @@ def verdict(named: Mapping[str, Interval], higher_is_better: bool = True, unit: 
         return f"{prefix}not separated: all intervals overlap"
     parts = [t[0] if len(t) == 1 else "{" + ", ".join(t) + "} (not separated)" for t in tiers]
     return prefix + (" > " if higher_is_better else " < ").join(parts)
+
+
+def ranked_verdict(named: dict[str, Interval], higher_is_better: bool = True,
+                   unit: str = "") -> str:
+    """:func:`~leapformer.report.intervals.verdict` over the entries that have an interval,
+    then the single runs named apart (a single run is never separated from anything, so
+    it would otherwise hide every separation among the others)."""
+    ranked = {k: v for k, v in named.items() if v.has_interval}
+    singles = [k for k in named if k not in ranked]
+    if len(ranked) < 2 or not singles:
+        return verdict(named, higher_is_better=higher_is_better, unit=unit)
+    return (verdict(ranked, higher_is_better=higher_is_better, unit=unit)
+            + f"; single run, no interval: {', '.join(singles)}")

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from leapformer.bench.names import canonical_result
-from leapformer.report.intervals import Interval, seed_interval, verdict
+from leapformer.report.intervals import Interval, ranked_verdict, seed_interval
 from leapformer.report.tables import fmt, fmt_len
 from leapformer.tasks._runs import read_json_object, require_keys
 
@@ -157,19 +157,6 @@ def _values(results: list[dict], key: str) -> str:
 def _mean(runs: list[dict], key: str) -> float | None:
     vals = [r[key] for r in runs if r.get(key) is not None]
     return sum(vals) / len(vals) if vals else None
-
-
-def ranked_verdict(named: dict[str, Interval], higher_is_better: bool = True,
-                   unit: str = "") -> str:
-    """:func:`~leapformer.report.intervals.verdict` over the entries that have an interval,
-    then the single runs named apart (a single run is never separated from anything, so
-    it would otherwise hide every separation among the others)."""
-    ranked = {k: v for k, v in named.items() if v.has_interval}
-    singles = [k for k in named if k not in ranked]
-    if len(ranked) < 2 or not singles:
-        return verdict(named, higher_is_better=higher_is_better, unit=unit)
-    return (verdict(ranked, higher_is_better=higher_is_better, unit=unit)
-            + f"; single run, no interval: {', '.join(singles)}")
 
 
 def render_runs_table(results: list[dict]) -> list[str]:

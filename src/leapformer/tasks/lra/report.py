@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from leapformer.bench.names import canonical_result
-from leapformer.report.intervals import Interval, interval_for, seed_interval, verdict
+from leapformer.report.intervals import Interval, interval_for, ranked_verdict, seed_interval
 from leapformer.tasks.lra.sets import TASKS
 
 log = logging.getLogger(__name__)
@@ -236,19 +236,6 @@ def _num(x, spec: str) -> str:
 
 def _seeds(ns: list[int]) -> str:
     return str(ns[0]) if len(set(ns)) == 1 else " / ".join(map(str, ns))
-
-
-def ranked_verdict(named: dict[str, Interval], higher_is_better: bool = True,
-                   unit: str = "") -> str:
-    """:func:`~leapformer.report.intervals.verdict` over the entries that have an interval,
-    then the single runs named apart (a single run is never separated from anything, so
-    it would otherwise hide every separation among the others)."""
-    ranked = {k: v for k, v in named.items() if v.has_interval}
-    singles = [k for k in named if k not in ranked]
-    if len(ranked) < 2 or not singles:
-        return verdict(named, higher_is_better=higher_is_better, unit=unit)
-    return (verdict(ranked, higher_is_better=higher_is_better, unit=unit)
-            + f"; single run, no interval: {', '.join(singles)}")
 
 
 def verdict_lines(results: list[dict], cells: dict | None = None) -> list[str]:

@@ -63,7 +63,7 @@ from leapformer.tasks.lra.batching import Split, batch_fn, eval_batches
 from leapformer.tasks.lra.profile import (
     LRAProfile, classifier_options, eval_subset, paper_profile, train_options)
 from leapformer.tasks.lra.report import encode_correct
-from leapformer.tasks.lra.sets import TASKS, TaskData, get_task  # noqa: F401 (re-export)
+from leapformer.tasks.lra.sets import TaskData, get_task
 from leapformer.train import DistInfo, TrainConfig, Trainer, load_checkpoint
 from leapformer.train.distributed import all_gather_object, all_reduce_sum, shard_batch
 

@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 
 from leapformer.nn import AttentionSpec
-from leapformer.report.intervals import Interval, seed_interval, verdict
+from leapformer.report.intervals import Interval, ranked_verdict, seed_interval
 from leapformer.report.tables import fmt
 from leapformer.tasks._runs import read_json_object, require_keys
 
@@ -186,19 +186,6 @@ def _show(iv: Interval | None, digits: int = 2) -> str:
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
-
-
-def ranked_verdict(named: dict[str, Interval], higher_is_better: bool = True,
-                   unit: str = "") -> str:
-    """:func:`~leapformer.report.intervals.verdict` over the entries that have an interval,
-    then the single runs named apart (a single run is never separated from anything, so
-    it would otherwise hide every separation among the others)."""
-    ranked = {k: v for k, v in named.items() if v.has_interval}
-    singles = [k for k in named if k not in ranked]
-    if len(ranked) < 2 or not singles:
-        return verdict(named, higher_is_better=higher_is_better, unit=unit)
-    return (verdict(ranked, higher_is_better=higher_is_better, unit=unit)
-            + f"; single run, no interval: {', '.join(singles)}")
 
 
 def _verdicts(columns: list[tuple[str, dict[str, Interval]]], higher_is_better: bool
