@@ -74,6 +74,18 @@ TINY_LM = ["--data", "{root}/wiki", "--steps", "1", "--context", "8", "--batch-s
            "--model-option", "nhead=2", "--model-option", "dim_feedforward=32"]
 
 CASES = [
+    # -- mqar and demo
+    ("data-mqar-odd-length", ["data", "mqar", "--n", "4", "--seq-len", "63", "--num-kv", "4",
+                              "--vocab", "128", "--out", "{root}/m.npz"], "data mqar",
+     "seq_len must be even", None),
+    ("mqar-too-many-pairs", ["mqar", "--attention", "leap", "--d-model", "16", "--seq-len", "16",
+                             "--num-kv", "8", "--vocab", "64", "--out", "{root}/q1"], "mqar",
+     "4 * num_kv", "{root}/q1"),
+    ("mqar-vocab-too-small", ["mqar", "--attention", "leap", "--d-model", "16", "--seq-len", "64",
+                              "--num-kv", "4", "--vocab", "32", "--out", "{root}/q2"], "mqar",
+     "vocab", "{root}/q2"),
+    ("demo-non-causal-mechanism", ["demo", "--mechanisms", "nystromformer", "--out", "{root}/d1"],
+     "demo", "causal registered mechanisms", "{root}/d1"),
     # -- lra: data
     ("lra-bad-tsv-line", _lra("--out", "{root}/o1", data="bad-line"), "lra",
      "basic_val.tsv:26: Target must be an integer 0-9", "{root}/o1"),

@@ -67,8 +67,11 @@ def train_cell(out: Path, mechanisms: Sequence[str], settings: dict, *, jobs: in
     results: dict[str, dict] = {}
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_one_thread) as pool:
+        # the slowest runs first (LeaP's proportion networks, softmax), so the two
+        # workers finish together
+        order = sorted(mechanisms, key=lambda m: (m != "leap", m != "softmax"))
         futures = {pool.submit(_train_one, m, str(out / "mqar" / m), settings, command): m
-                   for m in mechanisms}
+                   for m in order}
         for fut in cf.as_completed(futures):
             m = futures[fut]
             results[m] = fut.result()
