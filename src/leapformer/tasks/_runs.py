@@ -48,3 +48,14 @@ def require_keys(data: dict, keys: tuple[str, ...], path: str | Path, what: str)
     missing = [k for k in keys if k not in data]
     if missing:
         raise ValueError(f"{path} is not {what}: missing {', '.join(missing)}")
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested settings as dotted keys."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

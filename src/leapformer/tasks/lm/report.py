@@ -21,7 +21,7 @@ from pathlib import Path
 from leapformer.bench.names import canonical_result
 from leapformer.report.intervals import Interval, ranked_verdict, seed_interval
 from leapformer.report.tables import fmt, fmt_len
-from leapformer.tasks._runs import read_json_object, require_keys
+from leapformer.tasks._runs import flatten, read_json_object, require_keys
 
 logger = logging.getLogger(__name__)
 
@@ -82,21 +82,11 @@ def _order(mech: str) -> tuple:
     return (mech != "softmax", mech)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _settings(r: dict) -> dict:
     """What makes runs seeds of one configuration: the saved run config without its seed
     (or, for results without one, the mechanism, preset, corpus, steps and windows)."""
     if isinstance(r.get("config"), dict):
-        return {k: v for k, v in _flat(r["config"]).items() if k != "seed"}
+        return {k: v for k, v in flatten(r["config"]).items() if k != "seed"}
     return {k: r.get(k) for k in SETTING_KEYS}
 
 

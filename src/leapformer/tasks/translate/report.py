@@ -40,7 +40,7 @@ from pathlib import Path
 from leapformer.nn import AttentionSpec
 from leapformer.report.intervals import Interval, ranked_verdict, seed_interval
 from leapformer.report.tables import fmt
-from leapformer.tasks._runs import read_json_object, require_keys
+from leapformer.tasks._runs import flatten, read_json_object, require_keys
 
 logger = logging.getLogger(__name__)
 
@@ -118,18 +118,8 @@ def _homogeneous(spec: str) -> str | None:
     return s.enc if not s.layers and s.enc == s.dec == s.cross else None
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _settings(run: dict) -> dict:
-    return {k: v for k, v in _flat(run["config"]).items() if k != "seed"}
+    return {k: v for k, v in flatten(run["config"]).items() if k != "seed"}
 
 
 def _group_name(names: list[str]) -> str:
