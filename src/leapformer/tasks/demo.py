@@ -195,7 +195,7 @@ def run_demo(out: str | Path, *, mechanisms: Sequence[str] = DEMO_MECHANISMS,
         raise ValueError(f"jobs must be a positive int, got {jobs!r}")
     out = Path(out)
     t0 = time.perf_counter()
-    settings = {k: v for k, v in DEMO_CELL.items()}
+    settings = dict(DEMO_CELL)
     settings.update(steps=steps, short_conv=True)
     announce(f"recall (MQAR): {len(mechanisms)} mechanisms, {steps} steps each, "
              f"{jobs} at a time")
