@@ -17,7 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "src" / "leapformer"
 RANK = {"_io": 0, "__init__": 2, "report": 1,
         "ops": 1, "data": 1, "train": 1, "eval": 1,
-        "nn": 2, "models": 3, "bench": 4, "tasks": 5, "hf": 5, "linearize": 5, "cli": 6}
+        "nn": 2, "models": 3, "bench": 4, "tasks": 5, "hf": 5, "linearize": 5, "export": 5,
+        "cli": 6}
 
 
 def _module_name(path: Path) -> str:

@@ -92,3 +92,11 @@ def test_segments_and_passages():
         p = bible.sample_passage(seg, n, rng)
         assert len(p.text.encode()) == min(n, seg.n_bytes - 1)
         assert p.chapters <= set(seg.chapters) and p.text in " ".join(v.text for v in seg.verses)
+    whole = " ".join(v.text for v in seg.verses)
+    for a in (0, 3, len(seg.verses) - 1):
+        p = bible.passage_at(seg, a, 300)
+        assert p.start == a and p.text.startswith(seg.verses[a].text[:20])
+        assert len(p.text.encode()) <= 300 and p.text in whole
+    for bad in (-1, len(seg.verses)):
+        with pytest.raises(ValueError, match="start verse"):
+            bible.passage_at(seg, bad, 10)

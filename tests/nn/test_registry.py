@@ -25,7 +25,7 @@ def test_every_mechanism_class_of_the_package_is_registered():
             if (issubclass(cls, Mechanism) and cls.__module__ == module.__name__
                     and not inspect.isabstract(cls)):
                 found[cls.name] = cls
-    assert len(found) == 12
+    assert len(found) == 14
     assert found == dict(MECHANISMS)
 
 
@@ -34,7 +34,7 @@ def test_registration_order_is_stable():
     # leapformer.nn.mechanisms
     assert list(MECHANISMS) == ["softmax", "linear", "elu", "cosformer", "leap", "performer",
                                 "linformer", "nystromformer", "skyformer", "reformer",
-                                "bigbird", "informer"]
+                                "bigbird", "informer", "gla", "gated-leap"]
 
 
 @pytest.fixture

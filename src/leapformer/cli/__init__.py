@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from leapformer.cli import bench, data, demo, lm, lra, mqar, translate
+from leapformer.cli import bench, data, demo, export, linearize, lm, lra, mqar, translate
 from leapformer.cli._args import (
     CommandError,
     OneLineParser,
@@ -31,11 +31,13 @@ linearized attention for PyTorch.
 command families:
   demo        what `make demo` shows: recall that separates the mechanisms, and cost
   bench       speed and memory: attention ops, decoding, LRA classifier at 4k
-  data        generate task data (ListOps, Pathfinder, MQAR) in official formats
+  data        generate task data (ListOps, Pathfinder, MQAR, spoken Bible) in official formats
   lra         train one Long-Range Arena task (lra-grid, lra-report, heatmap)
   lm          causal language modelling: train, eval, generate, bench, report
   translate   text translation, offline and simultaneous wait-k
   mqar        multi-query associative recall (mqar-grid, mqar-report)
+  linearize   convert a pretrained transformers causal LM to LeaP / linear attention
+  export      export a linear-family LM's one-token decoding step (ONNX)
 
 `leapformer COMMAND --help` describes each command."""
 
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"leapformer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
-    for family in (demo, bench, data, lra, lm, translate, mqar):
+    for family in (demo, bench, data, lra, lm, translate, mqar, linearize, export):
         family.register(commands)
     return parser
 

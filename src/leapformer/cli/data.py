@@ -1,4 +1,5 @@
-"""``leapformer data listops|pathfinder``: generate task data in the official formats."""
+"""``leapformer data listops|pathfinder|spoken-bible``: generate task data in the official
+formats (``data mqar`` is added by :mod:`leapformer.cli.mqar`)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,78 @@ def run_data_pathfinder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_in(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {v}")
+        return v
+    return parse
+
+
+def add_data_spoken_bible_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``leapformer data spoken-bible``."""
+    from leapformer.data.speech.espeak import DEFAULT_PITCH, DEFAULT_RATE, DEFAULT_VOICE
+    from leapformer.data.speech.spoken_bible import DEFAULT_MAX_VERSES
+
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder of the build (wav/, manifests); an unfinished build "
+                        "there is resumed")
+    parser.add_argument("--max-verses", type=parse_positive, default=DEFAULT_MAX_VERSES,
+                        help=f"verses to speak, shared by train/dev/test in proportion "
+                        f"(default {DEFAULT_MAX_VERSES})")
+    parser.add_argument("--all", action="store_true",
+                        help="speak every verse of the en-ja corpus (31,067; overrides "
+                        "--max-verses)")
+    parser.add_argument("--seed", type=parse_seed, default=0,
+                        help="which verses, and the rate/pitch jitter (default 0)")
+    parser.add_argument("--voice", default=DEFAULT_VOICE,
+                        help=f"espeak-ng voice (default {DEFAULT_VOICE})")
+    parser.add_argument("--rate", type=_int_in(80, 450), default=DEFAULT_RATE,
+                        help=f"words per minute (default {DEFAULT_RATE})")
+    parser.add_argument("--pitch", type=_int_in(0, 100), default=DEFAULT_PITCH,
+                        help=f"pitch 0-100 (default {DEFAULT_PITCH})")
+    parser.add_argument("--rate-jitter", type=_int_in(0, 200), default=0,
+                        help="vary each verse's rate uniformly by +-N words per minute "
+                        "(default 0: fixed)")
+    parser.add_argument("--pitch-jitter", type=_int_in(0, 50), default=0,
+                        help="vary each verse's pitch uniformly by +-N (default 0: fixed)")
+    parser.add_argument("--sample-rate", type=_int_in(8000, 48000), default=16000,
+                        help="rate of the wav files (default 16000, MuST-C's; 22050 keeps "
+                        "espeak-ng's own)")
+    parser.add_argument("--max-chars", type=parse_positive,
+                        help="leave out training verses longer than this many characters "
+                        "on either side (default: keep all)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_data_spoken_bible(args: argparse.Namespace) -> int:
+    """Build (or resume) the spoken Bible, print a one-line summary."""
+    from tqdm import tqdm
+
+    from leapformer.data.speech.spoken_bible import build_spoken_bible
+
+    with tqdm(desc="spoken-bible", unit="verse", disable=args.no_progress,
+              file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        info = build_spoken_bible(
+            args.out, max_verses=None if args.all else args.max_verses, seed=args.seed,
+            voice=args.voice, rate=args.rate, pitch=args.pitch, rate_jitter=args.rate_jitter,
+            pitch_jitter=args.pitch_jitter, sample_rate=args.sample_rate,
+            max_chars=args.max_chars, progress=progress)
+    verses = " ".join(f"{s} {n}" for s, n in info["verses"].items())
+    hours = sum(info["hours"].values())
+    print(f"wrote the spoken Bible to {args.out}: {verses} verses, {hours:.2f} h of audio "
+          f"({info['synthesised']} synthesised, {info['reused']} reused, "
+          f"{info['seconds']:.0f} s); manifests {{train,dev,test}}_{{st,asr}}.tsv")
+    return 0
+
 
 def register(commands) -> argparse._SubParsersAction:
     """Adds ``data``; returns its sub-command set so other families can add data sets."""
@@ -86,6 +159,11 @@ def register(commands) -> argparse._SubParsersAction:
     pathfinder.add_argument("--out", type=Path, required=True, help="release root folder")
     pathfinder.add_argument("--overwrite", action="store_true")
     pathfinder.set_defaults(func=run_data_pathfinder)
+    spoken = datasets.add_parser(
+        "spoken-bible", help="English WEB verses spoken by espeak-ng: 16 kHz wavs and "
+        "speech->ja / speech->en manifests (resumable)")
+    add_data_spoken_bible_arguments(spoken)
+    spoken.set_defaults(func=run_data_spoken_bible)
     from leapformer.cli.mqar import add_data_mqar
 
     add_data_mqar(datasets)

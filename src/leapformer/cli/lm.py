@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from leapformer.cli._args import (
+    CommandError,
     add_bench_common,
     add_checkpoint_seconds,
     check_writable,
@@ -27,9 +28,16 @@ def add_lm_train_arguments(parser: argparse.ArgumentParser) -> None:
     from leapformer.tasks.lm import LM_TRAIN_PRESETS
     from leapformer.train.schedule import SCHEDULES
 
-    parser.add_argument("--attention", required=True,
+    parser.add_argument("--attention",
                         help="causal self-attention mechanism (softmax, linear, elu, cosformer, "
-                        "leap, performer, ...)")
+                        "leap, performer, ...); required unless --hf-arch (softmax)")
+    parser.add_argument("--hf-arch", choices=("gpt2", "llama"),
+                        help="train a transformers GPT-2 or Llama of the model sizes instead "
+                        "(a softmax teacher for 'leapformer linearize'), saved with "
+                        "save_pretrained in OUT/hf")
+    parser.add_argument("--hf-option", type=parse_key_value, action="append", default=[],
+                        metavar="KEY=VALUE", help="field of the --hf-arch config, e.g. "
+                        "num_key_value_heads=2 (repeatable)")
     parser.add_argument("--preset", default="lite", choices=sorted(LM_TRAIN_PRESETS),
                         help="model sizes and training settings (default lite)")
     parser.add_argument("--corpus", choices=("bible", "wikitext"),
@@ -88,6 +96,19 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
     from leapformer.tasks.lm import run_lm_train
     from leapformer.train import cleanup, init_distributed
 
+    if args.hf_arch is None and args.attention is None:
+        return _lm_error("train", ValueError("the following arguments are required: "
+                                             "--attention (or --hf-arch)"))
+    if args.hf_arch is not None and args.attention not in (None, "softmax"):
+        return _lm_error("train", ValueError(f"--hf-arch trains a softmax teacher; "
+                                             f"--attention {args.attention} cannot be used"))
+    if args.hf_option and args.hf_arch is None:
+        return _lm_error("train", ValueError("--hf-option needs --hf-arch"))
+    attention = args.attention or "softmax"
+    if args.hf_arch is not None:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()  # our bar is the training loop's
     if args.corpus == "wikitext" and args.data is None:
         return _lm_error("train", ValueError("--corpus wikitext needs --data DIR"))
     if args.corpus == "bible" and args.data is not None:
@@ -102,7 +123,7 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
         return _lm_error("train", err)
     try:
         res = run_lm_train(
-            args.attention, out=args.out, preset=args.preset, data=args.data, steps=args.steps,
+            attention, out=args.out, preset=args.preset, data=args.data, steps=args.steps,
             context=args.context, batch_size=args.batch_size, lr=args.lr,
             schedule=args.schedule, optimizer=args.optimizer, grad_accum=args.grad_accum,
             warmup_steps=args.warmup_steps, amp=args.amp, seed=args.seed, resume=args.resume,
@@ -110,7 +131,8 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
             model_overrides=dict(args.model_option),
             mechanism_options=dict(args.mechanism_option), device=dist.device, dist=dist,
             progress=not args.no_progress, scale_warmup=True,
-            checkpoint_seconds=args.checkpoint_seconds)
+            checkpoint_seconds=args.checkpoint_seconds, hf_arch=args.hf_arch,
+            hf_options=dict(args.hf_option))
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         return _lm_error("train", err)
     finally:
@@ -120,6 +142,8 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
               f"{res['test_ppl']:.2f}, validation {res['valid_ppl']:.2f} (per token); "
               f"{res['steps']} steps in {res['train_wall_s']:.0f} s")
         print(f"wrote {args.out / 'results.json'}")
+        if res.get("hf_dir"):
+            print(f"wrote {res['hf_dir']} (transformers save_pretrained)")
     return 0
 
 
@@ -135,6 +159,11 @@ def run_lm_eval_command(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.out is not None:  # before the evaluation, not after it
         check_writable(args.out, "--out")
+    if args.hf is not None:
+        return _eval_hf(args, device)
+    if args.data is not None:
+        return _lm_error("eval", ValueError("--data goes with --hf (a run folder has its "
+                                            "own tokens)"))
     try:
         model, tok, config = load_lm_run(args.run, checkpoint=args.checkpoint, device=device)
         _, ids, info = load_data(args.run)
@@ -154,6 +183,90 @@ def run_lm_eval_command(args: argparse.Namespace) -> int:
         return _lm_error("eval", err)
     res = {"run": str(args.run), "split": args.split, "checkpoint": args.checkpoint,
            "attention": config["attention"], "cosformer_length": args.cosformer_length, **res}
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out is not None:
+        from leapformer._io import atomic_write_text
+
+        atomic_write_text(args.out, text + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def load_hf_model(path: Path, *, device: str, context_length: int | None = None,
+                  pad_id: int | None = None):
+    """An :class:`~leapformer.tasks.lm.hf.HFCausalLM` of a transformers folder: a
+    linearised one (``leapformer linearize``) or any causal LM."""
+    from leapformer.linearize import is_linearized, load_linearized
+    from leapformer.tasks.lm.hf import load_hf_lm, wrap_hf
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"model folder {path} does not exist")
+    if is_linearized(path):
+        return wrap_hf(load_linearized(path, device=device), context_length=context_length,
+                       pad_id=pad_id)
+    return load_hf_lm(path, device=device, context_length=context_length, pad_id=pad_id)
+
+
+def _own_tokens(args: argparse.Namespace):
+    """``(ids, bos, info)`` of ``--split`` of the corpus of the run ``--data``, tokenised
+    by the model folder's own tokenizer (the word counts are the run's)."""
+    from leapformer.tasks.lm import load_data
+    from leapformer.tasks.lm.hf import TOKENIZER_FILE, corpus_text, encode_with_own_tokenizer
+
+    if args.data is None:
+        raise CommandError(f"{args.hf} has no {TOKENIZER_FILE}: pass --data RUN, an LM run "
+                           "folder on the corpus to score (it gives the text and word counts)")
+    _, _, data_info = load_data(args.data)
+    ids, bos = encode_with_own_tokenizer(args.hf, corpus_text(data_info["source"], args.split))
+    if not ids:
+        raise ValueError(f"the {args.split} split is empty")
+    words = {s: v["words"] for s, v in data_info["splits"].items()}
+    return ids, bos, {"words": words, "run": str(args.data), "context_length": None,
+                      "pad_id": None}
+
+
+def _eval_hf(args: argparse.Namespace, device: str) -> int:
+    """``lm eval --hf DIR``: perplexity of a transformers folder on its corpus' split."""
+    import json
+
+    from tqdm import tqdm
+
+    from leapformer.tasks.lm.hf import TOKENIZER_FILE
+    from leapformer.tasks.lm.run import read_hf_data
+    from leapformer.tasks.lm.perplexity import evaluate_perplexity
+
+    if args.cosformer_length != "window":
+        return _lm_error("eval", ValueError("--cosformer-length applies to --run models only"))
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        if not (Path(args.hf) / "config.json").is_file():
+            raise FileNotFoundError(f"{Path(args.hf) / 'config.json'} not found: {args.hf} is "
+                                    "not a transformers model folder")
+        if (Path(args.hf) / TOKENIZER_FILE).is_file():
+            tok, ids, info = read_hf_data(args.hf, args.data)
+            split_ids, bos, tokenizer = ids[args.split], tok.eos_id, "leapformer"
+        else:  # a model with its own tokenizer: the run's corpus text, re-tokenised
+            split_ids, bos, info = _own_tokens(args)
+            tokenizer = "own"
+        model = load_hf_model(args.hf, device=device, context_length=info["context_length"],
+                              pad_id=info["pad_id"])
+        window = args.window or model.cfg.context_length
+        stride = args.stride or max(1, window // 2)
+        stride = min(stride, window)
+        n_windows = -(-len(split_ids) // stride)
+        with tqdm(total=n_windows, desc=f"eval {args.split}", unit="window",
+                  disable=args.no_progress, file=sys.stderr) as bar:
+            res = evaluate_perplexity(model, split_ids, window=window, stride=stride,
+                                      batch_size=args.batch_size, bos=bos,
+                                      words=info["words"][args.split], progress=bar.update)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        return _lm_error("eval", err)
+    res = {"hf": str(args.hf), "split": args.split, "data": info["run"],
+           "tokenizer": tokenizer,
+           "linearized": (Path(args.hf) / "linearize.json").is_file(), **res}
     text = json.dumps(res, indent=2)
     print(text)
     if args.out is not None:
@@ -293,10 +406,19 @@ def register(commands) -> None:
 
     ev = sub.add_parser("eval", help="perplexity of a run on a split (fairseq eval-lm "
                         "--context-window semantics)")
-    ev.add_argument("--run", type=Path, required=True, help="run folder of 'lm train'")
+    which = ev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", type=Path, help="run folder of 'lm train'")
+    which.add_argument("--hf", type=Path, metavar="DIR", help="transformers model folder of "
+                       "'lm train --hf-arch' (OUT/hf) or 'leapformer linearize' (scored on "
+                       "the tokens of the run that trained the teacher), or any causal LM "
+                       "with its own tokenizer (needs --data)")
+    ev.add_argument("--data", type=Path, metavar="RUN", help="with --hf: read the tokens of "
+                    "this LM run folder (same tokenizer) instead; for a model with its own "
+                    "tokenizer, the corpus text of this run, re-tokenised (per-word "
+                    "perplexity comparable across tokenizers)")
     ev.add_argument("--split", default="test", choices=("valid", "test"))
     ev.add_argument("--window", type=parse_length, help="tokens read per window "
-                    "(default: the run's eval window)")
+                    "(default: the run's eval window; --hf: the model's training context)")
     ev.add_argument("--stride", type=parse_positive, help="tokens scored per window "
                     "(default: the run's eval stride; 1 = every token with a full window)")
     ev.add_argument("--batch-size", type=parse_positive, default=8, help="windows per batch")

@@ -439,7 +439,18 @@ def sample_passage(seg: Segment, n_bytes: int, rng) -> Passage:
     ends = seg._ends
     starts = np.concatenate(([0], ends[:-1]))
     k = int(np.searchsorted(starts, ends[-1] - n_bytes, side="right"))  # starts with room
-    a = int(rng.integers(k)) if k > 0 else 0
+    return passage_at(seg, int(rng.integers(k)) if k > 0 else 0, n_bytes)
+
+
+def passage_at(seg: Segment, a: int, n_bytes: int) -> Passage:
+    """The passage of ``seg`` that starts at verse ``a``: whole verses, the last one cut
+    so that the text has at most ``n_bytes`` bytes."""
+    import numpy as np
+
+    if not 0 <= a < len(seg.verses):
+        raise ValueError(f"start verse must be in [0, {len(seg.verses)}), got {a}")
+    ends = seg._ends
+    starts = np.concatenate(([0], ends[:-1]))
     b = min(int(np.searchsorted(ends, starts[a] + n_bytes, side="left")) + 1, len(ends))
     text = " ".join(v.text for v in seg.verses[a:b])
     return Passage(seg, a, b, text.encode("utf-8")[:n_bytes].decode("utf-8", errors="ignore"))

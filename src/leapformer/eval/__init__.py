@@ -1,13 +1,23 @@
 """Evaluation metrics. Latency of simultaneous translation with SimulEval's
 semantics (:mod:`leapformer.eval.latency`) and SimulEval-compatible output
-files (:mod:`leapformer.eval.simuleval_log`); corpus BLEU with sacreBLEU
-(:mod:`leapformer.eval.bleu`)."""
+files (:mod:`leapformer.eval.simuleval_log`, its latency unit and
+``config.yaml`` in :mod:`leapformer.eval.simuleval_config`); corpus BLEU with
+sacreBLEU (:mod:`leapformer.eval.bleu`); mel-cepstral distortion of speech
+(:mod:`leapformer.eval.mcd`)."""
 
 from leapformer.eval.bleu import BleuResult, bleu_tokenizer, corpus_bleu
 from leapformer.eval.latency import (
     computation_aware_scores,
     corpus_latency,
     latency_scores,
+)
+from leapformer.eval.mcd import mcd
+from leapformer.eval.simuleval_config import (
+    LATENCY_UNITS,
+    count_reference,
+    read_config,
+    simuleval_command,
+    write_config,
 )
 from leapformer.eval.simuleval_log import (
     InstanceRecord,
@@ -19,6 +29,7 @@ from leapformer.eval.simuleval_log import (
 )
 
 __all__ = [
+    "LATENCY_UNITS",
     "BleuResult",
     "InstanceRecord",
     "bleu_tokenizer",
@@ -26,9 +37,14 @@ __all__ = [
     "compute_scores",
     "corpus_bleu",
     "corpus_latency",
+    "count_reference",
     "latency_scores",
+    "mcd",
+    "read_config",
     "read_instances",
     "scores_from_log",
+    "simuleval_command",
+    "write_config",
     "write_instances",
     "write_scores",
 ]

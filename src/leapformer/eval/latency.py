@@ -23,8 +23,21 @@ and ``ALScorer`` / ``LAALScorer`` / ``APScorer`` / ``DALScorer.compute``):
 * corpus scores: the plain mean of the per-instance scores; instances without
   delays are skipped with a warning.
 
+Against the papers: AL as defined by Ma et al. 2019 (STACL) uses the
+hypothesis length, ``gamma = |Y| / |X|``, and AP as defined by Cho & Esipova
+2016 divides by ``|X| |Y|``. SimulEval (and so this module) puts the
+reference length ``|Y*|`` in both when a reference is given. For AL, Papi et
+al. 2022 show that this rewards over-generation (a hypothesis longer than the
+reference gets a lower AL) and define LAAL with ``max(|Y|, |Y*|)``; that is
+SimulEval's LAAL and this module's. For AP the reference length lets the
+score exceed 1. The module keeps SimulEval's choices so that its numbers
+compare with published SimulEval results and equal SimulEval's rescoring of
+our logs; ``use_ref_len=False`` (SimulEval's ``--no-use-ref-len``) gives the
+papers' AL and AP. DAL (Arivazhagan et al. 2019) uses ``|Y|`` in both.
+
 The arithmetic is done in SimulEval's order, so scores agree with it to the
-last bit on the same Python. SimulEval does not validate its inputs; here the
+last bit on the same Python (tests/eval/test_simuleval_rescore.py runs the
+installed SimulEval on our logs). SimulEval does not validate its inputs; here the
 public functions do (see :func:`latency_scores`).
 """
 

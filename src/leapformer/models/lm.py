@@ -3,7 +3,8 @@
 ``CausalLM``: token embedding (scaled by ``sqrt(d_model)``), positions
 (``learned``, ``sinusoidal`` or ``none``), a pre-norm
 :class:`~leapformer.nn.Decoder` without cross-attention whose causal
-self-attention mechanism is chosen by name, the decoder's final LayerNorm,
+self-attention mechanism is chosen by name (one for every layer, or one per
+layer: an MLA hybrid such as softmax + LeaP), the decoder's final LayerNorm,
 and an output projection tied to the embedding (``tie_embeddings=False``
 unties it)::
 
@@ -76,6 +77,9 @@ class LMConfig:
     registered mechanism with causal support: ``softmax``, ``linear``,
     ``elu``, ``cosformer``, ``leap``, ``performer``, ...), with
     ``mechanism_options`` passed to it (e.g. ``{"step_down": 4}`` for LeaP).
+    A list of ``num_layers`` names gives each layer its own mechanism (MLA,
+    e.g. a hybrid ``["softmax", "leap", "leap"]``); ``mechanism_options`` is
+    then a dict mechanism name -> options (``{"leap": {"step_down": 4}}``).
     ``context_length`` is the training sample length: the size of the learned
     position table and cosFormer's fixed length when generating
     (``cosformer_length="train"``). ``pad_id`` (None: no padding token) has a
@@ -84,7 +88,7 @@ class LMConfig:
 
     vocab_size: int
     context_length: int = 512
-    attention: str = "softmax"
+    attention: str | list[str] = "softmax"
     num_layers: int = 6
     d_model: int = 512
     nhead: int = 8
@@ -103,18 +107,48 @@ class LMConfig:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
-        check_mechanism_name(self.attention)
-        if not MECHANISMS[self.attention].full:
-            causal = sorted(n for n, cls in MECHANISMS.items() if cls.full)
-            raise ValueError(f"attention mechanism {self.attention!r} has no causal form; a "
-                             f"causal LM needs one of {causal}")
+        if isinstance(self.attention, tuple):
+            self.attention = list(self.attention)
+        if not isinstance(self.attention, (str, list)) or isinstance(self.attention, list) and \
+                not all(isinstance(n, str) for n in self.attention):
+            raise TypeError(f"attention must be a mechanism name or a list of names, got "
+                            f"{self.attention!r}")
+        if isinstance(self.attention, list) and len(self.attention) != self.num_layers:
+            raise ValueError(f"attention names {len(self.attention)} mechanisms for "
+                             f"num_layers={self.num_layers}; give one name, or one per layer")
+        for name in self.layer_attention:
+            check_mechanism_name(name)
+            if not MECHANISMS[name].full:
+                causal = sorted(n for n, cls in MECHANISMS.items() if cls.full)
+                raise ValueError(f"attention mechanism {name!r} has no causal form; a "
+                                 f"causal LM needs one of {causal}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id must be in [0, vocab_size={self.vocab_size}) or None, "
                              f"got {self.pad_id}")
         if not isinstance(self.mechanism_options, dict):
             raise TypeError(f"mechanism_options must be a dict, got "
                             f"{type(self.mechanism_options).__name__}")
+        if isinstance(self.attention, list):
+            for name, options in self.mechanism_options.items():
+                if name not in self.attention or not isinstance(options, dict):
+                    raise ValueError(f"with per-layer attention, mechanism_options must map "
+                                     f"mechanisms of {sorted(set(self.attention))} to option "
+                                     f"dicts, got {name!r}: {options!r}")
         self.block()  # validates d_model / nhead / activation
+
+    @property
+    def layer_attention(self) -> list[str]:
+        """The mechanism name of each layer."""
+        if isinstance(self.attention, list):
+            return list(self.attention)
+        return [self.attention] * self.num_layers
+
+    def options_by_mechanism(self) -> dict[str, dict]:
+        """``mechanism_options`` as mechanism name -> options (the form
+        :class:`~leapformer.nn.Decoder` takes)."""
+        if isinstance(self.attention, list):
+            return {name: dict(options) for name, options in self.mechanism_options.items()}
+        return {self.attention: self.mechanism_options}
 
     @classmethod
     def preset(cls, name: str, vocab_size: int, **overrides) -> LMConfig:
@@ -208,8 +242,11 @@ class CausalLM(nn.Module):
         self.embed_scale = math.sqrt(d) if cfg.scale_embedding else 1.0
         self.pos = nn.Embedding(cfg.context_length, d) if cfg.positions == "learned" else None
         self.dropout = nn.Dropout(cfg.dropout)
-        self.decoder = Decoder(cfg.num_layers, cfg.block(), AttentionSpec(dec=cfg.attention),
-                               {cfg.attention: cfg.mechanism_options}, cross=False)
+        names = cfg.layer_attention
+        spec = AttentionSpec(dec=names[0], layers={("dec", i): n for i, n in enumerate(names)
+                                                   if n != names[0]})
+        self.decoder = Decoder(cfg.num_layers, cfg.block(), spec, cfg.options_by_mechanism(),
+                               cross=False)
         self.output = None
         if not cfg.tie_embeddings:
             self.output = nn.Linear(d, cfg.vocab_size, bias=False)

@@ -9,6 +9,7 @@ by the mechanism only):
 | softmax | keys and values so far, ``[B, H, T, D]`` each | grows: ``2 H D`` numbers per token |
 | linear, elu, performer | fused running sums ``s [B, H, 1, F, P]`` | constant: ``H F P`` numbers in all |
 | cosformer, leap | the sin and cos halves, ``s [B, H, 2, F, P]`` | constant: ``2 H F P`` numbers in all |
+| gla, gated-leap | as linear, leap; each token first decays it (``diag(a_t) s``) | constant, as linear, leap |
 
 (``F`` = feature size, the head size for ReLU/ELU; ``P`` = value size + 1
 rounded up to 8.) A cross-attention cache holds the same over the source (the

@@ -15,6 +15,12 @@ from leapformer.ops.feature_maps import (
     identity,
     relu,
 )
+from leapformer.ops.gated import (
+    gated_leap_attention,
+    gated_linear_attention,
+    gated_step_,
+    gla_log_decay,
+)
 from leapformer.ops.linear_step import step_ as decode_step_
 from leapformer.ops.prefix_cross import (
     prefix_cross_attention,
@@ -39,7 +45,11 @@ __all__ = [
     "decode_step_",
     "draw_projection",
     "elu_plus_one",
+    "gated_leap_attention",
+    "gated_linear_attention",
+    "gated_step_",
     "get_feature_map",
+    "gla_log_decay",
     "identity",
     "leap_attention",
     "linear_attention",

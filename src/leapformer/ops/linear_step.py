@@ -26,7 +26,10 @@ def _constant(kind: str, width: int, device: torch.device, dtype: torch.dtype) -
     if t is None:
         t = torch.zeros(width, device=device, dtype=dtype)
         t[0 if kind == "ones" else 1] = 1.0 if kind == "ones" else HALF_PI
-        _CONSTANTS[key] = t
+        # a tensor made while torch.export / torch.compile traces is a placeholder: it
+        # must not outlive the trace (later eager calls would read it)
+        if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            _CONSTANTS[key] = t
     return t
 
 

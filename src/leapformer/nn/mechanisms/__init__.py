@@ -26,10 +26,12 @@ from leapformer.nn.mechanisms.skyformer import Skyformer
 from leapformer.nn.mechanisms.reformer import Reformer
 from leapformer.nn.mechanisms.bigbird import BigBird
 from leapformer.nn.mechanisms.informer import Informer
+from leapformer.nn.mechanisms.gated import GatedLeaP, GatedLinear
 # isort: on
 
 __all__ = [
-    "HEAD_NORMS", "MECHANISMS", "BigBird", "CosFormer", "EluLinear", "HeadNorm", "Informer",
+    "HEAD_NORMS", "MECHANISMS", "BigBird", "CosFormer", "EluLinear", "GatedLeaP", "GatedLinear",
+    "HeadNorm", "Informer",
     "LeaPAttention", "LinearMechanism", "Linformer", "Mechanism", "Nystromformer", "Performer",
     "Reformer", "ReluLinear", "Skyformer", "Softmax", "build_mechanism", "check_mechanism_name",
     "register_mechanism",

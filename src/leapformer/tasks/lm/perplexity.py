@@ -31,6 +31,7 @@ from torch import Tensor
 from leapformer.data.lm_corpus import sliding_windows
 from leapformer.models.generate import cosformer_length_mode
 from leapformer.models.lm import CausalLM
+from leapformer.tasks.lm.hf import HFCausalLM
 from leapformer.train.distributed import DistInfo, all_reduce_sum
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,13 @@ logger = logging.getLogger(__name__)
 COSFORMER_LENGTHS = ("window", "train", "stepping")
 
 
-def evaluate_perplexity(model: CausalLM, ids, *, window: int, stride: int, batch_size: int = 8,
-                        bos: int | None = None, words: int | None = None,
+def evaluate_perplexity(model: CausalLM | HFCausalLM, ids, *, window: int, stride: int,
+                        batch_size: int = 8, bos: int | None = None, words: int | None = None,
                         cosformer_length: str = "window", amp: bool = False,
                         dist: DistInfo | None = None, progress=None) -> dict:
-    """Next-token negative log-likelihood of the stream ``ids`` (1-D ints).
+    """Next-token negative log-likelihood of the stream ``ids`` (1-D ints) under
+    ``model``: a :class:`~leapformer.models.CausalLM` or a ``transformers`` model in a
+    :class:`~leapformer.tasks.lm.hf.HFCausalLM`.
 
     ``window``: tokens the model reads per window (its context, the scored token's
     predecessor included); ``stride``: tokens scored per window (``1 <= stride <=
@@ -59,8 +62,8 @@ def evaluate_perplexity(model: CausalLM, ids, *, window: int, stride: int, batch
     per-word entries are None without ``words``). Runs in eval mode without
     gradients; the model's mode is restored.
     """
-    if not isinstance(model, CausalLM):
-        raise TypeError(f"model must be a CausalLM, got {type(model).__name__}")
+    if not isinstance(model, (CausalLM, HFCausalLM)):
+        raise TypeError(f"model must be a CausalLM or an HFCausalLM, got {type(model).__name__}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if words is not None and (not isinstance(words, int) or words < 1):
@@ -115,7 +118,8 @@ def evaluate_perplexity(model: CausalLM, ids, *, window: int, stride: int, batch
     return out
 
 
-def _score(model: CausalLM, group, pad: int, target_length, device, amp_ctx) -> tuple[float, int]:
+def _score(model: CausalLM | HFCausalLM, group, pad: int, target_length, device,
+           amp_ctx) -> tuple[float, int]:
     """Summed nll and count of the scored targets of a list of windows."""
     width = max(len(w.inputs) for w in group)
     B = len(group)

@@ -248,10 +248,37 @@ def load_data(out: str | Path) -> tuple[LMTokenizer, dict[str, np.ndarray], dict
     return tok, ids, info
 
 
+def read_hf_data(path: str | Path, data: str | Path | None = None
+                 ) -> tuple[LMTokenizer, dict[str, np.ndarray], dict]:
+    """``(tokenizer, split -> ids, info)`` of a model folder written by
+    :func:`leapformer.tasks.lm.hf.save_hf_dir` or ``leapformer linearize``; ``data``:
+    another LM run folder with the same tokenizer to read the tokens from. ``info`` has
+    ``words`` per split, the ``context_length``, ``pad_id`` and the ``run`` read."""
+    from leapformer.tasks.lm.hf import DATA_FILE, TOKENIZER_FILE
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path / 'config.json'} not found: {path} is not a "
+                                "transformers model folder")
+    for name in (TOKENIZER_FILE, DATA_FILE):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name} not found: {path} was not saved by "
+                                    "'leapformer lm train --hf-arch' or 'leapformer linearize'")
+    tok = LMTokenizer.load(path / TOKENIZER_FILE)
+    info = json.loads((path / DATA_FILE).read_text())
+    run = Path(data) if data is not None else Path(info["run"])
+    run_tok, ids, data_info = load_data(run)
+    if run_tok.to_dict() != tok.to_dict():
+        raise ValueError(f"the tokens in {run} were made with another tokenizer than "
+                         f"{path / TOKENIZER_FILE}")
+    words = {s: v["words"] for s, v in data_info["splits"].items()}
+    return tok, ids, {**info, "words": words, "run": str(run)}
+
+
 # --------------------------------------------------------------------------- runs
 
 
-@runs_in_folder
+@runs_in_folder(outputs=("hf",))
 def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
                  data: str | Path | None = None, steps: int | None = None,
                  context: int | None = None, batch_size: int | None = None,
@@ -262,7 +289,8 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
                  model_overrides: dict | None = None, mechanism_options: dict | None = None,
                  device: str | torch.device | None = None, dist: DistInfo | None = None,
                  progress: bool = True, command: str | None = None,
-                 scale_warmup: bool = False, checkpoint_seconds: float = 60.0) -> dict:
+                 scale_warmup: bool = False, checkpoint_seconds: float = 60.0,
+                 hf_arch: str | None = None, hf_options: dict | None = None) -> dict:
     """Train one causal LM and write ``out/results.json`` (returned); see the module docstring.
 
     ``data``: a WikiText folder (default: the embedded Bible corpus with BPE).
@@ -277,7 +305,11 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
     choice): with ``steps`` given and no explicit warm-up, the preset's warm-up is cut
     to a tenth of the steps (:func:`~leapformer.tasks._skeleton.capped_warmup`, as
     ``lra`` does); off, the preset's stays. ``checkpoint_seconds``: also write
-    ``last.pt`` after this much training time (0: never).
+    ``last.pt`` after this much training time (0: never). ``hf_arch``: ``"gpt2"`` or
+    ``"llama"`` trains that ``transformers`` architecture (softmax attention, the sizes
+    of the model settings; ``hf_options``: further fields of its config) instead of
+    :class:`~leapformer.models.CausalLM`, and saves the best checkpoint with
+    ``save_pretrained`` in ``out/hf`` (:mod:`leapformer.tasks.lm.hf`).
     """
     dist = dist or DistInfo()
     p = get_preset(preset)
@@ -321,11 +353,18 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
                           **model_overrides)
     config = {"format": RUN_FORMAT, "version": 1, "attention": attention, "preset": preset,
               "seed": seed, "model": asdict(cfg), "train": asdict(p), "source": source}
+    if hf_arch is not None:
+        config.update(hf_arch=hf_arch, hf_options=dict(hf_options or {}))
+        model = _build_hf(config, bos_id=tok.eos_id)  # checks the settings before the resume
+    elif hf_options:
+        raise ValueError("hf_options need hf_arch")
+    else:
+        model = CausalLM(cfg)
     if resume:
-        check_resume(out, config, ("model",))
+        check_resume(out, config, ("model",) + (("hf_arch", "hf_options") if hf_arch else ()))
     if dist.is_main:
         atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
-    model = CausalLM(cfg).to(device)
+    model = model.to(device)
     batcher = StreamBatcher(ids["train"], p.batch_size, ctx, shuffle=True, seed=seed)
     log.info("LM run %s: %s, %d parameters, %d train tokens, %d batches of %dx%d per epoch",
              out, attention, sum(x.numel() for x in model.parameters()), len(ids["train"]),
@@ -394,9 +433,22 @@ def run_lm_train(attention: str, *, out: str | Path, preset: str = "lite",
         "train_tokens": data_info["splits"]["train"]["tokens"],
         "config": config, "command": command,
     }
+    if hf_arch is not None and dist.is_main:
+        from leapformer.tasks.lm.hf import save_hf_dir
+
+        summary["hf_dir"] = str(save_hf_dir(model, out / "hf", source=source, run=out,
+                                            tokenizer_file=out / "tokenizer.json"))
     if dist.is_main:
         write_json(out / "results.json", summary)
     return summary
+
+
+def _build_hf(config: dict, bos_id: int | None):
+    """The :class:`~leapformer.tasks.lm.hf.HFCausalLM` of a run config with ``hf_arch``."""
+    from leapformer.tasks.lm.hf import build_hf_lm
+
+    return build_hf_lm(config["hf_arch"], LMConfig(**config["model"]), bos_id=bos_id,
+                       hf_options=config.get("hf_options"))
 
 
 # --------------------------------------------------------------------------- loading runs
@@ -409,6 +461,9 @@ def load_lm_run(run: str | Path, *, checkpoint: str = "best", device: str | torc
     run, config, ck_path = read_run(run, checkpoint, fmt=RUN_FORMAT, what="an LM",
                                     command="leapformer lm train")
     tok = LMTokenizer.load(run / "tokenizer.json")
-    model = CausalLM(LMConfig(**config["model"]))
+    if config.get("hf_arch"):
+        model = _build_hf(config, bos_id=tok.eos_id)
+    else:
+        model = CausalLM(LMConfig(**config["model"]))
     model.load_state_dict(load_checkpoint(ck_path)["model"])
     return model.to(device).eval(), tok, config

@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 
 from leapformer._io import atomic_write_text
-from leapformer.eval import InstanceRecord, corpus_bleu, write_instances, write_scores
+from leapformer.eval import (
+    InstanceRecord,
+    corpus_bleu,
+    simuleval_command,
+    write_instances,
+    write_scores,
+)
 from leapformer.models import Seq2Seq, SimulAgent, beam_search
 from leapformer.models.simul import ENCODER_MODES
 from leapformer.tasks.translate.data import TranslationData
@@ -143,12 +149,16 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
 
     Writes ``out`` (default ``run/simul-<split>-k<k>-<encoder>``):
     ``instances.log`` (SimulEval JSON lines: delays in source subword tokens,
-    ``reference_length`` in target subword tokens, ``elapsed`` = delays x
-    ``source_ms_per_token`` + compute ms, ``source_duration_ms`` = |X| x
-    ``source_ms_per_token``), ``scores.json`` (BLEU, AL, LAAL, AP, DAL and the
+    one per target subword; ``elapsed`` = delays x ``source_ms_per_token`` +
+    compute ms, ``source_duration_ms`` = |X| x ``source_ms_per_token``) and
+    its ``config.yaml`` (latency unit ``spm`` with the run's target
+    SentencePiece model, so the reference length is counted in target
+    subwords), ``scores.json`` (BLEU, AL, LAAL, AP, DAL and the
     computation-aware ``_CA`` scores) and ``results.json`` (the scores plus BLEU
     tokenizer, decoder throughput in target tokens/s, the oracles the agent
-    used); returns the results. ``progress``: called with 1 per sentence.
+    used, and ``simuleval_command``: the SimulEval 1.1.4 command that rescores
+    ``out`` to the same AL, LAAL, AP and DAL); returns the results.
+    ``progress``: called with 1 per sentence.
     """
     if encoder not in ENCODER_MODES:
         raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {encoder!r}")
@@ -177,20 +187,23 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
             elapsed=[d * r + e for d, e in zip(res.delays, res.elapsed)],
             source_length=res.source_length, reference=refs[j],
             source=" ".join(data.src_tok.id_to_piece(t) for t in src[j]),
-            reference_length=max(1, len(data.tgt_tok.encode(refs[j]))),
+            reference_length=len(data.tgt_tok.encode(refs[j])),
             source_duration_ms=res.source_length * r))
         if progress is not None:
             progress(1)
     tgt_lang = config["source"]["tgt_lang"]
     bleu = corpus_bleu(hyps, refs, tgt_lang)
     out.mkdir(parents=True, exist_ok=True)
-    write_instances(out / "instances.log", records)
-    scores = write_scores(out / "scores.json", records, bleu=bleu.score)
+    # one delay per target subword: SimulEval must count the reference in the same pieces
+    unit = {"latency_unit": "spm", "spm_model": (Path(run) / "spm.tgt.model").resolve()}
+    write_instances(out / "instances.log", records, **unit)
+    scores = write_scores(out / "scores.json", records, bleu=bleu.score, **unit)
     res = {"run": str(run), "split": split, "checkpoint": checkpoint, "sentences": n, "k": k,
            "encoder": encoder, "spec": config["spec"], "waitk_trained": config["waitk"],
            "causal_encoder": config["causal_encoder"], **scores,
            "bleu_tokenizer": bleu.tokenizer, "bleu_signature": bleu.signature,
            "latency_unit": "source subword tokens", "source_ms_per_token": r,
+           "simuleval_command": simuleval_command(out, **unit, sacrebleu_tokenizer=bleu.tokenizer),
            "oracle": sorted(oracle), "target_tokens": tokens, "decoder_steps": steps,
            "decoder_s": dec_s, "encoder_s": enc_s,
            "decoder_tokens_per_s": tokens / dec_s if dec_s > 0 else None,
