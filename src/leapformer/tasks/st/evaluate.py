@@ -1,0 +1,211 @@
+"""Evaluation of a speech run folder (:func:`~leapformer.tasks.st.run_st_train`).
+
+``run_st_eval(run)``: offline beam search over a split (the shared
+:func:`~leapformer.models.beam_search`, on the encoded features) and word
+error rate with ``jiwer`` (ASR; also on lower-cased, punctuation-free text)
+or corpus BLEU with the target language's sacreBLEU tokenizer (ST; ja-mecab
+for Japanese).
+
+``run_st_simul(run, k=...)``: :class:`~leapformer.models.speech_simul.SpeechSimulAgent`
+per utterance on the raw audio; ``instances.log`` + ``config.yaml`` with
+delays in ms of source audio, one per target subword (latency unit ``spm``
+with the run's target SentencePiece model, source type ``speech``), and
+``scores.json`` (BLEU, AL, LAAL, AP, DAL and the computation-aware ``_CA``
+forms from the measured compute times), which SimulEval 1.1.4's
+``--score-only`` recomputes to the same latency numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from leapformer._io import atomic_write_text
+from leapformer.data.speech import load_audio
+from leapformer.eval import (
+    InstanceRecord,
+    corpus_bleu,
+    simuleval_command,
+    write_instances,
+    write_scores,
+)
+from leapformer.models.search import beam_search
+from leapformer.models.simul import ENCODER_MODES
+from leapformer.models.speech import SpeechSeq2Seq
+from leapformer.models.speech_simul import SpeechSimulAgent
+from leapformer.tasks.st.data import SAMPLE_RATE, SPLITS, STData, load_st_data, make_st_batch
+from leapformer.tasks.st.run import load_st_run
+
+__all__ = ["run_st_eval", "run_st_simul", "word_error_rate"]
+
+
+class _Encoded:
+    """The search interface of :mod:`leapformer.models.search` over a batch already
+    encoded: ``encode`` returns that encoding (the search's ``src`` is a placeholder
+    of the encoder states' shape, so its length limits count encoder states)."""
+
+    def __init__(self, model: SpeechSeq2Seq, enc):
+        self.model, self.cfg, self.enc = model, model.cfg, enc
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True):
+        self.model.train(mode)
+        return self
+
+    def encode(self, src, src_mask):  # noqa: ARG002
+        return self.enc
+
+    def new_decoder_cache(self, enc, **kw):
+        return self.model.new_decoder_cache(enc, **kw)
+
+    def decode_step(self, tokens, cache):
+        return self.model.decode_step(tokens, cache)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def word_error_rate(hyps: list[str], refs: list[str]) -> dict:
+    """Corpus WER (%) with jiwer, as written and normalised (lower case, no punctuation)."""
+    try:
+        import jiwer
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError("WER needs jiwer (pip install 'leapformer[speech]')") from err
+    if len(hyps) != len(refs) or not refs:
+        raise ValueError(f"need as many hypotheses as references (> 0), got {len(hyps)} and "
+                         f"{len(refs)}")
+    raw = jiwer.wer(list(refs), [h if h.strip() else "<empty>" for h in hyps])
+    nr, nh = [_normalise(r) or "<empty>" for r in refs], [_normalise(h) or "<empty>" for h in hyps]
+    return {"WER": 100 * raw, "WER_normalised": 100 * jiwer.wer(nr, nh)}
+
+
+def _split(data: STData, split: str, max_utterances: int | None) -> int:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if max_utterances is not None and (isinstance(max_utterances, bool) or
+                                       not isinstance(max_utterances, int) or max_utterances < 1):
+        raise ValueError(f"max_utterances must be None or a positive int, got {max_utterances!r}")
+    n = len(data.items[split])
+    return n if max_utterances is None else min(n, max_utterances)
+
+
+def _quality(config: dict, hyps: list[str], refs: list[str]) -> dict:
+    if config["task"] == "asr":
+        return word_error_rate(hyps, refs)
+    bleu = corpus_bleu(hyps, refs, config["source"]["tgt_lang"])
+    return {"BLEU": bleu.score, "bleu_tokenizer": bleu.tokenizer, "bleu_signature": bleu.signature}
+
+
+def run_st_eval(run: str | Path, *, split: str = "test", beam: int = 5,
+                length_penalty: float = 1.0, max_len_a: float = 0.5, max_len_b: float = 10,
+                max_utterances: int | None = None, batch_size: int = 16,
+                checkpoint: str = "best", out: str | Path | None = None,
+                device: str | torch.device = "cpu", progress=None) -> dict:
+    """Offline decoding of ``split``: ``hyp.txt`` and ``results.json`` in ``out`` (default
+    ``run/eval-<split>``): WER (ASR) or BLEU (ST), decoding speed. Length limit:
+    ``max_len_a * encoder states + max_len_b`` tokens."""
+    model, config = load_st_run(run, checkpoint=checkpoint, device=device)
+    data = load_st_data(run)
+    n = _split(data, split, max_utterances)
+    out = Path(out) if out is not None else Path(run) / f"eval-{split}"
+    feats = data.features[split]
+    order = sorted(range(n), key=lambda j: feats[j].shape[0])
+    hyps: list[str] = [""] * n
+    t0 = time.perf_counter()
+    tokens = 0
+    for start in range(0, n, batch_size):
+        rows = order[start:start + batch_size]
+        b = make_st_batch(data, split, rows, encoder_lengths=model.encoder_lengths)
+        with torch.no_grad():
+            enc = model.encode(b["src"].to(device), b["src_mask"].to(device))
+        S = enc.memory.shape[1]
+        mask = enc.padding_mask if enc.padding_mask is not None else \
+            torch.zeros(len(rows), S, dtype=torch.bool, device=enc.memory.device)
+        placeholder = torch.ones(len(rows), S, dtype=torch.long, device=enc.memory.device)
+        outs = beam_search(_Encoded(model, enc), placeholder, mask, beam=beam,
+                           length_penalty=length_penalty, max_len_a=max_len_a,
+                           max_len_b=max_len_b)
+        for j, ids in zip(rows, outs, strict=True):
+            hyps[j] = data.tok.decode(ids)
+            tokens += len(ids)
+        if progress is not None:
+            progress(len(rows))
+    wall = time.perf_counter() - t0
+    refs = data.refs[split][:n]
+    res = {"run": str(run), "task": config["task"], "split": split, "checkpoint": checkpoint,
+           "utterances": n, "beam": beam, "spec": config["spec"], "waitk_trained": config["waitk"],
+           "causal_encoder": config["causal_encoder"], **_quality(config, hyps, refs),
+           "target_tokens": tokens, "wall_s": wall, "hypotheses": str(out / "hyp.txt")}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "hyp.txt", "".join(h + "\n" for h in hyps))
+    atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
+def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: str = "test",
+                 encoder: str = "incremental", segment_ms: float | None = None,
+                 max_utterances: int | None = None, max_len_a: float = 0.5,
+                 max_len_b: float = 10, checkpoint: str = "best",
+                 out: str | Path | None = None, device: str | torch.device = "cpu",
+                 progress=None) -> dict:
+    """Simultaneous wait-``k`` decoding of ``split`` from the audio (one utterance at a
+    time); ``ratio``: encoder states per read (default: the run's). Writes ``out``
+    (default ``run/simul-<split>-k<k>-r<ratio>-<encoder>``): ``instances.log``,
+    ``config.yaml``, ``scores.json`` and ``results.json`` (module docstring)."""
+    if encoder not in ENCODER_MODES:
+        raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {encoder!r}")
+    model, config = load_st_run(run, checkpoint=checkpoint, device=device)
+    data = load_st_data(run)
+    ratio = config["ratio"] if ratio is None else ratio
+    agent = SpeechSimulAgent(model, k, ratio=ratio, encoder=encoder, cmvn=data.cmvn,
+                             sample_rate=SAMPLE_RATE, segment_ms=segment_ms,
+                             max_len_a=max_len_a, max_len_b=max_len_b)
+    n = _split(data, split, max_utterances)
+    out = Path(out) if out is not None else Path(run) / f"simul-{split}-k{k}-r{ratio}-{encoder}"
+    records, hyps = [], []
+    enc_s = dec_s = feat_s = 0.0
+    tokens = 0
+    audio_ms = 0.0
+    for j in range(n):
+        item = data.items[split][j]
+        samples, _ = load_audio(item, sample_rate=SAMPLE_RATE)
+        r = agent.translate(samples)
+        hyp = data.tok.decode(r.tokens)
+        hyps.append(hyp)
+        enc_s, dec_s, feat_s = enc_s + r.encoder_s, dec_s + r.decoder_s, feat_s + r.feature_s
+        tokens += len(r.tokens)
+        audio_ms += r.source_ms
+        records.append(InstanceRecord(index=j, prediction=hyp, delays=r.delays,
+                                      elapsed=r.elapsed, source_length=r.source_ms,
+                                      reference=data.refs[split][j], source=[str(item.audio)]))
+        if progress is not None:
+            progress(1)
+    quality = _quality(config, hyps, data.refs[split][:n])
+    out.mkdir(parents=True, exist_ok=True)
+    unit = {"latency_unit": "spm", "spm_model": (Path(run) / "spm.tgt.model").resolve()}
+    write_instances(out / "instances.log", records, source_type="speech", **unit)
+    scores = write_scores(out / "scores.json", records, bleu=quality.get("BLEU"), **unit)
+    res = {"run": str(run), "task": config["task"], "split": split, "checkpoint": checkpoint,
+           "utterances": n, "k": k, "ratio": ratio, "encoder": encoder, "spec": config["spec"],
+           "waitk_trained": config["waitk"], "causal_encoder": config["causal_encoder"],
+           **quality, **scores, "latency_unit": "ms of source audio (delays); spm (|Y*|)",
+           "simuleval_command": simuleval_command(
+               out, **unit, sacrebleu_tokenizer=quality.get("bleu_tokenizer")),
+           "target_tokens": tokens, "audio_s": audio_ms / 1000, "encoder_s": enc_s,
+           "decoder_s": dec_s, "feature_s": feat_s,
+           "decoder_ms_per_token": 1000 * dec_s / tokens if tokens else None,
+           "instances": str(out / "instances.log"), "scores": str(out / "scores.json")}
+    atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
