@@ -62,6 +62,23 @@ def test_retrieval_stand_in(stand_in, key):
     assert retrieval.PAIRED and not text.PAIRED
 
 
+def test_retrieval_shifted_windows_share_text_and_negatives_come_from_other_books():
+    p = replace(retrieval.PROFILES["lite"], **SMALL, stand_in="shifted")
+    a = retrieval.book_pairs(p, seed=4)
+    assert [x.text for x in a["test"][1]] == [x.text for x in retrieval.book_pairs(p, 4)["test"][1]]
+    for split, (first, second, labels) in a.items():
+        assert Counter(labels) == {0: len(labels) // 2, 1: len(labels) // 2}
+        for x, y, lab in zip(first, second, labels):
+            if lab:  # the second window starts at one of the first one's later verses
+                assert y.segment is x.segment and x.start < y.start
+                assert y.start < x.stop or (x.stop - x.start == 1 and y.start == x.start + 1)
+                assert 40 <= len(y.text.encode()) <= 120 or y.stop == len(y.segment.verses)
+            else:
+                assert x.book != y.book
+    ch = {k: _chapters(v[0] + v[1]) for k, v in a.items()}
+    assert not ch["train"] & ch["valid"] and not ch["train"] & ch["test"]
+
+
 def test_retrieval_lite_pairs_share_a_genre_and_unknown_variants_are_refused():
     assert retrieval.PROFILES["lite"].stand_in == "genre"
     assert retrieval.PROFILES["paper"].stand_in is None           # same book, as before

@@ -19,11 +19,20 @@ chapters (the same whole-chapter segments as the Text stand-in); the seed only
 draws the pairs. A stand-in for AAN's input kind (two long byte documents per
 example, a relation between them), not its task.
 
-**Lite variant** (``stand_in="genre"``, the ``lite`` profile's): the pair is
+**Genre variant** (``stand_in="genre"``): the pair is
 labelled by whether the two passages come from the same *genre* (8 genres, as
 the Text stand-in) instead of the same book, a coarser relation that a short
 passage can carry (66 books, some nearly alike, cannot be told apart from 256
 bytes); otherwise drawn the same way.
+
+**Shifted-window variant** (``stand_in="shifted"``): a
+positive pair is a passage and a second passage of the same segment that starts at
+one of the first passage's later verses (so the two share text, as a citing paper
+shares terms with the cited one, but not their starts nor, usually, their lengths);
+a negative pair takes its second passage from another book, as above. The relation
+is content overlap, the easiest relation the Bible offers; yet a softmax dual
+encoder still stayed at chance (loss ln 2) for 740 steps of the ``lite`` budget
+(probe rt-p3, docs/lra.md "Tuning the lite profile"), so ``lite`` keeps ``genre``.
 
 **Length.** ``max_length`` 4000 bytes per document in the paper profile, as LRA
 (the Skyformer harness pads to 4096 in memory; batches here are padded to
@@ -46,7 +55,7 @@ from leapformer.tasks.lra.sets import TaskData, paper_data
 PAIRED = True
 SEGMENT_BYTES = 8_000
 #: ``stand_in`` -> what a pair shares (a :class:`~leapformer.data.bible.Segment` field)
-RELATIONS = {None: "book", "genre": "genre_id"}
+RELATIONS = {None: "book", "genre": "genre_id", "shifted": "book"}
 PROFILES = {
     # sizes of the stand-in as AAN's: 147,086 / 18,090 / 17,437 pairs
     "paper": paper_data("retrieval", max_length=4000, n_train=147_086, n_valid=18_090,
@@ -61,7 +70,7 @@ PROFILES = {
 
 def book_pairs(p: LRAProfile, seed: int):
     """The stand-in: ``{split: (first passages, second passages, labels)}``."""
-    from leapformer.data.bible import sample_passage, segments, split_segments
+    from leapformer.data.bible import passage_at, sample_passage, segments, split_segments
 
     if not 1 <= p.min_len <= p.max_len:
         raise ValueError(f"passage lengths need 1 <= min_len <= max_len, got "
@@ -95,6 +104,14 @@ def book_pairs(p: LRAProfile, seed: int):
                 same = group == getattr(a.segment, RELATIONS[p.stand_in])
                 if not y:
                     b = draw(~same)
+                    break
+                if p.stand_in == "shifted":  # a window starting inside the first one
+                    seg = a.segment
+                    lo, hi = a.start + 1, min(max(a.stop - 1, a.start + 1), len(seg.verses) - 1)
+                    if lo > hi:
+                        continue  # the passage ends its segment: draw another
+                    start = int(rng.integers(lo, hi + 1))
+                    b = passage_at(seg, start, int(rng.integers(p.min_len, p.max_len + 1)))
                     break
                 for _ in range(10):  # a partner from the same book (genre), not overlapping
                     b = draw(same)
