@@ -12,7 +12,19 @@ import argparse
 import logging
 import sys
 
-from leapformer.cli import bench, data, demo, export, linearize, lm, lra, mqar, st, translate
+from leapformer.cli import (
+    bench,
+    data,
+    demo,
+    export,
+    linearize,
+    lm,
+    lra,
+    mqar,
+    st,
+    translate,
+    tts,
+)
 from leapformer.cli._args import (
     CommandError,
     OneLineParser,
@@ -36,6 +48,7 @@ command families:
   lm          causal language modelling: train, eval, generate, bench, report
   translate   text translation, offline and simultaneous wait-k
   st          speech: ASR, speech translation, simultaneous wait-k on pre-decision chunks
+  tts         text-to-speech (TransformerTTS, MLA spec): train, synth, eval, report
   mqar        multi-query associative recall (mqar-grid, mqar-report)
   linearize   convert a pretrained transformers causal LM to LeaP / linear attention
   export      export a linear-family LM's one-token decoding step (ONNX)
@@ -54,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"leapformer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
-    for family in (demo, bench, data, lra, lm, translate, st, mqar, linearize, export):
+    for family in (demo, bench, data, lra, lm, translate, st, tts, mqar, linearize, export):
         family.register(commands)
     return parser
 

@@ -199,7 +199,8 @@ class CommandError(Exception):
 def command_name(args: argparse.Namespace) -> str:
     """``"lm train"``, ``"lra"``, ``"bench ops"``: the command words of a parsed line."""
     words = [getattr(args, "command", None)]
-    for key in ("target", "dataset", "lm_command", "translate_command"):
+    for key in ("target", "dataset", "lm_command", "translate_command", "st_command",
+                "tts_command", "linearize_command", "export_command"):
         value = getattr(args, key, None)
         if value:
             words.append(value)
