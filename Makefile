@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick test mqar-grid bench-ops bench-decode bench-lra-speed lra-grid setup clean
+.PHONY: demo demo-quick test mqar-grid bench-ops bench-decode bench-lra-speed bench-gpu bench-export lra-grid setup clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,14 @@ bench-decode: $(STAMP)
 
 bench-lra-speed: $(STAMP)
 	$(PY) benchmarks/lra_speed.py
+
+# Triton kernels vs SDPA (flash), FLA and the torch chunk form; needs a CUDA GPU
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/gpu.py
+
+# the exported (ONNX) decoding step in onnxruntime vs eager PyTorch
+bench-export: $(STAMP)
+	$(PY) benchmarks/export.py
 
 # The whole LRA lite grid: five tasks x twelve mechanisms (resumable), then
 # docs/results/lra-cpu.md-style table and Figure 1 with the 4k speed numbers.

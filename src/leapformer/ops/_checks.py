@@ -11,6 +11,7 @@ from torch import Tensor
 
 MODES = ("auto", "parallel", "chunk", "recurrent")
 NORMALIZE = ("clamp", "eps", "none")
+BACKENDS = ("auto", "torch", "triton", "fla")
 
 
 def shape(t: Tensor) -> str:
@@ -126,10 +127,36 @@ def check_prop_range(q_prop: Tensor, k_prop: Tensor,
                              f"[{lo:.4g}, {hi:.4g}] (check_proportions=False accepts others)")
 
 
-def check_options(mode: str, normalize: str, chunk_size: int) -> None:
+def check_options(mode: str, normalize: str, chunk_size: int, backend: str = "auto") -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if normalize not in NORMALIZE:
         raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+
+
+def check_cu_seqlens(cu_seqlens: Tensor, q: Tensor, k: Tensor) -> int:
+    """Packed sequences (flash-linear-attention's convention): ``cu_seqlens [S+1]``, integer,
+    from 0 to the length, non-decreasing, for a batch of one whose queries and keys share
+    the packing. Returns S. One device sync."""
+    if not isinstance(cu_seqlens, Tensor):
+        raise TypeError(f"cu_seqlens must be a torch.Tensor, got {type(cu_seqlens).__name__}")
+    if cu_seqlens.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"cu_seqlens must be int32 or int64, got dtype {cu_seqlens.dtype}")
+    if cu_seqlens.device != q.device:
+        raise TypeError(f"cu_seqlens is on {cu_seqlens.device} but q is on {q.device}")
+    if q.shape[0] != 1 or q.shape[2] != k.shape[2]:
+        raise ValueError(f"cu_seqlens needs a batch of one with as many queries as keys, got "
+                         f"q {shape(q)}, k {shape(k)}")
+    N = k.shape[2]
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+        raise ValueError(f"cu_seqlens must be 1-D with at least 2 entries, got {shape(cu_seqlens)}")
+    steps = cu_seqlens[1:] - cu_seqlens[:-1]
+    first, last, lowest = torch.stack((cu_seqlens[0], cu_seqlens[-1], steps.min())).tolist()
+    if first != 0 or last != N or lowest < 0:
+        raise ValueError(f"cu_seqlens must rise from 0 to the length {N}, got "
+                         f"{cu_seqlens.tolist() if cu_seqlens.numel() <= 8 else shape(cu_seqlens)}")
+    return cu_seqlens.numel() - 1

@@ -10,7 +10,10 @@ Forms (``mode``), one meaning:
 - ``"parallel"``: quadratic oracle; can return the normalised weight matrix.
 - ``"chunk"``: chunkwise-parallel, linear memory; for training. When nothing
   needs a gradient, bidirectional calls with a row-wise feature map (relu,
-  elu, identity) run the cache-blocked inference path of ``linear_blocked.py``.
+  elu, identity) run the cache-blocked inference path of ``linear_blocked.py``;
+  when something does, re-weighted calls (LeaP, cosFormer) with those feature
+  maps and no state in or out run ``reweighted_grad.py``'s autograd Function,
+  whose backward recomputes sin/cos and the features instead of saving them.
 - ``"recurrent"``: token-by-token with explicit state; for decoding.
 - ``"auto"``: the fastest exact form: ``chunk``, or ``recurrent`` for a single
   causal step, or ``parallel`` when weights are requested.
@@ -23,6 +26,13 @@ only, for a normalisation layer afterwards.
 Padding: ``key_padding_mask [B, N]`` (bool, True = pad) zeroes padded keys and
 values after the feature map, so they drop out of numerator and denominator;
 whatever a padded position holds (NaN included) does not leak.
+
+Backend (``backend``): ``"torch"`` runs the forms above; ``"triton"`` the fused
+kernels of :mod:`leapformer.ops.triton` (modes chunk/recurrent, feature maps relu,
+elu, identity; CUDA, or CPU under ``TRITON_INTERPRET=1``); ``"fla"`` causal attention
+through flash-linear-attention on the expanded features (CUDA); ``"auto"`` (default)
+picks ``"triton"`` on CUDA when Triton is installed and the call is covered, else
+``"torch"``. Results agree to rounding (docs/gpu.md).
 
 Proportions: :func:`leap_attention` checks that they lie in ``[0, 1]`` (one
 min/max reduction and one device sync per call) unless ``check_proportions=False``.
@@ -41,6 +51,7 @@ import torch
 from torch import Tensor
 
 from leapformer.ops._checks import (
+    check_cu_seqlens,
     check_mask,
     check_options,
     check_prop,
@@ -54,7 +65,9 @@ from leapformer.ops.linear_chunk import chunk_forward
 from leapformer.ops.linear_parallel import parallel_forward
 from leapformer.ops.linear_recurrent import recurrent_forward
 from leapformer.ops.proportions import cosformer_proportions, reweighting
+from leapformer.ops.reweighted_grad import SUPPORTED_FEATURE_MAPS, ReweightedAttention
 from leapformer.ops.state import LinearAttentionState, check_state
+from leapformer.ops.triton.dispatch import resolve_backend, run_backend
 
 DEFAULT_EPS = {"clamp": 0.1, "eps": 1e-6, "none": 0.0}
 
@@ -84,10 +97,16 @@ def _needs_grad(*tensors) -> bool:
 
 def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_padding_mask,
                           mode, normalize, eps, chunk_size, initial_state, output_final_state,
-                          return_weights, check_proportions=True):
+                          return_weights, check_proportions=True, backend="auto",
+                          cu_seqlens=None):
     check_qkv(q, k, v, causal=causal)
     check_mask(key_padding_mask, k)
-    check_options(mode, normalize, chunk_size)
+    check_options(mode, normalize, chunk_size, backend)
+    sequences = q.shape[0]
+    if cu_seqlens is not None:
+        sequences = check_cu_seqlens(cu_seqlens, q, k)
+        if return_weights:
+            raise ValueError("return_weights=True does not combine with cu_seqlens")
     if q_prop is not None:
         check_prop("q_prop", q_prop, q, "q")
         check_prop("k_prop", k_prop, k, "k")
@@ -107,8 +126,23 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
     def state_tensor(feature_dim: int) -> Tensor | None:
         if initial_state is None:
             return None
-        return check_state(initial_state, batch=B, heads=H, groups=G, feature_dim=feature_dim,
-                           value_dim=Dv, dtype=cdtype, device=q.device)
+        return check_state(initial_state, batch=sequences, heads=H, groups=G,
+                           feature_dim=feature_dim, value_dim=Dv, dtype=cdtype, device=q.device)
+
+    chosen = resolve_backend(backend, q=q, phi=phi, form=form)
+    if chosen == "torch" and cu_seqlens is not None:
+        return _packed_torch(q, k, v, q_prop, k_prop, cu_seqlens, s0=state_tensor(q.shape[-1]),
+                             output_final_state=output_final_state, feature_map=phi,
+                             causal=causal, key_padding_mask=key_padding_mask, mode=mode,
+                             normalize=normalize, eps=eps, chunk_size=chunk_size)
+    if chosen != "torch":
+        num, den, final = run_backend(
+            chosen, q, k, v, q_prop, k_prop, phi=phi, causal=causal,
+            key_padding_mask=key_padding_mask, chunk_size=chunk_size,
+            s0=state_tensor(q.shape[-1]), cdtype=cdtype, cu_seqlens=cu_seqlens)
+        div = _divisor(den, normalize, eps)
+        o = (num if div is None else num / div).to(q.dtype)
+        return (o, LinearAttentionState(final, Dv)) if output_final_state else o
 
     if (form == "chunk" and not causal and phi in ROW_WISE
             and not _needs_grad(q, k, v, q_prop, k_prop,
@@ -121,6 +155,14 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
         if output_final_state:
             result.append(LinearAttentionState(final, Dv))
         return result[0] if len(result) == 1 else tuple(result)
+
+    if (form == "chunk" and q_prop is not None and phi in SUPPORTED_FEATURE_MAPS
+            and initial_state is None and not output_final_state
+            and _needs_grad(q, k, v, q_prop, k_prop) and not torch.compiler.is_compiling()):
+        # eager training: the hand-written backward (recomputes sin/cos and the features);
+        # under torch.compile the traced autograd path is fused by the compiler instead
+        return ReweightedAttention.apply(q, k, v, q_prop, k_prop, key_padding_mask, phi,
+                                         causal, normalize, float(eps), chunk_size)
 
     fq = phi(q.to(cdtype), True)
     fk = phi(k.to(cdtype), False)
@@ -165,6 +207,35 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
     return result[0] if len(result) == 1 else tuple(result)
 
 
+def _packed_torch(q, k, v, q_prop, k_prop, cu_seqlens, *, s0, output_final_state, **kw):
+    """The torch forms on packed sequences: one call per sequence (the reference the
+    varlen kernels are tested against)."""
+    bounds = cu_seqlens.tolist()
+    outs, finals = [], []
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if hi == lo:  # an empty sequence keeps its initial state
+            finals.append(None if s0 is None else s0[i])
+            continue
+        rows = slice(lo, hi)
+        state = None if s0 is None else LinearAttentionState(s0[i:i + 1], v.shape[-1])
+        pad = kw["key_padding_mask"]
+        o, final = _reweighted_attention(
+            q[:, :, rows], k[:, :, rows], v[:, :, rows],
+            None if q_prop is None else q_prop[..., rows],
+            None if k_prop is None else k_prop[..., rows],
+            **{**kw, "key_padding_mask": None if pad is None else pad[:, rows]},
+            initial_state=state, output_final_state=True, return_weights=False,
+            check_proportions=False, backend="torch")
+        outs.append(o)
+        finals.append(final.s[0])
+    o = torch.cat(outs, dim=2)
+    if not output_final_state:
+        return o
+    ref = next(f for f in finals if f is not None)  # lengths sum to N >= 1
+    finals = [torch.zeros_like(ref) if f is None else f for f in finals]
+    return o, LinearAttentionState(torch.stack(finals), v.shape[-1])
+
+
 def linear_attention(
     q: Tensor, k: Tensor, v: Tensor, *,
     feature_map: str | FeatureMap = "relu",
@@ -177,18 +248,26 @@ def linear_attention(
     initial_state: LinearAttentionState | None = None,
     output_final_state: bool = False,
     return_weights: bool = False,
+    backend: str = "auto",
+    cu_seqlens: Tensor | None = None,
 ):
     """Linear attention ``o_i = phi(q_i) S / phi(q_i).z`` without re-weighting.
 
     Returns ``o [B,H,M,Dv]``; with ``return_weights`` also the normalised
     weights ``[B,H,M,N]`` (parallel form); with ``output_final_state`` also the
     :class:`LinearAttentionState` after this call's keys. Order: ``(o, weights, state)``.
+
+    ``cu_seqlens [S+1]`` (int): a batch of one holding S sequences back to back
+    (flash-linear-attention's convention; queries and keys share it); each attends only
+    within itself, and ``initial_state`` / the final state hold one state per sequence
+    (``[S, H, G, D, P]``).
     """
     return _reweighted_attention(
         q, k, v, None, None, feature_map=feature_map, causal=causal,
         key_padding_mask=key_padding_mask, mode=mode, normalize=normalize, eps=eps,
         chunk_size=chunk_size, initial_state=initial_state,
-        output_final_state=output_final_state, return_weights=return_weights)
+        output_final_state=output_final_state, return_weights=return_weights,
+        backend=backend, cu_seqlens=cu_seqlens)
 
 
 def leap_attention(
@@ -204,6 +283,8 @@ def leap_attention(
     return_weights: bool = False,
     feature_map: str | FeatureMap = "relu",
     check_proportions: bool = True,
+    backend: str = "auto",
+    cu_seqlens: Tensor | None = None,
 ):
     """Re-weighted linear attention with proportions (LeaPformer, docs/math.md §1.3).
 
@@ -216,7 +297,8 @@ def leap_attention(
     any value (the formula holds for any real proportion): cosFormer positions past
     the normalising length give values above 1 on purpose (decoding past a predicted
     length), and callers whose proportions are in range by construction save the
-    sync. ReLU is applied to ``q`` and ``k`` here. Returns as :func:`linear_attention`.
+    sync. ReLU is applied to ``q`` and ``k`` here. ``backend``: see the module docstring.
+    Returns as :func:`linear_attention`.
     """
     if q_prop is None or k_prop is None:
         raise ValueError("leap_attention needs both q_prop and k_prop; use linear_attention without re-weighting")
@@ -225,7 +307,7 @@ def leap_attention(
         key_padding_mask=key_padding_mask, mode=mode, normalize=normalize, eps=eps,
         chunk_size=chunk_size, initial_state=initial_state,
         output_final_state=output_final_state, return_weights=return_weights,
-        check_proportions=check_proportions)
+        check_proportions=check_proportions, backend=backend, cu_seqlens=cu_seqlens)
 
 
 def _check_max_length(max_length: int | Tensor, needed: int) -> None:
@@ -244,6 +326,29 @@ def _check_max_length(max_length: int | Tensor, needed: int) -> None:
                          f"= {needed}), got {smallest}")
 
 
+def _packed_proportions(cu_seqlens: Tensor, q: Tensor, k: Tensor, max_length, offset: int
+                        ) -> Tensor:
+    """cosFormer proportions ``[1, 1, T]`` for packed sequences: ``i / L`` per sequence."""
+    S = check_cu_seqlens(cu_seqlens, q, k)
+    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
+    seq = torch.repeat_interleave(torch.arange(S, device=q.device), lengths)
+    pos = torch.arange(q.shape[2], device=q.device) - cu_seqlens[seq] + 1 + offset
+    if max_length is None:
+        L = (lengths + offset)[seq]
+    elif isinstance(max_length, Tensor):
+        if tuple(max_length.shape) != (S,):
+            raise ValueError(f"max_length must hold one length per sequence ([{S}]) with "
+                             f"cu_seqlens, got {list(max_length.shape)}")
+        if not bool((max_length.to(q.device) >= lengths + offset).all()):
+            raise ValueError("max_length must be >= each sequence's last position "
+                             "(offset + its length)")
+        L = max_length.to(q.device)[seq]
+    else:
+        _check_max_length(max_length, int(lengths.max()) + offset)
+        L = max_length
+    return (pos.to(torch.float32) / L).view(1, 1, -1)
+
+
 def cosformer_attention(
     q: Tensor, k: Tensor, v: Tensor, *,
     max_length: int | Tensor | None = None,
@@ -257,6 +362,8 @@ def cosformer_attention(
     initial_state: LinearAttentionState | None = None,
     output_final_state: bool = False,
     return_weights: bool = False,
+    backend: str = "auto",
+    cu_seqlens: Tensor | None = None,
 ):
     """cosFormer self-attention: weight ``cos(pi/2 (i - j) / L)`` (docs/math.md §1.1).
 
@@ -265,8 +372,18 @@ def cosformer_attention(
     ``offset`` shifts both query and key positions (for a chunk of a longer sequence
     resumed from ``initial_state``). The proportions ``i / L`` are then in ``(0, 1]`` by
     construction, so :func:`leap_attention` is called without its range check.
+    With ``cu_seqlens`` (packed sequences) positions restart at 1 in each sequence and
+    ``L`` is per sequence (its length + ``offset`` by default; a tensor ``[S]``, or an int).
+    ``backend``: as :func:`leap_attention`.
     """
     M, N = q.shape[2], k.shape[2]
+    if cu_seqlens is not None:
+        prop = _packed_proportions(cu_seqlens, q, k, max_length, offset)
+        return leap_attention(
+            q, k, v, prop, prop, causal=causal, key_padding_mask=key_padding_mask, mode=mode,
+            normalize=normalize, eps=eps, chunk_size=chunk_size, initial_state=initial_state,
+            output_final_state=output_final_state, return_weights=return_weights,
+            check_proportions=False, backend=backend, cu_seqlens=cu_seqlens)
     if max_length is None:
         max_length = max(M, N) + offset
     else:
@@ -277,4 +394,4 @@ def cosformer_attention(
         q, k, v, q_prop, k_prop, causal=causal, key_padding_mask=key_padding_mask, mode=mode,
         normalize=normalize, eps=eps, chunk_size=chunk_size, initial_state=initial_state,
         output_final_state=output_final_state, return_weights=return_weights,
-        check_proportions=False)
+        check_proportions=False, backend=backend)

@@ -1,0 +1,12 @@
+"""The Triton kernels run on CPU through Triton's interpreter: the variable must be set
+before the kernel modules are imported (Triton reads it when a kernel is defined).
+Without Triton the run fails here, with the install line (no silent skip)."""
+
+import importlib.util
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+if importlib.util.find_spec("triton") is None:
+    raise ImportError("tests/ops/triton need Triton (its CPU interpreter runs the kernels): "
+                      "pip install 'leapformer[triton]'")
