@@ -22,7 +22,7 @@ from leapformer.bench.decode import (
 from leapformer.cli import build_parser, main
 
 TINY = dict(positions=(8, 32), batches=(1, 2), layers=2, d_model=32, heads=4, dim_feedforward=64,
-            min_reps=1, max_reps=1, warmup=1, rounds=2)
+            min_reps=1, max_reps=1, warmup=1, rounds=2, compile_step=False)
 
 
 @pytest.fixture(scope="module")
@@ -182,10 +182,27 @@ def test_cli_run(tmp_path, capsys, monkeypatch):
     real = decode.DecodeConfig.quick
     monkeypatch.setattr(decode.DecodeConfig, "quick", classmethod(
         lambda cls, **kw: real(**{**kw, "layers": 1, "d_model": 16, "heads": 2,
-                                  "dim_feedforward": 32})))
+                                  "dim_feedforward": 32, "compile_step": False})))
     code = main(["bench", "decode", "--quick", "--positions", "8", "--reps", "1",
                  "--no-progress", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "# Decode benchmark (cpu)" in out and "| 8 | cosformer |" in out
     assert (tmp_path / "decode-cpu-quick.md").exists()
     assert (tmp_path / "decode-cpu-quick.json").exists()
+
+
+def test_compiled_step_rows():
+    """With ``compile_step`` (the default) the covered mechanisms run the compiled step,
+    cosFormer the eager modules; the note says which."""
+    assert DecodeConfig().compile_step
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = DecodeConfig(**{**TINY, "positions": (8,), "batches": (1,), "rounds": 1,
+                              "mechanisms": ("leap", "cosformer"), "compile_step": True})
+        res = run_decode_benchmark(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    notes = {r["mechanism"]: r["note"] for r in res.rows}
+    assert notes == {"leap": "compiled", "cosformer": "eager"}
+    assert "compiled fused step" in render_markdown(res)

@@ -168,6 +168,24 @@ def test_incremental_and_reencode_agree_on_a_causal_run(trained):
     assert pa == pb and a["AL"] == b["AL"]
 
 
+@pytest.mark.parametrize("encoder", ["incremental", "reencode"])
+def test_simul_batch_size_gives_the_same_instances(trained, encoder):
+    """Sentences served 4 at a time (the last batch smaller) get what they get alone."""
+    tmp, _ = trained
+    one = run_translate_simul(tmp / "run", k=2, encoder=encoder, max_sentences=6,
+                              out=tmp / f"b1-{encoder}", compile_step=False)
+    four = run_translate_simul(tmp / "run", k=2, encoder=encoder, max_sentences=6,
+                               batch_size=4, out=tmp / f"b4-{encoder}", compile_step=False)
+    ra = read_instances(tmp / f"b1-{encoder}" / "instances.log")
+    rb = read_instances(tmp / f"b4-{encoder}" / "instances.log")
+    assert [(r.index, r.prediction, r.delays) for r in ra] == \
+        [(r.index, r.prediction, r.delays) for r in rb]
+    assert (one["batch_size"], four["batch_size"]) == (1, 4)
+    assert one["AL"] == four["AL"] and one["BLEU"] == four["BLEU"]
+    with pytest.raises(ValueError, match="batch_size"):
+        run_translate_simul(tmp / "run", k=2, batch_size=0)
+
+
 def test_batches_are_a_pure_function_of_seed_and_index():
     rng = np.random.default_rng(0)
     src, tgt = rng.integers(1, 30, 300), rng.integers(1, 30, 300)
@@ -221,7 +239,9 @@ def test_cli_wiring(tmp_path, trained, capfd):
     assert args.func(args) == 0 and (tmp_path / "ev" / "hyp.txt").is_file()
     args = parser().parse_args(["translate", "simul", "--run", str(tmp / "run"), "--waitk", "3",
                                 "--encoder", "reencode", "--max-sentences", "3",
+                                "--batch-size", "2", "--no-compile-step",
                                 "--out", str(tmp_path / "si"), "--no-progress"])
+    assert (args.batch_size, args.no_compile_step) == (2, True)
     assert args.func(args) == 0 and (tmp_path / "si" / "scores.json").is_file()
     with pytest.raises(SystemExit):
         parser().parse_args(["translate", "train", "--waitk", "0", "--out", "x"])

@@ -13,6 +13,13 @@ through all layers, with the self-attention cache holding ``p`` tokens):
 - ``linear``, ``cosformer``, ``leap``: the running sums ``s`` (constant size).
   cosFormer gets ``target_length = p + 100`` (it needs a target length).
 
+With ``compile_step`` (the default) each step runs a
+:class:`~leapformer.models.FusedDecoderStep` (the whole stack compiled with
+``torch.compile``, one per mechanism for the run, compiled during the untimed
+check call of the first group, again at most once for a second batch size);
+cosFormer, which it does not cover, and any mechanism whose compile fails run
+the eager modules (the row's note says which ran).
+
 The cache at position ``p`` is made without decoding ``p`` tokens:
 ``dec.new_cache(B, max_length=p + 64 if softmax else None)``, every cache
 tensor filled with ``normal_()`` (the linear states with ``abs_()`` so that the
@@ -92,6 +99,7 @@ class DecodeConfig:
     warmup: int = 3  # warm-up calls for calls under 0.5 s; 1 otherwise
     rounds: int = 6  # passes over all groups (every other one reversed), samples pooled
     seed: int = 0
+    compile_step: bool = True  # the compiled fused step (FusedDecoderStep); False: eager
 
     @classmethod
     def quick(cls, **overrides) -> "DecodeConfig":
@@ -175,9 +183,11 @@ def rewind(cache, position: int) -> None:
         lc.self_attn.length = lc.self_attn.queries = position
 
 
-def _step(dec, cache, x, kw) -> Callable[[], torch.Tensor]:
+def _step(dec, cache, x, kw, fused=None) -> Callable[[], torch.Tensor]:
     def call():
         with torch.no_grad():
+            if fused is not None:
+                return fused(x, cache, **kw)
             return dec(x, cache=cache, **kw)
     return call
 
@@ -201,24 +211,40 @@ def plan(cfg: DecodeConfig) -> list[tuple[int, int]]:
     return [g for r in range(cfg.rounds) for g in (order if r % 2 == 0 else order[::-1])]
 
 
-def measure_group(cfg: DecodeConfig, decoders: dict, batch: int, position: int) -> dict[str, dict]:
-    """Time one (batch, position) group, every mechanism interleaved.
+def build_steps(cfg: DecodeConfig, decoders: dict) -> dict:
+    """One :class:`~leapformer.models.FusedDecoderStep` per decoder if ``compile_step``
+    (else none), kept for the whole run: positions and cache sizes do not recompile it."""
+    if not cfg.compile_step:
+        return {}
+    from leapformer.models import FusedDecoderStep  # here: the CLI imports this module to parse
+
+    return {mech: FusedDecoderStep(dec, compile_after=0) for mech, dec in decoders.items()}
+
+
+def measure_group(cfg: DecodeConfig, decoders: dict, batch: int, position: int,
+                  steps: dict | None = None) -> dict[str, dict]:
+    """Time one (batch, position) group, every mechanism interleaved (``steps``: from
+    :func:`build_steps`; made here if None).
 
     Returns ``{mechanism: {"samples": seconds per step, "cache_mb": ..., "note": ...}}``.
     """
     device = torch.device(cfg.device)
     g = torch.Generator(device=device).manual_seed(cfg.seed + 7919 * batch + position)
     x = torch.randn(batch, 1, cfg.d_model, generator=g, device=device)
+    fused = build_steps(cfg, decoders) if steps is None else steps
     caches, fns, setup, notes = {}, {}, {}, {}
     for mech in cfg.mechanisms:
         cache = cache_at(decoders[mech], mech, batch, position, g)
         caches[mech] = cache
-        fns[mech] = _step(decoders[mech], cache, x, step_kwargs(mech, position))
+        fns[mech] = _step(decoders[mech], cache, x, step_kwargs(mech, position), fused.get(mech))
         setup[mech] = lambda cache=cache: rewind(cache, position)
-    for mech, fn in fns.items():  # one untimed check of the output
+    for mech, fn in fns.items():  # one untimed check of the output (compiles the step)
         setup[mech]()
-        if not torch.isfinite(fn()).all():
-            notes[mech] = "non-finite output"
+        finite = bool(torch.isfinite(fn()).all())
+        if mech in fused:
+            notes[mech] = "compiled" if fused[mech].compiled else "eager"
+        if not finite:
+            notes[mech] = "; ".join(filter(None, (notes.get(mech), "non-finite output")))
             logger.warning("%s at batch %d, position %d: non-finite output", mech, batch, position)
     gc.collect()
     samples = time_interleaved(fns, device=device, warmup=cfg.warmup, min_reps=cfg.min_reps,
@@ -265,12 +291,13 @@ def run_decode_benchmark(cfg: DecodeConfig | None = None,
     cfg = cfg or DecodeConfig()
     start = time.perf_counter()
     decoders = build_decoders(cfg)
+    steps = build_steps(cfg, decoders)
     tasks = plan(cfg)
     measured: dict[tuple[int, int], list[dict]] = {}
     for batch, position in (progress(tasks) if progress else tasks):
         logger.debug("measuring batch %d at position %d", batch, position)
         measured.setdefault((batch, position), []).append(
-            measure_group(cfg, decoders, batch, position))
+            measure_group(cfg, decoders, batch, position, steps))
     rows = make_rows(cfg, measured)
     return DecodeResult(machine=machine_info(cfg.device), config=dataclasses.asdict(cfg),
                         rows=rows, targets=evaluate_targets(rows),
@@ -346,6 +373,9 @@ def render_markdown(result: DecodeResult) -> str:
         "vs softmax: softmax ms / ms (> 1 = faster); tokens/s: batch / step time; "
         "cache MB: `cache.nbytes` at the position (1 MB = 1e6 B; the softmax buffer holds "
         f"position + {SOFTMAX_SPARE} tokens). Method in `leapformer.bench.decode`.",
+        "- step: " + ("the compiled fused step (`FusedDecoderStep`, torch.compile) where the "
+                      "note says `compiled`, the eager modules where it says `eager`"
+                      if cfg.get("compile_step", False) else "the eager modules"),
         "",
         *targets_table(result.targets),
     ]

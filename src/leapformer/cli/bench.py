@@ -79,6 +79,9 @@ def add_bench_decode_arguments(parser: argparse.ArgumentParser, *, out_dir_defau
                         help="fixed repetitions per measurement and round (default: adaptive)")
     parser.add_argument("--rounds", type=parse_positive, metavar="N",
                         help="passes over all groups, samples pooled (default 6; quick 1)")
+    parser.add_argument("--no-compile-step", action="store_true",
+                        help="time the eager decoding step instead of the compiled one "
+                        "(torch.compile of the whole step; default on)")
 
 
 def run_bench_decode(args: argparse.Namespace) -> int:
@@ -106,6 +109,8 @@ def run_bench_decode(args: argparse.Namespace) -> int:
         overrides.update(min_reps=args.reps, max_reps=args.reps, warmup=1)
     if args.rounds:
         overrides["rounds"] = args.rounds
+    if getattr(args, "no_compile_step", False):
+        overrides["compile_step"] = False
     try:
         cfg = DecodeConfig.quick(**overrides) if args.quick else DecodeConfig(**overrides)
         for name in cfg.mechanisms:

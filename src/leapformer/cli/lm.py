@@ -300,7 +300,8 @@ def run_lm_generate_command(args: argparse.Namespace) -> int:
                         strategy="greedy" if args.strategy == "greedy" else "sample",
                         temperature=args.temperature, top_k=top_k, top_p=top_p,
                         eos_id=tok.eos_id if args.stop_at_eos else None, pad_id=tok.pad_id,
-                        seed=args.seed, cosformer_length=cos_len)
+                        seed=args.seed, cosformer_length=cos_len,
+                        compile_step=not args.no_compile_step)
     except (ValueError, TypeError, FileNotFoundError) as err:
         return _lm_error("generate", err)
     for k, (prompt, new) in enumerate(zip(prompts, outs, strict=True)):
@@ -449,6 +450,9 @@ def register(commands) -> None:
     gen.add_argument("--stop-at-eos", action="store_true", help="stop a prompt at </s> "
                      "(a line break)")
     gen.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    gen.add_argument("--no-compile-step", action="store_true",
+                     help="decode with the eager step (default: the compiled whole-stack "
+                     "step once a model has decoded 64 tokens)")
     gen.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     gen.set_defaults(func=run_lm_generate_command)
 

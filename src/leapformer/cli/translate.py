@@ -119,7 +119,9 @@ def run_translate_simul_command(args: argparse.Namespace) -> int:
                                       max_len_a=args.max_len_a, max_len_b=args.max_len_b,
                                       source_ms_per_token=args.source_ms_per_token,
                                       checkpoint=args.checkpoint, out=args.out,
-                                      device=args.device, progress=bar.update)
+                                      device=args.device, batch_size=args.batch_size,
+                                      compile_step=not args.no_compile_step,
+                                      progress=bar.update)
     except (ValueError, TypeError, FileNotFoundError) as err:
         return _error("simul", err)
     print(json.dumps(res, indent=2, ensure_ascii=False))
@@ -227,6 +229,13 @@ def register(commands) -> argparse.ArgumentParser:
     si.add_argument("--waitk", type=parse_positive, required=True, help="test-time k")
     si.add_argument("--encoder", default="incremental", choices=ENCODER_MODES,
                     help="incremental (causal encoder, extended state) or reencode (baseline)")
+    si.add_argument("--batch-size", type=parse_positive, default=1,
+                    help="sentences served at once, each with its own wait-k policy and state "
+                         "(default 1: one at a time; compute-aware latency then includes the "
+                         "batch's shared compute)")
+    si.add_argument("--no-compile-step", action="store_true",
+                    help="decode with the eager modules (default: the compiled fused decoder "
+                         "step, eager where compiling fails)")
     si.add_argument("--source-ms-per-token", type=float, default=300.0,
                     help="source rate for computation-aware latency (ms per token)")
     si.add_argument("--out", type=Path, help="output folder (default "

@@ -22,13 +22,16 @@ from leapformer.models.seq2seq import (
     label_smoothed_nll,
     reorder_decoder_cache,
 )
+from leapformer.models.fused_step import FusedDecoderStep
 from leapformer.models.simul import SimulAgent, SimulResult, simultaneous_greedy
+from leapformer.models.simul_batch import translate_batch
 
 __all__ = [
     "LM_PRESETS", "SEQ2SEQ_PRESETS", "CausalLM", "ClassifierConfig", "DualEncoderClassifier",
-    "EncoderOutput", "Hypothesis", "LMCache", "LMConfig", "Seq2Seq", "Seq2SeqCache",
+    "EncoderOutput", "FusedDecoderStep", "Hypothesis", "LMCache", "LMConfig", "Seq2Seq", "Seq2SeqCache",
     "Seq2SeqConfig", "SequenceClassifier", "SimulAgent", "SimulResult", "beam_search",
     "choose_next", "cosformer_length_mode",
     "count_parameters", "generate", "greedy", "label_smoothed_nll", "max_lengths",
     "next_token_loss", "reorder_decoder_cache", "simultaneous_greedy",
+    "translate_batch",
 ]

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from leapformer.models.fused_step import shared_step
 from leapformer.models.lm import CausalLM
 from leapformer.nn.mechanisms import CosFormer
 
@@ -59,7 +60,7 @@ def _is_int(x) -> bool:
 
 
 def _check_arguments(model, prompts, max_new_tokens, strategy, temperature, top_k, top_p,
-                     eos_id, pad_id, seed, cosformer_length) -> list[list[int]]:
+                     eos_id, pad_id, seed, cosformer_length, compile_step) -> list[list[int]]:
     if not isinstance(model, CausalLM):
         raise TypeError(f"model must be a CausalLM, got {type(model).__name__}")
     V = model.cfg.vocab_size
@@ -93,6 +94,8 @@ def _check_arguments(model, prompts, max_new_tokens, strategy, temperature, top_
         raise ValueError(f"pad_id must be a token id in [0, {V}), got {pad_id!r}")
     if seed is not None and not _is_int(seed):
         raise ValueError(f"seed must be None or an int, got {seed!r}")
+    if not isinstance(compile_step, bool):
+        raise TypeError(f"compile_step must be a bool, got {compile_step!r}")
     if cosformer_length not in COSFORMER_LENGTHS and \
             not (_is_int(cosformer_length) and cosformer_length >= 1):
         raise ValueError(f"cosformer_length must be one of {COSFORMER_LENGTHS} or a positive "
@@ -126,10 +129,21 @@ def choose_next(logits: Tensor, *, strategy: str = "greedy", temperature: float 
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
+def _embed(model: CausalLM, tokens: Tensor, positions: Tensor) -> Tensor:
+    """The decoder input of one step (the fused step's ``embed``)."""
+    return model.dropout(model.embed_tokens(tokens, positions))
+
+
+def _head(model: CausalLM, hidden: Tensor) -> Tensor:
+    """Logits ``[B, V]`` of the last position (the fused step's ``head``)."""
+    return model.project(hidden[:, -1])
+
+
 def generate(model: CausalLM, prompts: list[list[int]], max_new_tokens: int, *,
              strategy: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, eos_id: int | None = None, pad_id: int = 0,
-             seed: int | None = None, cosformer_length: str | int = "train") -> list[list[int]]:
+             seed: int | None = None, cosformer_length: str | int = "train",
+             compile_step: bool = True) -> list[list[int]]:
     """Continue each prompt by up to ``max_new_tokens`` tokens; returns the new tokens
     per prompt (ending with ``eos_id`` where it was produced).
 
@@ -139,9 +153,16 @@ def generate(model: CausalLM, prompts: list[list[int]], max_new_tokens: int, *,
     the left padding (it is masked). ``cosformer_length``: ``"train"``,
     ``"stepping"`` or an int (see the module docstring). Runs in eval mode
     under ``torch.inference_mode`` (the training mode is restored).
+
+    ``compile_step`` (default on): decode with the model's compiled
+    :class:`~leapformer.models.fused_step.FusedDecoderStep` (made once per
+    model; it compiles after its first ``COMPILE_AFTER`` steps, counted over
+    calls, and runs eagerly where compiling fails or a mechanism is not
+    covered). The tokens are those of the eager path (up to float rounding in
+    the logits). ``False``: the eager modules only.
     """
     prompts = _check_arguments(model, prompts, max_new_tokens, strategy, temperature, top_k,
-                               top_p, eos_id, pad_id, seed, cosformer_length)
+                               top_p, eos_id, pad_id, seed, cosformer_length, compile_step)
     if max_new_tokens == 0:
         return [[] for _ in prompts]
     device = model.embed.weight.device
@@ -163,6 +184,7 @@ def generate(model: CausalLM, prompts: list[list[int]], max_new_tokens: int, *,
                 generator=generator)
     logger.debug("generate: %d prompts (longest %d), %d new tokens, %s", B, P, max_new_tokens,
                  strategy)
+    step = shared_step(model, model.decoder, embed=_embed, head=_head) if compile_step else None
     was_training = model.training
     model.eval()
     try:
@@ -171,18 +193,25 @@ def generate(model: CausalLM, prompts: list[list[int]], max_new_tokens: int, *,
             cache = model.new_cache(B, max_length=P + max_new_tokens)
             h = model.hidden_states(tokens, key_padding_mask=mask if padded else None,
                                     target_length=length, cache=cache)
+            logits = model.project(h[:, -1])
             new = []
             done = torch.zeros(B, dtype=torch.bool, device=device)
-            for step in range(max_new_tokens):
-                nxt = choose_next(model.project(h[:, -1]), **pick)
+            for i in range(max_new_tokens):
+                nxt = choose_next(logits, **pick)
                 new.append(nxt)
-                if step == max_new_tokens - 1:
+                if i == max_new_tokens - 1:
                     break
                 if eos_id is not None:
                     done |= nxt == eos_id
                     if bool(done.all()):
                         break
-                h = model.hidden_states(nxt[:, None], target_length=length, cache=cache)
+                if step is None:
+                    h = model.hidden_states(nxt[:, None], target_length=length, cache=cache)
+                    logits = model.project(h[:, -1])
+                else:
+                    logits = step(nxt[:, None], cache.decoder, cache.lengths[:, None] + 1,
+                                  owner=model, target_length=length)
+                    cache.lengths = cache.lengths + 1
     finally:
         model.train(was_training)
     out = torch.stack(new, 1).tolist()

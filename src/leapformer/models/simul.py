@@ -19,6 +19,11 @@ cumulative compute time in milliseconds (encoding and decoding since the
 start of the sentence) at that write, the computation part of SimulEval's
 computation-aware latency.
 
+:func:`~leapformer.models.translate_batch` (:mod:`leapformer.models.simul_batch`)
+serves several sentences at once with the same policy per sentence and the
+same results. Decoder steps run the compiled fused step by default
+(``compile_step``; :mod:`leapformer.models.fused_step`).
+
 Two ways to handle the growing source (``encoder=``):
 
 - ``"incremental"`` (MLA Algorithm 1): the model must have a causal encoder
@@ -60,6 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from leapformer.models.fused_step import shared_step
+from leapformer.models.lm import sinusoidal_embedding
 from leapformer.models.search import max_lengths
 from leapformer.models.seq2seq import Seq2Seq, Seq2SeqCache
 from leapformer.nn.mechanisms import CosFormer
@@ -108,17 +115,44 @@ def _cosformer_in(module) -> bool:
     return any(isinstance(m, CosFormer) for m in module.modules())
 
 
+def embed_at(model: Seq2Seq, tokens: Tensor, positions: Tensor, *,
+             source: bool = False) -> Tensor:
+    """Encoder (``source=True``) or decoder input of ``tokens [B, T]`` at per-item
+    1-based ``positions [B, T]`` (long): what :meth:`Seq2Seq.embed_source` and
+    :meth:`Seq2Seq.decode_step` compute for positions shared by the batch."""
+    emb, table = (model.src_embed, model.src_pos) if source else (model.tgt_embed, model.tgt_pos)
+    x = emb(tokens) * model.embed_scale
+    if table is not None:
+        x = x + table(positions - 1)
+    else:
+        x = x + sinusoidal_embedding(positions, model.cfg.d_model).to(x.dtype)
+    return model.dropout(x)
+
+
+def _embed_target(model: Seq2Seq, tokens: Tensor, positions: Tensor) -> Tensor:
+    return embed_at(model, tokens, positions)
+
+
+def _last_logits(model: Seq2Seq, hidden: Tensor) -> Tensor:
+    return model.project(hidden[:, -1])
+
+
 class SimulAgent:
     """A wait-k agent around a :class:`Seq2Seq` (see the module docstring).
 
     ``agent.translate(src_ids)`` translates one sentence (``src_ids``: source
     token ids without EOS, a list or 1-D tensor). ``k``: the wait-k lag;
     ``max_len_a``/``max_len_b``: length limit as in greedy search;
-    ``encoder``: ``"incremental"`` or ``"reencode"``.
+    ``encoder``: ``"incremental"`` or ``"reencode"``. ``compile_step`` (default
+    on): decoder steps run the model's compiled
+    :class:`~leapformer.models.fused_step.FusedDecoderStep` (made once per model,
+    compiled after its first ``COMPILE_AFTER`` steps over all sentences; eager
+    where compiling fails or a mechanism is not covered); ``False``: eager only.
     """
 
     def __init__(self, model: Seq2Seq, k: int, *, max_len_a: float = 1.5,
-                 max_len_b: float = 10, encoder: str = "incremental"):
+                 max_len_b: float = 10, encoder: str = "incremental",
+                 compile_step: bool = True):
         if not isinstance(model, Seq2Seq):
             raise TypeError(f"model must be a Seq2Seq, got {type(model).__name__}")
         self.k = _check_k(k)
@@ -133,7 +167,11 @@ class SimulAgent:
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
         if max_len_a < 0:
             raise ValueError(f"max_len_a must be >= 0, got {max_len_a!r}")
+        if not isinstance(compile_step, bool):
+            raise TypeError(f"compile_step must be a bool, got {compile_step!r}")
         self.model, self.encoder = model, encoder
+        self.step = shared_step(model, model.decoder, embed=_embed_target, head=_last_logits) \
+            if compile_step else None
         self.max_len_a, self.max_len_b = max_len_a, max_len_b
         self.cos_source = _cosformer_in(model.encoder) or any(
             _cosformer_in(layer.cross_attn) for layer in model.decoder.layers
@@ -176,6 +214,19 @@ class SimulAgent:
             queries = lc.cross_attn.queries
             lc.cross_attn = layer.cross_attn.new_cache(cache.batch_size, cross=True)
             lc.cross_attn.queries = queries
+
+    def decode(self, last: Tensor, cache: Seq2SeqCache) -> Tensor:
+        """Logits ``[B, V]`` of one decoder step on ``last [B, 1]`` (cache updated)."""
+        model = self.model
+        if self.step is None:
+            return model.decode_step(last, cache)[:, -1]
+        position = cache.length + 1
+        if model.tgt_pos is not None and position > model.cfg.max_positions:
+            raise ValueError(f"position {position} is past the learned position table "
+                             f"(max_positions={model.cfg.max_positions})")
+        positions = torch.full_like(last, position)
+        return self.step(last, cache.decoder, positions, owner=model,
+                         target_length=cache.target_length)
 
     # -- the policy ----------------------------------------------------------------
     @torch.no_grad()
@@ -243,7 +294,7 @@ class SimulAgent:
             t = len(tokens) + 1
             read_to(min(k + t - 1, n))
             t0 = clock()
-            logits = model.decode_step(last, cache)[:, -1]
+            logits = self.decode(last, cache)
             lp = F.log_softmax(logits.double(), dim=-1)
             lp[:, banned] = -math.inf
             source_done = read > n
@@ -272,9 +323,10 @@ class SimulAgent:
 
 def simultaneous_greedy(model: Seq2Seq, src_ids, k: int, *, max_len_a: float = 1.5,
                         max_len_b: float = 10, encoder: str = "incremental",
-                        target_length: int | None = None,
-                        return_logits: bool = False) -> SimulResult:
+                        target_length: int | None = None, return_logits: bool = False,
+                        compile_step: bool = True) -> SimulResult:
     """Wait-``k`` simultaneous greedy translation of one sentence (``src_ids``: source
     token ids without EOS); see :class:`SimulAgent` and the module docstring."""
-    agent = SimulAgent(model, k, max_len_a=max_len_a, max_len_b=max_len_b, encoder=encoder)
+    agent = SimulAgent(model, k, max_len_a=max_len_a, max_len_b=max_len_b, encoder=encoder,
+                       compile_step=compile_step)
     return agent.translate(src_ids, target_length=target_length, return_logits=return_logits)

@@ -23,8 +23,9 @@ from leapformer.eval import (
     write_instances,
     write_scores,
 )
-from leapformer.models import Seq2Seq, SimulAgent, beam_search
+from leapformer.models import Seq2Seq, SimulAgent, beam_search, translate_batch
 from leapformer.models.simul import ENCODER_MODES
+from leapformer.models.simul_batch import serves_batches
 from leapformer.tasks.translate.data import TranslationData
 from leapformer.tasks.translate.run import EVAL_LENGTHS, fit_length_on_train, load_translate_run
 
@@ -144,8 +145,13 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
                         max_len_a: float = 1.5, max_len_b: float = 10,
                         source_ms_per_token: float = 300.0, checkpoint: str = "best",
                         out: str | Path | None = None, device: str | torch.device = "cpu",
+                        batch_size: int = 1, compile_step: bool = True,
                         progress=None) -> dict:
-    """Simultaneous wait-``k`` translation of ``split`` (one sentence at a time).
+    """Simultaneous wait-``k`` translation of ``split``, ``batch_size`` sentences at a
+    time (:func:`~leapformer.models.translate_batch`: each sentence has its own
+    policy and state, and gets the tokens it gets alone; its compute times are
+    the batch's, as a server's client would see them). ``compile_step``: the
+    compiled fused decoder step (see :class:`~leapformer.models.SimulAgent`).
 
     Writes ``out`` (default ``run/simul-<split>-k<k>-<encoder>``):
     ``instances.log`` (SimulEval JSON lines: delays in source subword tokens,
@@ -158,14 +164,17 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
     tokenizer, decoder throughput in target tokens/s, the oracles the agent
     used, and ``simuleval_command``: the SimulEval 1.1.4 command that rescores
     ``out`` to the same AL, LAAL, AP and DAL); returns the results.
-    ``progress``: called with 1 per sentence.
+    ``progress``: called with the number of sentences done after each batch.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if encoder not in ENCODER_MODES:
         raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {encoder!r}")
     if not source_ms_per_token > 0:
         raise ValueError(f"source_ms_per_token must be positive, got {source_ms_per_token!r}")
     model, data, config = load_translate_run(run, checkpoint=checkpoint, device=device)
-    agent = SimulAgent(model, k, max_len_a=max_len_a, max_len_b=max_len_b, encoder=encoder)
+    agent = SimulAgent(model, k, max_len_a=max_len_a, max_len_b=max_len_b, encoder=encoder,
+                       compile_step=compile_step)
     n, src, _, refs = _split_pairs(data, split, max_sentences)
     out = Path(out) if out is not None else Path(run) / f"simul-{split}-k{k}-{encoder}"
     records, hyps = [], []
@@ -173,12 +182,22 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
     tokens = steps = 0
     oracle: set[str] = set()
     r = float(source_ms_per_token)
-    for j in range(n):
-        res = agent.translate(src[j])
+    results = []
+    for start in range(0, n, batch_size):
+        rows = list(range(start, min(start + batch_size, n)))
+        done = [agent.translate(src[rows[0]])] if len(rows) == 1 else \
+            translate_batch(agent, [src[j] for j in rows])
+        # a batch's sentences share its compute: each reports the batch's time so far,
+        # so the batch's total is their largest (their sum when served one at a time)
+        total = max if serves_batches(agent) else sum
+        dec_s += total(res.decoder_s for res in done)
+        enc_s += total(res.encoder_s for res in done)
+        results += done
+        if progress is not None:
+            progress(len(rows))
+    for j, res in enumerate(results):
         hyp = data.tgt_tok.decode(res.tokens)
         hyps.append(hyp)
-        dec_s += res.decoder_s
-        enc_s += res.encoder_s
         tokens += len(res.tokens)
         steps += res.decoder_steps
         oracle.update(res.oracle)
@@ -189,8 +208,6 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
             source=" ".join(data.src_tok.id_to_piece(t) for t in src[j]),
             reference_length=len(data.tgt_tok.encode(refs[j])),
             source_duration_ms=res.source_length * r))
-        if progress is not None:
-            progress(1)
     tgt_lang = config["source"]["tgt_lang"]
     bleu = corpus_bleu(hyps, refs, tgt_lang)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,7 +216,8 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
     write_instances(out / "instances.log", records, **unit)
     scores = write_scores(out / "scores.json", records, bleu=bleu.score, **unit)
     res = {"run": str(run), "split": split, "checkpoint": checkpoint, "sentences": n, "k": k,
-           "encoder": encoder, "spec": config["spec"], "waitk_trained": config["waitk"],
+           "encoder": encoder, "batch_size": batch_size, "compile_step": compile_step,
+           "spec": config["spec"], "waitk_trained": config["waitk"],
            "causal_encoder": config["causal_encoder"], **scores,
            "bleu_tokenizer": bleu.tokenizer, "bleu_signature": bleu.signature,
            "latency_unit": "source subword tokens", "source_ms_per_token": r,
