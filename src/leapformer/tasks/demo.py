@@ -150,7 +150,11 @@ def render_demo(recall: dict[str, dict], cost: dict, *, command: str | None = No
     for m, r in recall.items():
         lines.append(f"| {m} | {intervals[m].format(digits=1)} | {_mb(r['state_bytes'])} | "
                      f"{r['train_wall_s']:.0f} |")
-    lines += ["", f"Recall: {verdict(intervals)}.", "",
+    lines += ["", f"Recall: {verdict(intervals)}.",
+              (f"(One seed: the intervals cover test sequences, not seeds. At this cell the "
+               f"linear mechanisms either take off or stay near chance depending on the seed; "
+               f"over seeds 0-2 only softmax > the linear family is separated: "
+               f"docs/results/mqar.md.)"), "",
               "| length | softmax fwd ms | LeaP fwd ms | LeaP speed-up | softmax step ms | "
               "LeaP step ms | softmax KV cache | LeaP state |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|"]
