@@ -183,6 +183,9 @@ def test_rank_all_overlap_and_chains():
     # a~b and b~c overlap, a and c do not: no boundary can separate every pair
     chain = {"a": mk(0.70, 0.06), "b": mk(0.60, 0.06), "c": mk(0.50, 0.06)}
     assert rank(chain) == [["a", "b", "c"]]
+    # one tier, yet a and c are separated: the verdict names that pair, not "all overlap"
+    assert verdict(chain) == "no tiers (wide intervals overlap across); separated pairs: a > c"
+    assert verdict(chain, higher_is_better=False).endswith("separated pairs: c < a")
     # a wide low entry overlapping the top one keeps everything together
     wide = {"top": mk(15, 5), "mid": mk(5, 4), "wide": mk(4, 14)}
     assert rank(wide) == [["top", "mid", "wide"]]

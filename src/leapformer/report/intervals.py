@@ -228,6 +228,15 @@ def rank(named: Mapping[str, Interval], higher_is_better: bool = True) -> list[l
     return tiers
 
 
+def _separated_pairs(named: Mapping[str, Interval], order: list[str],
+                     higher_is_better: bool) -> str:
+    """``"softmax > elu, softmax > performer"``: the pairs of ``order`` (best first) whose
+    intervals do not overlap, for a verdict whose entries form one tier."""
+    op = " > " if higher_is_better else " < "
+    return ", ".join(f"{a}{op}{b}" for i, a in enumerate(order) for b in order[i + 1:]
+                     if separated(named[a], named[b]))
+
+
 def verdict(named: Mapping[str, Interval], higher_is_better: bool = True, unit: str = "") -> str:
     """One plain-English line, e.g. ``"softmax > leap > {linear, cosformer} (not separated)"``.
 
@@ -243,6 +252,9 @@ def verdict(named: Mapping[str, Interval], higher_is_better: bool = True, unit: 
         singles = [k for k in tiers[0] if not named[k].has_interval]
         if singles:
             return f"{prefix}not separated: no interval for {', '.join(singles)} (single run)"
+        pairs = _separated_pairs(named, tiers[0], higher_is_better)
+        if pairs:
+            return f"{prefix}no tiers (wide intervals overlap across); separated pairs: {pairs}"
         return f"{prefix}not separated: all intervals overlap"
     parts = [t[0] if len(t) == 1 else "{" + ", ".join(t) + "} (not separated)" for t in tiers]
     return prefix + (" > " if higher_is_better else " < ").join(parts)
