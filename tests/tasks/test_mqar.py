@@ -250,6 +250,13 @@ def test_cli_report_and_run(tmp_path, capsys):
     text = md.read_text()
     assert "## seq_len 64, 4 key-value pairs" in text and "| cosformer | 64 | 4.9 KiB |" in text
     assert png.read_bytes()[:4] == b"\x89PNG"
+    _result(tmp_path / "runs", "softmax", 64, 1e-2, 1, 0.50, 0.51)
+    assert _main(["mqar-report", "--runs", str(tmp_path / "runs"), "--lrs", "1e-3",
+                  "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "mqar-report: 2 runs" in out and "0.01" not in out  # the lr 1e-2 run left out
+    with pytest.raises(ValueError, match="no MQAR result matches --lrs/--seeds"):
+        _main(["mqar-report", "--runs", str(tmp_path / "runs"), "--lrs", "3e-3"])
     run = tmp_path / "one"
     assert _main(["mqar", "--attention", "elu", "--d-model", "16", "--seq-len", "16",
                   "--num-kv", "2", "--vocab", "32", "--steps", "2", "--n-train", "300",

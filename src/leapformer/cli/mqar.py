@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leapformer.cli._args import invocation, parse_positive
+from leapformer.cli._args import invocation, parse_positive, parse_seed
 
 
 def _causal_mechanisms() -> list[str]:
@@ -131,11 +131,19 @@ def run_mqar_grid(args: argparse.Namespace) -> int:
 
 def run_mqar_report(args: argparse.Namespace) -> int:
     from leapformer._io import atomic_write_text
-    from leapformer.tasks.mqar.report import collect, plot_accuracy_vs_width, render_report
+    from leapformer.tasks.mqar.report import (
+        collect,
+        keep_only,
+        plot_accuracy_vs_width,
+        render_report,
+    )
 
     results = collect(args.runs)
     if not results:
         raise ValueError(f"no MQAR results.json under {', '.join(map(str, args.runs))}")
+    results = keep_only(results, lrs=args.lrs, seeds=args.seeds)
+    if not results:
+        raise ValueError("no MQAR result matches --lrs/--seeds")
     text = render_report(results, command=invocation())
     written = []
     if args.out is not None:
@@ -219,4 +227,9 @@ def register(commands) -> None:
                         help="folders searched for results.json")
     report.add_argument("--out", type=Path, help="markdown file (default: print it)")
     report.add_argument("--figure", type=Path, help="PNG: accuracy vs width per cell")
+    report.add_argument("--lrs", type=_positive_float, nargs="+", metavar="LR",
+                        help="keep only these learning rates (default: all; the best by "
+                        "validation accuracy is reported per seed)")
+    report.add_argument("--seeds", type=parse_seed, nargs="+", metavar="S",
+                        help="keep only these seeds (default: all)")
     report.set_defaults(func=run_mqar_report)

@@ -60,6 +60,14 @@ def collect(run_dirs: list[str | Path]) -> list[dict]:
     return found
 
 
+def keep_only(results: list[dict], *, lrs=None, seeds=None) -> list[dict]:
+    """The results whose learning rate is in ``lrs`` and seed in ``seeds`` (None: any),
+    e.g. one fixed learning rate over seeds when the sweep covers only some of them."""
+    return [r for r in results
+            if (lrs is None or any(abs(r["lr"] - x) <= 1e-12 * max(1.0, x) for x in lrs))
+            and (seeds is None or r["seed"] in seeds)]
+
+
 def select_best(results: list[dict]) -> list[dict]:
     """The run with the best validation accuracy per (cell, mechanism, width, seed): the
     learning rates (and any other setting that differs, e.g. steps) compete as a
