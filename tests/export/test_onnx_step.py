@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS = 20
 TOL = 1e-4
-# a LeaP model and a ReLU-linear one of other sizes, positions and output layers
+# a LeaP model and a ReLU-linear one of other sizes, positions and output layers, and
+# per-layer mixes
 CONFIGS = {
     "leap": dict(vocab_size=37, context_length=64, attention="leap", num_layers=1, d_model=32,
                  nhead=4, dim_feedforward=48, positions="learned",
@@ -27,6 +28,12 @@ CONFIGS = {
     "linear": dict(vocab_size=29, context_length=32, attention="linear", num_layers=2,
                    d_model=24, nhead=3, dim_feedforward=40, positions="sinusoidal",
                    tie_embeddings=False),
+    # per-layer mixes: LeaP + ReLU-linear, and the gated mechanisms (decay in the state)
+    "hybrid": dict(vocab_size=29, context_length=32, attention=["leap", "linear"],
+                   num_layers=2, d_model=24, nhead=3, dim_feedforward=40,
+                   mechanism_options={"leap": {"step_down": 2}}),
+    "gated": dict(vocab_size=29, context_length=32, attention=["gla", "gated-leap"],
+                  num_layers=2, d_model=24, nhead=3, dim_feedforward=40, tie_embeddings=False),
 }
 
 
@@ -147,6 +154,13 @@ def test_softmax_and_non_lm_are_refused(tmp_path):
         assert "\n" not in text and "'softmax'" in text and "grows with the length" in text
         assert "leap" in text
     assert not (tmp_path / "s.onnx").exists()
+    hybrid = CausalLM(LMConfig(**dict(CONFIGS["hybrid"], attention=["softmax", "leap"],
+                                      mechanism_options={})))
+    with pytest.raises(ValueError) as err:
+        export_onnx(hybrid, tmp_path / "h.onnx")
+    text = str(err.value)
+    assert "\n" not in text and "'softmax' (layer 0)" in text and "grows with the length" in text
+    assert not (tmp_path / "h.onnx").exists()
     with pytest.raises(TypeError, match="must be a leapformer CausalLM, got Linear"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx")
 

@@ -203,3 +203,32 @@ def test_bad_input():
     linearize(model)
     with pytest.raises(ValueError, match="already linearised"):
         linearize(model)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_failed_linearize_leaves_the_model_as_it_was(arch, monkeypatch):
+    from leapformer.linearize.core import LinearCore
+
+    model = tiny(arch)
+    ids = torch.randint(0, VOCAB, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        teacher = model(input_ids=ids).logits
+    attn = model.config._attn_implementation
+    hooks = [(len(m._forward_pre_hooks), len(m._forward_hooks))
+             for m in attention_modules(model)]
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("probe failed")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(LinearCore, "forward", boom)
+        with pytest.raises(RuntimeError, match="probe failed"):
+            linearize(model)
+    assert not linear_cores(model) and getattr(model, "leapformer_linearize", None) is None
+    assert model.config._attn_implementation == attn
+    assert [(len(m._forward_pre_hooks), len(m._forward_hooks))
+            for m in attention_modules(model)] == hooks
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, teacher, rtol=0, atol=0)
+    linearize(model)  # not refused as "already linearised"
+    assert sorted(linear_cores(model)) == [0, 1]

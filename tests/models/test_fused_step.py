@@ -104,6 +104,35 @@ def test_compile_failure_falls_back_to_eager(caplog):
     assert len(warnings) == 1 and "no compiler here" in warnings[0].getMessage()
 
 
+def backend_failing_at_run(gm, example_inputs):
+    def run(*args):
+        raise ValueError("bad state at run time")
+    return run
+
+
+@torch.no_grad()
+def test_errors_of_running_compiled_code_are_not_hidden():
+    dec = hybrid_decoder(seed=2)
+    cache = dec.new_cache(2, max_length=8, memory=torch.randn(2, 3, 32))
+    step = FusedDecoderStep(dec, compile_after=0, backend=backend_failing_at_run)
+    step(torch.randn(2, 1, 32), cache)  # eager: no past key yet
+    with pytest.raises(ValueError, match="bad state at run time"):
+        step(torch.randn(2, 1, 32), cache)
+    assert step.enabled  # not turned off: it was no compiler failure
+
+
+@torch.no_grad()
+def test_compile_failure_after_a_compiled_step_is_raised():
+    dec = hybrid_decoder(seed=2)
+    cache = dec.new_cache(2, max_length=8, memory=torch.randn(2, 3, 32))
+    step = FusedDecoderStep(dec, compile_after=0, backend=failing_backend)
+    step(torch.randn(2, 1, 32), cache)  # eager: no past key yet
+    step.compiled_once = True  # as if an earlier step had compiled and run
+    with pytest.raises(Exception, match="no compiler here"):
+        step(torch.randn(2, 1, 32), cache)
+    assert step.enabled
+
+
 @torch.no_grad()
 def test_eager_until_compile_after_and_when_not_covered():
     dec = hybrid_decoder(seed=3)

@@ -3,7 +3,6 @@ its encoder, a short overfit, the wait-k agent against the teacher-forced model,
 rescored by SimulEval 1.1.4, the SimulEval agent under SimulEval's own entry point,
 and the CLI's one-line errors."""
 
-import argparse
 import json
 import sys
 import warnings
@@ -70,6 +69,17 @@ def runs(speech_dir, tmp_path_factory):
     return base / "asr", base / "st", asr, st
 
 
+def test_resume_with_other_settings_is_refused(runs, speech_dir):
+    asr_dir = runs[0]
+    config = (asr_dir / "config.json").read_text()
+    with pytest.raises(ValueError) as err:
+        run_st_train("leap", out=asr_dir, task="asr", data=speech_dir, steps=8, lr=1e-3,
+                     max_batch_frames=1000, model_overrides=TINY, overrides=TRAIN,
+                     progress=False, checkpoint_seconds=0, resume=True)
+    assert "train.lr" in str(err.value) and "\n" not in str(err.value)
+    assert (asr_dir / "config.json").read_text() == config
+
+
 def test_asr_then_st_initialised_from_the_asr_encoder(runs):
     asr_dir, st_dir, asr, st = runs
     assert asr["steps"] == 8 and st["waitk"] == 2 and st["init_from_tensors"] > 0
@@ -109,6 +119,20 @@ def test_tiny_model_overfits_four_utterances(runs):
         opt.step()
         losses.append(float(r["loss"].detach()))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_agent_restores_the_training_mode(runs):
+    model, _ = load_st_run(runs[1])
+    data = load_st_data(runs[1])
+    agent = SpeechSimulAgent(model, 2, ratio=2, cmvn=data.cmvn)
+    for mode in (True, False):
+        model.train(mode)
+        agent.translate(tone(3, 0.3))
+        assert model.training is mode and all(m.training is mode for m in model.modules())
+        with agent.session() as s:  # eval while the session runs, back when it ends
+            assert not model.training
+            s.push(tone(3, 0.1).astype(np.float32))
+        assert model.training is mode
 
 
 @pytest.mark.parametrize("encoder", ["incremental", "reencode"])
@@ -202,22 +226,17 @@ def test_simuleval_entry_point_runs_the_agent(runs, speech_dir, tmp_path, monkey
 
 def test_cli_and_bad_inputs(runs, speech_dir, tmp_path, capsys):
     _, st_dir, _, _ = runs
-    from leapformer.cli import st as st_cli
-    parser = argparse.ArgumentParser(prog="leapformer")
-    st_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["st", "simul", "--run", str(tmp_path / "nope"), "--waitk", "2",
-                              "--no-progress"])
-    assert args.func(args) == 2
+    from leapformer.cli import main
+    assert main(["st", "simul", "--run", str(tmp_path / "nope"), "--waitk", "2",
+                 "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: leapformer st simul:") and "\n" not in err
-    args = parser.parse_args(["st", "train", "--data", str(tmp_path / "none"), "--out",
-                              str(tmp_path / "r"), "--no-progress"])
-    assert args.func(args) == 2
+    assert main(["st", "train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: leapformer st train:") and "does not exist" in err
-    args = parser.parse_args(["st", "eval", "--run", str(st_dir), "--beam", "2",
-                              "--no-progress", "--out", str(tmp_path / "ev")])
-    assert args.func(args) == 0
+    assert main(["st", "eval", "--run", str(st_dir), "--beam", "2", "--no-progress",
+                 "--out", str(tmp_path / "ev")]) == 0
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert res["utterances"] == 2 and "BLEU" in res
     with pytest.raises(FileNotFoundError, match="no manifest .*train_st.tsv"):
@@ -232,3 +251,15 @@ def test_cli_and_bad_inputs(runs, speech_dir, tmp_path, capsys):
         SpeechSimulAgent(bidir, 2, encoder="incremental")
     with pytest.raises(ValueError, match="samples"):
         SpeechSimulAgent(model, 2).translate(np.zeros((2, 3), np.float32))
+
+
+def test_simuleval_agent_without_simuleval_names_the_extra(monkeypatch):
+    import importlib
+
+    for name in ("simuleval", "simuleval.agents", "simuleval.agents.actions"):
+        monkeypatch.setitem(sys.modules, name, None)  # None: "not installed" to the importer
+    monkeypatch.delitem(sys.modules, "leapformer.tasks.st.simuleval_agent", raising=False)
+    with pytest.raises(ImportError) as err:
+        importlib.import_module("leapformer.tasks.st.simuleval_agent")
+    assert str(err.value) == ("the SimulEval agent needs simuleval: "
+                              "pip install 'leapformer[speech]'")

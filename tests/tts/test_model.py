@@ -159,6 +159,10 @@ def test_bad_inputs():
         model.synthesize(text, mask, max_frames=3)
     with pytest.raises(ValueError, match="max_frames"):
         model.synthesize(text, mask, max_frames=0, target_length=3)
+    for bad in (0, 5, True, 1.0, "2"):
+        with pytest.raises(ValueError, match="min_frames") as err:
+            model.synthesize(text, mask, max_frames=4, min_frames=bad, target_length=3)
+        assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="loss"):
         TTSConfig(vocab_size=10, loss="l3")
     with pytest.raises(ValueError, match="unknown TTS preset"):

@@ -11,8 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from leapformer.cli import tts as tts_cli
-from leapformer.cli._args import OneLineParser
+from leapformer.cli import main
 from leapformer.data.speech import SpeechItem, tts_log_mel, write_manifest
 from leapformer.tasks.tts.data import EOS, UNK, TextFrontend, griffin_lim, mel_batches, write_wav
 from leapformer.tasks.tts.evaluate import length_errors
@@ -30,10 +29,7 @@ def _sweep(f0, f1, seconds, sr):
 
 
 def _run(argv):
-    parser = OneLineParser(prog="leapformer")
-    tts_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +186,34 @@ def test_resume_continues_the_run(data, tmp_path):
     assert steps == [1, 2, 3]
     assert json.loads((run / "results.json").read_text())["steps"] == 3
     assert _run([*base, "--steps", "4", "--resume", "--loss", "l2"]) == 2  # settings differ
+
+
+def test_resume_reuses_the_saved_front_end_and_cmvn(data, tmp_path, capsys):
+    from leapformer.data.speech import GlobalCMVN
+
+    run = tmp_path / "run"
+    base = ["tts", "train", "--data", str(data), "--spec", "leap", "--out", str(run),
+            "--preset", "tiny", "--eval-every", "1", "--batch-frames", "100", "--no-progress",
+            "--max-items", "3"]
+    assert _run([*base, "--steps", "1"]) == 0
+    # the saved symbols and statistics, altered: a resumed run must use these, not rebuild
+    config = json.loads((run / "config.json").read_text())
+    config["front_end_symbols"]["symbols"].reverse()
+    (run / "config.json").write_text(json.dumps(config))
+    cmvn = GlobalCMVN.load(run / "cmvn.npz")
+    GlobalCMVN(cmvn.mean + 1.0, cmvn.std * 2.0, cmvn.count).save(run / "cmvn.npz")
+    saved = {n: (run / n).read_bytes() for n in ("config.json", "cmvn.npz")}
+    assert _run([*base, "--steps", "2", "--resume"]) == 0
+    assert {n: (run / n).read_bytes() for n in saved} == saved
+    front = TextFrontend.from_dict(config["front_end_symbols"])
+    texts = json.loads((run / "length_stats.json").read_text())["texts"]
+    assert texts == [front.encode(t) for t in TEXTS[:3]]
+    for change in (["--max-items", "2"], ["--seed", "1"], ["--lr", "0.01"],
+                   ["--batch-frames", "90"], ["--eval-every", "2"], ["--max-dev", "3"]):
+        assert _run([*base, "--steps", "3", "--resume", *change]) == 2, change
+        err = capsys.readouterr().err
+        assert err.startswith("error: leapformer tts train: cannot resume") and \
+            err.count("\n") == 1
 
 
 def test_ljspeech_split(tmp_path):

@@ -27,11 +27,6 @@ from leapformer.cli._args import (
 __all__ = ["register", "run_st_eval_command", "run_st_simul_command", "run_st_train_command"]
 
 
-def _error(command: str, err: Exception) -> int:
-    print(f"error: leapformer st {command}: {' '.join(str(err).split())}", file=sys.stderr)
-    return 2
-
-
 def _bar(args, total: int, desc: str):
     from tqdm import tqdm
 
@@ -42,19 +37,16 @@ def run_st_train_command(args: argparse.Namespace) -> int:
     from leapformer.tasks.st import run_st_train
 
     causal = None if args.causal_encoder is None else args.causal_encoder == "yes"
-    try:
-        res = run_st_train(
-            args.spec, out=args.out, data=args.data, task=args.task, tgt_lang=args.tgt_lang,
-            waitk=args.waitk, ratio=args.ratio, preset=args.preset, init_from=args.init_from,
-            causal_encoder=causal, length_predictor=args.length_predictor,
-            specaugment=args.specaugment, steps=args.steps,
-            max_batch_frames=args.max_batch_frames, lr=args.lr, warmup_steps=args.warmup_steps,
-            seed=args.seed, resume=args.resume, overwrite=args.overwrite,
-            overrides=dict(args.train_option), model_overrides=dict(args.model_option),
-            device=args.device, progress=not args.no_progress, command=command_line(args),
-            checkpoint_seconds=args.checkpoint_seconds)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        return _error("train", err)
+    res = run_st_train(
+        args.spec, out=args.out, data=args.data, task=args.task, tgt_lang=args.tgt_lang,
+        waitk=args.waitk, ratio=args.ratio, preset=args.preset, init_from=args.init_from,
+        causal_encoder=causal, length_predictor=args.length_predictor,
+        specaugment=args.specaugment, steps=args.steps,
+        max_batch_frames=args.max_batch_frames, lr=args.lr, warmup_steps=args.warmup_steps,
+        seed=args.seed, resume=args.resume, overwrite=args.overwrite,
+        overrides=dict(args.train_option), model_overrides=dict(args.model_option),
+        device=args.device, progress=not args.no_progress, command=command_line(args),
+        checkpoint_seconds=args.checkpoint_seconds)
     best = res["best_valid_loss"]
     print(f"st {res['task']} / {res['spec']}" + (f", wait-{res['waitk']}x{res['ratio']}"
           if res["waitk"] else "") + ": " + (f"best validation loss {best:.3f} at step "
@@ -74,15 +66,12 @@ def _utterances(args) -> int:
 def run_st_eval_command(args: argparse.Namespace) -> int:
     from leapformer.tasks.st import run_st_eval
 
-    try:
-        with _bar(args, _utterances(args), f"beam {args.beam}") as bar:
-            res = run_st_eval(args.run, split=args.split, beam=args.beam,
-                              length_penalty=args.length_penalty, max_len_a=args.max_len_a,
-                              max_len_b=args.max_len_b, max_utterances=args.max_utterances,
-                              batch_size=args.batch_size, checkpoint=args.checkpoint,
-                              out=args.out, device=args.device, progress=bar.update)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        return _error("eval", err)
+    with _bar(args, _utterances(args), f"beam {args.beam}") as bar:
+        res = run_st_eval(args.run, split=args.split, beam=args.beam,
+                          length_penalty=args.length_penalty, max_len_a=args.max_len_a,
+                          max_len_b=args.max_len_b, max_utterances=args.max_utterances,
+                          batch_size=args.batch_size, checkpoint=args.checkpoint,
+                          out=args.out, device=args.device, progress=bar.update)
     print(json.dumps(res, indent=2, ensure_ascii=False))
     return 0
 
@@ -90,15 +79,12 @@ def run_st_eval_command(args: argparse.Namespace) -> int:
 def run_st_simul_command(args: argparse.Namespace) -> int:
     from leapformer.tasks.st import run_st_simul
 
-    try:
-        with _bar(args, _utterances(args), f"wait-{args.waitk}") as bar:
-            res = run_st_simul(args.run, k=args.waitk, ratio=args.ratio, split=args.split,
-                               encoder=args.encoder, segment_ms=args.segment_ms,
-                               max_utterances=args.max_utterances, max_len_a=args.max_len_a,
-                               max_len_b=args.max_len_b, checkpoint=args.checkpoint,
-                               out=args.out, device=args.device, progress=bar.update)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        return _error("simul", err)
+    with _bar(args, _utterances(args), f"wait-{args.waitk}") as bar:
+        res = run_st_simul(args.run, k=args.waitk, ratio=args.ratio, split=args.split,
+                           encoder=args.encoder, segment_ms=args.segment_ms,
+                           max_utterances=args.max_utterances, max_len_a=args.max_len_a,
+                           max_len_b=args.max_len_b, checkpoint=args.checkpoint,
+                           out=args.out, device=args.device, progress=bar.update)
     print(json.dumps(res, indent=2, ensure_ascii=False))
     return 0
 

@@ -16,14 +16,6 @@ from leapformer.cli._args import command_line, parse_key_value, parse_positive, 
 
 __all__ = ["register"]
 
-_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError,
-           ModuleNotFoundError, RuntimeError)
-
-
-def _error(command: str, err: Exception) -> int:
-    print(f"error: leapformer tts {command}: {' '.join(str(err).split())}", file=sys.stderr)
-    return 2
-
 
 def _positive_float(text: str) -> float:
     try:
@@ -47,6 +39,19 @@ def run_tts_train_command(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     lp = None if args.length_predictor == "none" else args.length_predictor
+    bars: dict = {}
+
+    def feature_progress(split: str, done: int, total: int) -> None:
+        if args.no_progress:
+            return
+        if split not in bars:
+            from tqdm import tqdm
+
+            bars[split] = tqdm(total=total, desc=f"mels {split}", unit="utt", file=sys.stderr)
+        bars[split].update(done - bars[split].n)
+        if done == total:
+            bars[split].close()
+
     try:
         res = run_tts_train(data=args.data, fmt=args.format, spec=args.spec, out=args.out,
                             preset=args.preset, front_end=args.front_end, loss=args.loss,
@@ -56,9 +61,10 @@ def run_tts_train_command(args: argparse.Namespace) -> int:
                             max_dev=args.max_dev, seed=args.seed,
                             overrides=dict(args.model_option), resume=args.resume,
                             overwrite=args.overwrite, progress=not args.no_progress,
-                            command=command_line(args))
-    except _ERRORS as err:
-        return _error("train", err)
+                            feature_progress=feature_progress, command=command_line(args))
+    finally:
+        for bar in bars.values():
+            bar.close()
     print(f"tts / {res['spec']}: {res['steps']} steps in {res['train_wall_s']:.0f} s, best dev "
           f"loss {res['best_dev_loss']:.4f}; wrote {args.out / 'results.json'}")
     return 0
@@ -68,12 +74,9 @@ def run_tts_synth_command(args: argparse.Namespace) -> int:
     from leapformer.tasks.tts import run_tts_synth
 
     _threads(args.threads)
-    try:
-        res = run_tts_synth(args.run, args.text, args.out, length_predictor=args.length_predictor,
-                            max_seconds=args.max_seconds, stop_threshold=args.stop_threshold,
-                            griffin_lim_iters=args.griffin_lim_iters, seed=args.seed)
-    except _ERRORS as err:
-        return _error("synth", err)
+    res = run_tts_synth(args.run, args.text, args.out, length_predictor=args.length_predictor,
+                        max_seconds=args.max_seconds, stop_threshold=args.stop_threshold,
+                        griffin_lim_iters=args.griffin_lim_iters, seed=args.seed)
     print(f"tts synth: {res['frames']} frames, {res['seconds']:.2f} s of audio (decoder "
           f"{res['decode_s']:.2f} s); wrote {res['out']}")
     return 0
@@ -83,15 +86,12 @@ def run_tts_eval_command(args: argparse.Namespace) -> int:
     from leapformer.tasks.tts import run_tts_eval
 
     _threads(args.threads)
-    try:
-        res = run_tts_eval(args.run, split=args.split, max_items=args.max_items, data=args.data,
-                           predictors=tuple(args.length_predictors or ()) or None,
-                           rtf_seconds=tuple(args.rtf_seconds), rtf_repeats=args.rtf_repeats,
-                           max_seconds=args.max_seconds,
-                           griffin_lim_iters=args.griffin_lim_iters, save_wavs=args.save_wavs,
-                           out=args.out, seed=args.seed)
-    except _ERRORS as err:
-        return _error("eval", err)
+    res = run_tts_eval(args.run, split=args.split, max_items=args.max_items, data=args.data,
+                       predictors=tuple(args.length_predictors or ()) or None,
+                       rtf_seconds=tuple(args.rtf_seconds), rtf_repeats=args.rtf_repeats,
+                       max_seconds=args.max_seconds,
+                       griffin_lim_iters=args.griffin_lim_iters, save_wavs=args.save_wavs,
+                       out=args.out, seed=args.seed)
     mcd = ", ".join(f"{k} {v:.2f}" for k, v in res["mcd"].items())
     err = ", ".join(f"{k} {100 * v['rel']:.1f}%" for k, v in res["length_error"].items())
     print(f"tts eval {res['spec']} ({res['utterances']} {res['split']} utterances): MCD dB "
@@ -106,10 +106,7 @@ def run_tts_report_command(args: argparse.Namespace) -> int:
     files = []
     for p in args.runs:
         files += sorted(p.rglob("eval_*.json")) if p.is_dir() else [p]
-    try:
-        text = run_tts_report(files)
-    except _ERRORS as err:
-        return _error("report", err)
+    text = run_tts_report(files)
     if args.out is None:
         print(text, end="")
     else:

@@ -1,8 +1,9 @@
 """The one-token decoding step of a :class:`~leapformer.models.CausalLM` as a pure function.
 
 :class:`DecodeStep` wraps a causal LM of the linear family (``linear``,
-``elu``, ``performer``, ``cosformer``, ``leap``: constant-size state, see
-:mod:`leapformer.nn.cache`) so that the decoding state is explicit data::
+``elu``, ``performer``, ``cosformer``, ``leap``, ``gla``, ``gated-leap``, or a
+per-layer mix of them: constant-size state, see :mod:`leapformer.nn.cache`) so
+that the decoding state is explicit data::
 
     logits [B, V], state_0', .., state_{L-1}' = step(token [B], position [B],
                                                       state_0, .., state_{L-1})
@@ -23,8 +24,8 @@ caches are filled from the inputs, so the exported step computes exactly what
 :func:`leapformer.models.generate` computes token by token. cosFormer decodes
 with the fixed length ``L = context_length`` (``cosformer_length="train"`` of
 :func:`~leapformer.models.generate`); its ``stepping`` mode keeps every past
-key and cannot be a constant-size step. Softmax attention is refused: its
-state (keys and values) grows with the length.
+key and cannot be a constant-size step. Softmax attention is refused (in any
+layer): its state (keys and values) grows with the length.
 """
 
 from __future__ import annotations
@@ -46,12 +47,16 @@ def check_exportable(model: object) -> CausalLM:
     """``model`` if its decoding step can be exported; TypeError/ValueError (one line) if not."""
     if not isinstance(model, CausalLM):
         raise TypeError(f"model must be a leapformer CausalLM, got {type(model).__name__}")
-    name = model.cfg.attention
-    if name not in exportable_mechanisms():
+    names = model.cfg.layer_attention  # a per-layer list: every layer must qualify
+    allowed = exportable_mechanisms()
+    for layer, name in enumerate(names):
+        if name in allowed:
+            continue
         why = ("its decoding cache (keys and values) grows with the length"
                if name == "softmax" else "it has no constant-size decoding state")
-        raise ValueError(f"cannot export the decoding step of attention {name!r}: {why}; "
-                         f"export needs one of {exportable_mechanisms()}")
+        where = f" (layer {layer})" if isinstance(model.cfg.attention, list) else ""
+        raise ValueError(f"cannot export the decoding step of attention {name!r}{where}: "
+                         f"{why}; export needs one of {allowed} in every layer")
     return model
 
 

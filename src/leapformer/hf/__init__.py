@@ -11,7 +11,9 @@ package registers the model type ``"leapformer"`` with ``AutoConfig`` and
     model = AutoModelForCausalLM.from_config(LeapformerConfig(attention="leap"))
     model.save_pretrained(path); AutoModelForCausalLM.from_pretrained(path).generate(ids)
 
-This package is the only one that imports ``transformers``.
+``transformers`` (the ``[hf]`` extra) is needed by this package and also by
+:mod:`leapformer.linearize` and the Hugging Face paths of ``leapformer lm``
+(``--hf*`` options); ``import leapformer`` works without it.
 """
 
 try:

@@ -196,18 +196,25 @@ def linearize(model: nn.Module, mechanism: str = "leap", layers: str | Sequence[
     param = next(model.parameters())
     heads = config.num_attention_heads
     _register()
-    for i in chosen:
-        m = modules[i]
-        core = LinearCore(heads, m.head_dim, mechanism=mechanism, feature_map=feature_map,
-                          step_down=step_down, hidden=hidden, eps=eps)
-        m.add_module(CORE, core.to(device=param.device, dtype=param.dtype))
-        m.register_forward_pre_hook(_lend_cache, with_kwargs=True)
-        m.register_forward_hook(_take_back_cache, with_kwargs=True, always_call=True)
-    model.set_attn_implementation(ATTENTION_NAME)
-    model.leapformer_linearize = {"mechanism": mechanism, "layers": chosen,
-                                  "feature_map": feature_map, "step_down": step_down,
-                                  "hidden": hidden, "eps": eps}
-    _probe(model, modules, chosen)
+    before = getattr(config, "_attn_implementation", None)
+    hooks = []
+    try:
+        for i in chosen:
+            m = modules[i]
+            core = LinearCore(heads, m.head_dim, mechanism=mechanism, feature_map=feature_map,
+                              step_down=step_down, hidden=hidden, eps=eps)
+            m.add_module(CORE, core.to(device=param.device, dtype=param.dtype))
+            hooks.append(m.register_forward_pre_hook(_lend_cache, with_kwargs=True))
+            hooks.append(m.register_forward_hook(_take_back_cache, with_kwargs=True,
+                                                 always_call=True))
+        model.set_attn_implementation(ATTENTION_NAME)
+        model.leapformer_linearize = {"mechanism": mechanism, "layers": chosen,
+                                      "feature_map": feature_map, "step_down": step_down,
+                                      "hidden": hidden, "eps": eps}
+        _probe(model, modules, chosen)
+    except BaseException:  # leave the model as it was given
+        _undo(model, modules, hooks, before)
+        raise
     if config.model_type not in TESTED_ARCHITECTURES:
         log.warning("linearize: %s is not among the tested architectures %s",
                     config.model_type, TESTED_ARCHITECTURES)
@@ -215,6 +222,20 @@ def linearize(model: nn.Module, mechanism: str = "leap", layers: str | Sequence[
              config.model_type, mechanism, feature_map,
              sum(p.numel() for p in new_parameters(model)))
     return model
+
+
+def _undo(model: nn.Module, modules: list[nn.Module], hooks: list, attn: str | None) -> None:
+    """Take back what a failed :func:`linearize` did: hooks, cores, the settings
+    attribute and the attention implementation."""
+    for h in hooks:
+        h.remove()
+    for m in modules:
+        if CORE in m._modules:
+            delattr(m, CORE)
+    if "leapformer_linearize" in vars(model):
+        del model.leapformer_linearize
+    if attn is not None and getattr(model.config, "_attn_implementation", None) != attn:
+        model.set_attn_implementation(attn)
 
 
 def _probe(model: nn.Module, modules: list[nn.Module], chosen: list[int]) -> None:

@@ -356,7 +356,11 @@ class FusedDecoderStep:
             self._fn = self._compile()
         try:
             out = self._fn(owner, inputs, positions, *gathered)
-        except Exception as exc:  # noqa: BLE001 -- any compiler failure: run eagerly
+        except _compile_errors() as exc:
+            if self.compiled_once:  # it compiled before: not a first-compile failure
+                raise
+            # fullgraph=True: the step failed while being traced or compiled, before any
+            # of its state writes ran, so the token can be run again eagerly
             cause = getattr(exc, "inner_exception", None) or exc.__cause__ or exc
             lines = [ln for ln in str(cause).splitlines() if ln.strip()] or [""]
             logger.warning("fused decoding step: torch.compile failed (%s: %s); decoding "
@@ -366,6 +370,18 @@ class FusedDecoderStep:
         self._advance(cache)
         self.compiled = self.compiled_once = True
         return out
+
+
+def _compile_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of a failed ``torch.compile`` (tracing or backend), not of running
+    compiled code: dynamo's (a failing backend comes as ``BackendCompilerFailed``) and
+    inductor's lowering / C++ compile errors."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor import exc as inductor
+
+    names = ("InductorError", "OperatorIssue", "LoweringException", "SubgraphLoweringException",
+             "InvalidCxxCompiler", "CppWrapperCodegenError", "CppCompileError")
+    return (TorchDynamoException, *(getattr(inductor, n) for n in names if hasattr(inductor, n)))
 
 
 def shared_step(owner, decoder: Decoder, *, embed: Callable | None = None,

@@ -135,7 +135,8 @@ class SpeechSimulAgent:
         self.max_len_a, self.max_len_b = float(max_len_a), float(max_len_b)
 
     def session(self) -> SpeechSimulSession:
-        """A fresh per-utterance state (model put in eval mode)."""
+        """A fresh per-utterance state (model put in eval mode until the session ends:
+        see :meth:`SpeechSimulSession.close`)."""
         return SpeechSimulSession(self)
 
     @torch.no_grad()
@@ -149,16 +150,19 @@ class SpeechSimulAgent:
         s = self.session()
         tokens, delays, compute = [], [], []
         pos = 0
-        while True:
-            while not s.can_write():
-                s.push(x[pos:pos + seg], finished=pos + seg >= x.size)
-                pos += seg
-            tok = s.write()
-            if tok is None:
-                break
-            tokens.append(tok)
-            delays.append(s.read_ms)
-            compute.append(s.compute_s * 1e3)
+        try:
+            while True:
+                while not s.can_write():
+                    s.push(x[pos:pos + seg], finished=pos + seg >= x.size)
+                    pos += seg
+                tok = s.write()
+                if tok is None:
+                    break
+                tokens.append(tok)
+                delays.append(s.read_ms)
+                compute.append(s.compute_s * 1e3)
+        finally:
+            s.close()
         logger.debug("speech simul wait-%d/%d (%s): %.0f ms, %d tokens", self.k, self.ratio,
                      self.encoder, s.read_ms, len(tokens))
         return SpeechSimulResult(tokens, delays, compute, 1000 * x.size / self.sample_rate,
@@ -181,12 +185,15 @@ class SpeechSimulSession:
     ``push(samples, finished)`` adds audio; ``can_write()`` says whether the
     policy writes now; ``write()`` returns the next token id, or None when the
     output has ended (EOS or the length limit). ``read_ms``: audio read so far;
-    ``compute_s``: compute spent so far.
+    ``compute_s``: compute spent so far. The model is in eval mode while the
+    session runs; its previous mode comes back when the output ends or at
+    :meth:`close` (also a context manager).
     """
 
     def __init__(self, agent: SpeechSimulAgent):
         self.agent = agent
         model = self.model = agent.model
+        self._was_training: bool | None = model.training
         model.eval()
         self.audio = np.zeros(0, np.float32)
         self.frames: list[Tensor] = []
@@ -204,6 +211,18 @@ class SpeechSimulSession:
         self.cache = Seq2SeqCache(dec, None, 1)
         device = model.tgt_embed.weight.device
         self.last = torch.full((1, 1), model.cfg.bos_id, dtype=torch.long, device=device)
+
+    def close(self) -> None:
+        """End the session: the model goes back to the mode it had before (idempotent)."""
+        if self._was_training is not None:
+            self.model.train(self._was_training)
+            self._was_training = None
+
+    def __enter__(self) -> SpeechSimulSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def read_ms(self) -> float:
@@ -283,6 +302,7 @@ class SpeechSimulSession:
             raise ValueError("the policy reads now: push more audio first")
         if self.n_frames == 0:  # a source shorter than one window: nothing to attend to
             self.done = True
+            self.close()
             return None
         self._sync()
         model, cfg = self.model, self.model.cfg
@@ -299,6 +319,7 @@ class SpeechSimulSession:
         self.steps += 1
         if tok == cfg.eos_id:
             self.finished = self.done = True
+            self.close()
             return None
         self.tokens.append(tok)
         self.last = torch.tensor([[tok]], dtype=torch.long, device=self.last.device)
@@ -307,4 +328,5 @@ class SpeechSimulSession:
                                       + 1e-9))
             if len(self.tokens) >= limit:
                 self.done = True
+                self.close()
         return tok

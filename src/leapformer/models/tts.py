@@ -365,6 +365,10 @@ class TransformerTTS(nn.Module):
         ``max_frames``; the post-net runs once at the end over each item's frames."""
         if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
             raise ValueError(f"max_frames must be a positive int, got {max_frames!r}")
+        if (isinstance(min_frames, bool) or not isinstance(min_frames, int)
+                or not 1 <= min_frames <= max_frames):
+            raise ValueError(f"min_frames must be an int in [1, max_frames={max_frames}], got "
+                             f"{min_frames!r}")
         if not 0.0 < stop_threshold < 1.0:
             raise ValueError(f"stop_threshold must be in (0, 1), got {stop_threshold}")
         enc = self.encode(text, text_mask) if enc is None else enc

@@ -18,14 +18,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from leapformer._io import atomic_write_text
+from leapformer._io import atomic_open, atomic_write_text
 from leapformer.models.lm import LMConfig
 
 HF_ARCHS = ("gpt2", "llama")
@@ -118,21 +120,44 @@ def build_hf_lm(arch: str, cfg: LMConfig, *, bos_id: int | None = None,
 def save_hf_dir(model: HFCausalLM, out: str | Path, *, tokenizer_file: Path, source: dict,
                 run: Path) -> Path:
     """``save_pretrained`` into ``out`` with the tokenizer and the token source (see the
-    module docstring)."""
+    module docstring). Written into a temporary folder next to ``out`` that then
+    replaces it: ``out`` is either the previous complete folder, missing for a moment
+    (when one is replaced), or the new complete one; never a partly written one."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.hf.save_pretrained(out)
-    shutil.copyfile(tokenizer_file, out / TOKENIZER_FILE)
-    info = {"source": source, "run": str(Path(run).resolve()),
-            "context_length": model.cfg.context_length, "pad_id": model.cfg.pad_id}
-    atomic_write_text(out / DATA_FILE, json.dumps(info, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(out, "tmp")
+    try:
+        model.hf.save_pretrained(tmp)
+        shutil.copyfile(tokenizer_file, tmp / TOKENIZER_FILE)
+        info = {"source": source, "run": str(Path(run).resolve()),
+                "context_length": model.cfg.context_length, "pad_id": model.cfg.pad_id}
+        atomic_write_text(tmp / DATA_FILE, json.dumps(info, indent=2) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex}.old")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 
+def _sibling(out: Path, kind: str) -> Path:
+    """A new empty folder next to ``out`` (usual permissions, unlike ``mkdtemp``'s)."""
+    path = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex}.{kind}")
+    path.mkdir()
+    return path
+
+
 def copy_hf_data(src: str | Path, out: str | Path) -> None:
-    """Copy a model folder's tokenizer and token source to another model folder."""
+    """Copy a model folder's tokenizer and token source to another model folder, each
+    file atomically and the token source (the folder's completion marker) last."""
     for name in (TOKENIZER_FILE, DATA_FILE):
-        shutil.copyfile(Path(src) / name, Path(out) / name)
+        with open(Path(src) / name, "rb") as fh, atomic_open(Path(out) / name) as dst:
+            shutil.copyfileobj(fh, dst)
 
 
 def load_hf_lm(path: str | Path, *, device: str | torch.device = "cpu",

@@ -167,6 +167,27 @@ def st_validation_loss(model: SpeechSeq2Seq, data: STData, *, utterances: int | 
     return {"loss": loss / tokens, "nll": nll / tokens, "ppl": math.exp(min(nll / tokens, 50))}
 
 
+_RESUME_KEYS = ("model", "spec", "waitk", "ratio", "causal_encoder", "frontend", "train",
+                "specaugment", "length_predictor", "seed", "init_from")
+
+
+def _check_st_resume(out: Path, config: dict) -> None:
+    """ValueError (one line) unless ``config`` matches the saved run in ``out`` in
+    :data:`_RESUME_KEYS`; ``train.steps`` may grow (a resumed run may go on longer)."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+
+    def comparable(c: dict) -> dict:
+        train = c.get("train")
+        if isinstance(train, dict):
+            train = {k: v for k, v in train.items() if k != "steps"}
+        return {**c, "train": train}
+
+    check_resume(out, comparable(config), _RESUME_KEYS, saved=comparable(saved))
+
+
 @runs_in_folder(outputs=("eval-*", "simul-*"))
 def run_st_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path, data: str | Path,
                  task: str = "st", tgt_lang: str = "ja", waitk: int | None = None,
@@ -227,15 +248,15 @@ def run_st_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path, data: 
               "init_from": None if init_from is None else str(Path(init_from).resolve()),
               "source": source}
     if resume:
-        check_resume(out, config, ("model", "spec", "waitk", "ratio", "causal_encoder",
-                                    "frontend"))
+        _check_st_resume(out, config)
     torch.manual_seed(seed)
     model = build_st_model(config)
     copied: list[str] = []
     if init_from is not None and not resume:
         copied = init_encoder_from(model, init_from)
     model = model.to(device)
-    atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    if not resume:  # a resumed run keeps the config it was started with
+        atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
     keep = [j for j, f in enumerate(d.features["train"]) if f.shape[0] <= p.max_frames]
     if not keep:
         raise ValueError(f"no training utterance has <= max_frames={p.max_frames} frames")

@@ -28,8 +28,12 @@ import numpy as np
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pydub (imported by simuleval) warns that ffmpeg is missing
-    from simuleval.agents import SpeechToTextAgent
-    from simuleval.agents.actions import ReadAction, WriteAction
+    try:
+        from simuleval.agents import SpeechToTextAgent
+        from simuleval.agents.actions import ReadAction, WriteAction
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("the SimulEval agent needs simuleval: "
+                          "pip install 'leapformer[speech]'") from err
 
 from leapformer.models.simul import ENCODER_MODES
 from leapformer.models.speech_simul import SpeechSimulAgent
@@ -67,6 +71,9 @@ class LeapformerSpeechAgent(SpeechToTextAgent):
 
     def reset(self) -> None:
         super().reset()
+        old = getattr(self, "session", None)
+        if old is not None:  # an utterance left unfinished: its model mode comes back
+            old.close()
         self.session = self.sim.session()
         self.consumed = 0
 

@@ -1,7 +1,9 @@
 """``leapformer tts train``: one TransformerTTS run on the spoken Bible or LJ Speech.
 
 Run folder (:mod:`leapformer.tasks._skeleton` policy: refuse / ``--overwrite`` /
-``--resume``, lock): ``config.json``, ``features/{split}.pt`` (log-mels, float16,
+``--resume``, lock): ``config.json`` (written by a fresh run; a resumed run must
+have the same settings, except that ``steps`` may grow, and reuses the saved
+text front-end and CMVN), ``features/{split}.pt`` (log-mels, float16,
 kept on overwrite), ``cmvn.npz`` (global statistics of the training mels),
 ``length_stats.json`` (training text ids -> frames, to fit the ``ratio`` and
 ``lookup`` predictors at evaluation), ``metrics.jsonl``, ``last.pt`` /
@@ -20,6 +22,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,7 +31,7 @@ import torch
 from leapformer.data.speech import GlobalCMVN, compute_cmvn
 from leapformer.models.tts import TTS_PRESETS, TransformerTTS, TTSConfig
 from leapformer.tasks._runs import read_run
-from leapformer.tasks._skeleton import capped_warmup, runs_in_folder, write_json
+from leapformer.tasks._skeleton import capped_warmup, check_resume, runs_in_folder, write_json
 from leapformer.tasks.tts.data import TextFrontend, collate, load_items, mel_batches, utterance_mel
 
 log = logging.getLogger(__name__)
@@ -39,11 +42,16 @@ RUN_FORMAT = "leapformer-tts-1"
 TTS_DEFAULTS = {"preset": "lite", "steps": 20000, "batch_frames": 6000, "lr": 1e-3,
                 "warmup_steps": 4000, "eval_every": 500, "max_dev": 100}
 _RESUME_KEYS = ("spec", "preset", "front_end", "data", "format_data", "loss", "length_predictor",
-                "overrides")
+                "overrides", "max_items", "max_dev", "seed", "lr", "warmup_steps",
+                "batch_frames", "eval_every")
+
+FeatureProgress = Callable[[str, int, int], None]
+"""``progress(split, done, total)``, called after each utterance whose mels are computed."""
 
 
-def _features(out: Path, split: str, items, progress: bool):
-    """``(ids, texts, mels)`` of a split, the mels cached in ``out/features/{split}.pt``."""
+def _features(out: Path, split: str, items, progress: FeatureProgress | None):
+    """``(ids, texts, mels)`` of a split, the mels cached in ``out/features/{split}.pt``;
+    ``progress(split, done, total)`` after each utterance computed."""
     path = out / "features" / f"{split}.pt"
     ids = [it.id for it in items]
     if path.is_file():
@@ -51,12 +59,11 @@ def _features(out: Path, split: str, items, progress: bool):
         if cached.get("ids") == ids:
             return ids, [it.src_text for it in items], cached["mels"]
         log.warning("%s holds other utterances: recomputing", path)
-    seq = items
-    if progress:
-        from tqdm import tqdm
-
-        seq = tqdm(items, desc=f"mels {split}", unit="utt")
-    mels = [utterance_mel(it).to(torch.float16) for it in seq]
+    mels = []
+    for it in items:
+        mels.append(utterance_mel(it).to(torch.float16))
+        if progress is not None:
+            progress(split, len(mels), len(items))
     path.parent.mkdir(parents=True, exist_ok=True)
     from leapformer._io import atomic_open
 
@@ -125,30 +132,37 @@ def _train(*, data: str | Path, fmt: str, spec: str, out: Path,
            lr: float = TTS_DEFAULTS["lr"], eval_every: int = TTS_DEFAULTS["eval_every"],
            max_items: int | None = None, max_dev: int = TTS_DEFAULTS["max_dev"],
            seed: int = 0, overrides: dict | None = None, resume: bool = False,
-           progress: bool = True, command: str = "", dist=None) -> dict:
-    """The training run in the opened folder ``out`` (module docstring)."""
+           progress: bool = True, feature_progress: FeatureProgress | None = None,
+           command: str = "", dist=None) -> dict:
+    """The training run in the opened folder ``out`` (module docstring). ``progress``:
+    a bar over the training steps; ``feature_progress(split, done, total)`` while the
+    mels are computed."""
     overrides = dict(overrides or {})
     settings = {"format": RUN_FORMAT, "spec": spec, "preset": preset, "front_end": front_end,
                 "data": str(Path(data).resolve()), "format_data": fmt, "loss": loss,
                 "length_predictor": length_predictor, "steps": steps,
                 "batch_frames": batch_frames, "lr": lr, "eval_every": eval_every,
                 "max_items": max_items, "max_dev": max_dev, "seed": seed,
+                "warmup_steps": capped_warmup(TTS_DEFAULTS["warmup_steps"], steps),
                 "overrides": overrides, "command": command}
+    old = None
     if resume:
         old = json.loads((out / "config.json").read_text())
-        diff = [k for k in _RESUME_KEYS if old.get(k) != settings.get(k)]
-        if diff:
-            raise ValueError(f"cannot resume {out}: settings differ ({', '.join(diff)}); "
-                             "use --overwrite to start again")
+        keys = [k for k in _RESUME_KEYS if k != "warmup_steps" or k in old]  # older runs
+        check_resume(out, settings, keys, saved=old)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     train_items = load_items(data, fmt, "train", max_items=max_items)
     dev_items = load_items(data, fmt, "dev", max_items=max_dev)
-    front = TextFrontend.build([it.src_text for it in train_items], front_end)
-    _, train_text, train_mels = _features(out, "train", train_items, progress)
-    _, dev_text, dev_mels = _features(out, "dev", dev_items, progress)
-    cmvn = compute_cmvn(m.float() for m in train_mels)
-    cmvn.save(out / "cmvn.npz")
+    _, train_text, train_mels = _features(out, "train", train_items, feature_progress)
+    _, dev_text, dev_mels = _features(out, "dev", dev_items, feature_progress)
+    if old is not None:  # the symbols and statistics the checkpoint was trained with
+        front = TextFrontend.from_dict(old["front_end_symbols"])
+        cmvn = GlobalCMVN.load(out / "cmvn.npz")
+    else:
+        front = TextFrontend.build([it.src_text for it in train_items], front_end)
+        cmvn = compute_cmvn(m.float() for m in train_mels)
+        cmvn.save(out / "cmvn.npz")
     norm = lambda mels: [cmvn(m.float()) for m in mels]  # noqa: E731
     train_mels, dev_mels = norm(train_mels), norm(dev_mels)
     train_ids = [front.encode(t) for t in train_text]
@@ -159,10 +173,11 @@ def _train(*, data: str | Path, fmt: str, spec: str, out: Path,
     model = TransformerTTS(cfg, spec, length_predictor)
     settings.update(model=asdict(cfg), front_end_symbols=front.to_dict(),
                     parameters=sum(p.numel() for p in model.parameters()))
-    write_json(out / "config.json", settings)
+    if old is None:
+        write_json(out / "config.json", settings)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9,
                             weight_decay=0.0)
-    warmup = capped_warmup(TTS_DEFAULTS["warmup_steps"], steps)
+    warmup = settings["warmup_steps"]
     step, best, wall0 = 0, float("inf"), 0.0
     if resume:
         ck = torch.load(out / "last.pt", weights_only=False)
