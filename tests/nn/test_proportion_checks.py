@@ -5,7 +5,7 @@ length by design) and not LeaP (a sigmoid's outputs, in range by construction)."
 import pytest
 import torch
 
-import leapformer.ops.attention as ops_attention
+import leapformer.ops._checks as ops_checks
 from leapformer.nn.mechanisms import CosFormer, LeaPAttention, LinearMechanism
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -61,7 +61,7 @@ def test_cosformer_positions_past_the_length_are_accepted():
 def test_range_check_runs_only_where_asked(monkeypatch, mech, calls):
     """LeaP's and cosFormer's forward skip the check's reduction and device sync."""
     seen = []
-    monkeypatch.setattr(ops_attention, "check_prop_range", lambda *a: seen.append(a))
+    monkeypatch.setattr(ops_checks, "check_prop_range", lambda *a: seen.append(a))
     q, k, v = _qkv()
     mech(H, D).eval()(q, k, v, q_len=torch.tensor([5, 5]), k_len=torch.tensor([5, 5]))
     assert len(seen) == calls

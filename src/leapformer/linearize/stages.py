@@ -41,6 +41,23 @@ log = logging.getLogger(__name__)
 Batch = tuple[Tensor, Tensor]
 
 
+def _update(loss, optimizer, scheduler, params, grad_clip, losses, step, progress, *,
+            stage: int) -> None:
+    """One optimiser step on ``loss`` (clipped), its value appended to ``losses`` (a
+    non-finite loss stops the stage) and reported to ``progress``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    scheduler.step()
+    losses.append(float(loss.detach()))
+    if not math.isfinite(losses[-1]):
+        raise FloatingPointError(f"stage {stage} loss is {losses[-1]} at step {step}")
+    if progress is not None:
+        progress(step, losses[-1])
+
+
 def _check_steps(steps, lr) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
@@ -96,17 +113,8 @@ def attention_transfer(model: nn.Module, batches: Callable[[int], Batch], steps:
             with transfer_mode(model) as layer_losses:
                 model.base_model(input_ids=inputs.to(device), use_cache=False)
             loss = torch.stack(layer_losses).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            if not math.isfinite(losses[-1]):
-                raise FloatingPointError(f"stage 1 loss is {losses[-1]} at step {step}")
-            if progress is not None:
-                progress(step, losses[-1])
+            _update(loss, optimizer, scheduler, params, grad_clip, losses, step, progress,
+                    stage=1)
     finally:
         model.train(was)
         for p, flag in keep.items():
@@ -174,17 +182,8 @@ def finetune_lora(model: nn.Module, batches: Callable[[int], Batch], steps: int,
         for step in range(steps):
             inputs, targets_ = batches(step)
             loss = next_token_loss(peft_model, inputs.to(device), targets_.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            if not math.isfinite(losses[-1]):
-                raise FloatingPointError(f"stage 2 loss is {losses[-1]} at step {step}")
-            if progress is not None:
-                progress(step, losses[-1])
+            _update(loss, optimizer, scheduler, params, grad_clip, losses, step, progress,
+                    stage=2)
         log.info("stage 2: %d steps, %d LoRA parameters, loss %.4g -> %.4g", steps, trainable,
                  losses[0], losses[-1])
     peft_model.eval()

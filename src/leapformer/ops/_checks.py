@@ -127,6 +127,20 @@ def check_prop_range(q_prop: Tensor, k_prop: Tensor,
                              f"[{lo:.4g}, {hi:.4g}] (check_proportions=False accepts others)")
 
 
+def check_proportions_args(q_prop: Tensor | None, k_prop: Tensor | None, q: Tensor, k: Tensor,
+                           key_padding_mask: Tensor | None, check_proportions) -> None:
+    """The shapes of ``q_prop``/``k_prop`` (when given) and, unless
+    ``check_proportions=False``, their range (:func:`check_prop_range`)."""
+    if q_prop is None:
+        return
+    check_prop("q_prop", q_prop, q, "q")
+    check_prop("k_prop", k_prop, k, "k")
+    if not isinstance(check_proportions, bool):
+        raise TypeError(f"check_proportions must be a bool, got {check_proportions!r}")
+    if check_proportions:
+        check_prop_range(q_prop, k_prop, key_padding_mask)
+
+
 def check_options(mode: str, normalize: str, chunk_size: int, backend: str = "auto") -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

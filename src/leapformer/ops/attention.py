@@ -54,8 +54,7 @@ from leapformer.ops._checks import (
     check_cu_seqlens,
     check_mask,
     check_options,
-    check_prop,
-    check_prop_range,
+    check_proportions_args,
     check_qkv,
 )
 from leapformer.ops._fused import augment_values, expand_features, split_output
@@ -107,13 +106,7 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
         sequences = check_cu_seqlens(cu_seqlens, q, k)
         if return_weights:
             raise ValueError("return_weights=True does not combine with cu_seqlens")
-    if q_prop is not None:
-        check_prop("q_prop", q_prop, q, "q")
-        check_prop("k_prop", k_prop, k, "k")
-        if not isinstance(check_proportions, bool):
-            raise TypeError(f"check_proportions must be a bool, got {check_proportions!r}")
-        if check_proportions:
-            check_prop_range(q_prop, k_prop, key_padding_mask)
+    check_proportions_args(q_prop, k_prop, q, k, key_padding_mask, check_proportions)
     if eps is None:
         eps = DEFAULT_EPS[normalize]
     phi = get_feature_map(feature_map)

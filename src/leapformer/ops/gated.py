@@ -43,19 +43,18 @@ from torch import Tensor
 from leapformer.ops._checks import (
     check_mask,
     check_options,
-    check_prop,
-    check_prop_range,
+    check_proportions_args,
     check_qkv,
     shape,
 )
 from leapformer.ops._fused import augment_values, expand_features, split_output
+from leapformer.ops.attention import DEFAULT_EPS, _resolve_mode
 from leapformer.ops.feature_maps import FeatureMap, get_feature_map
 from leapformer.ops.gated_forms import gated_chunk, gated_parallel, gated_recurrent
 from leapformer.ops.linear_step import step_
 from leapformer.ops.proportions import reweighting
 from leapformer.ops.state import LinearAttentionState, check_state
 
-DEFAULT_EPS = {"clamp": 0.1, "eps": 1e-6, "none": 0.0}
 GLA_TAU = 16.0
 
 
@@ -83,34 +82,18 @@ def _check_log_decay(log_decay: Tensor, k: Tensor, feature_dim: int) -> None:
                          f"{list(want)} for k {shape(k)}, got {shape(log_decay)}")
 
 
-def _resolve_mode(mode: str, M: int, return_weights: bool) -> str:
-    if return_weights:
-        if mode not in ("auto", "parallel"):
-            raise ValueError(f"return_weights=True needs mode='parallel' (or 'auto'), got {mode!r}")
-        return "parallel"
-    if mode != "auto":
-        return mode
-    return "recurrent" if M == 1 else "chunk"
-
-
 def _gated(q, k, v, log_decay, q_prop, k_prop, *, feature_map, key_padding_mask, mode,
            normalize, eps, chunk_size, initial_state, output_final_state, return_weights,
            check_proportions=True):
     check_qkv(q, k, v, causal=True)
     check_mask(key_padding_mask, k)
     check_options(mode, normalize, chunk_size)
-    if q_prop is not None:
-        check_prop("q_prop", q_prop, q, "q")
-        check_prop("k_prop", k_prop, k, "k")
-        if not isinstance(check_proportions, bool):
-            raise TypeError(f"check_proportions must be a bool, got {check_proportions!r}")
-        if check_proportions:
-            check_prop_range(q_prop, k_prop, key_padding_mask)
+    check_proportions_args(q_prop, k_prop, q, k, key_padding_mask, check_proportions)
     if eps is None:
         eps = DEFAULT_EPS[normalize]
     phi = get_feature_map(feature_map)
     cdtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    form = _resolve_mode(mode, q.shape[2], return_weights)
+    form = _resolve_mode(mode, True, q.shape[2], return_weights)
     B, H, N = k.shape[:3]
     Dv = v.shape[-1]
     G = 1 if q_prop is None else 2

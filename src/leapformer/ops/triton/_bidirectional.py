@@ -29,23 +29,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from leapformer.ops.triton._common import HALF_PI, dphi, mm, phi
-
-
-@triton.jit
-def _sequence(sid, CU, H, N, VARLEN: tl.constexpr):
-    """(state index, batch, head, first row, end row) of program ``sid`` over (sequence,
-    head). Varlen: a batch of one, sequence ``i`` on rows ``CU[i]..CU[i+1]``."""
-    h = sid % H
-    if VARLEN:
-        b = sid * 0  # a tensor in both branches
-        bos = tl.load(CU + sid // H).to(tl.int32)
-        eos = tl.load(CU + sid // H + 1).to(tl.int32)
-    else:
-        b = sid // H
-        bos = sid * 0
-        eos = N
-    return sid, b, h, bos, eos
+from leapformer.ops.triton._common import HALF_PI, dphi, mm, phi, sequence_rows
 
 
 @triton.jit
@@ -78,7 +62,7 @@ def reduce_kernel(X, P, Y, C, MASK, CU, S, Z, H, N, D, E,
                   VARLEN: tl.constexpr, HAS_C: tl.constexpr, G: tl.constexpr,
                   ACC: tl.constexpr, DOT: tl.constexpr, PREC: tl.constexpr,
                   BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
-    bh, b, h, bos, eos = _sequence(tl.program_id(0), CU, H, N, VARLEN)
+    bh, b, h, bos, eos = sequence_rows(tl.program_id(0), CU, H, N, VARLEN)
     offs_d = tl.arange(0, BK)
     offs_e = tl.arange(0, BV)
     s_sin = tl.zeros((BK, BV), ACC)
@@ -135,7 +119,7 @@ def read_kernel(X, P, S, Z, MASK, CU, OUT, DEN, H, M, D, E,
                 ACC: tl.constexpr, DOT: tl.constexpr,
                 PREC: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
     """``OUT [B,H,M,E]`` and ``DEN [B,H,M]`` are contiguous."""
-    sid, b, h, bos, eos = _sequence(tl.program_id(1), CU, H, M, VARLEN)
+    sid, b, h, bos, eos = sequence_rows(tl.program_id(1), CU, H, M, VARLEN)
     bh = b * H + h
     offs_m = bos + tl.program_id(0) * BM + tl.arange(0, BM)
     offs_d = tl.arange(0, BK)
@@ -165,7 +149,7 @@ def grad_kernel(X, P, S, Z, DY, DC, MASK, CU, DX, DP, H, M, D, E,
                 ACC: tl.constexpr, DOT: tl.constexpr,
                 PREC: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
     """``DX [B,H,M,D]`` and ``DP [B,H,M]`` are contiguous (``DP`` in the accumulation dtype)."""
-    sid, b, h, bos, eos = _sequence(tl.program_id(1), CU, H, M, VARLEN)
+    sid, b, h, bos, eos = sequence_rows(tl.program_id(1), CU, H, M, VARLEN)
     bh = b * H + h
     offs_m = bos + tl.program_id(0) * BM + tl.arange(0, BM)
     offs_d = tl.arange(0, BK)

@@ -27,24 +27,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from leapformer.ops.triton._common import HALF_PI, dphi, mm, phi
-
-
-@triton.jit
-def _sequence(CU, H, N, VARLEN: tl.constexpr):
-    """(state index, batch, head, first row, end row) of this program. Varlen: one
-    program per (sequence, head) of a packed batch of one, rows ``CU[i]..CU[i+1]``."""
-    sid = tl.program_id(0)
-    h = sid % H
-    if VARLEN:
-        b = sid * 0  # a tensor in both branches
-        bos = tl.load(CU + sid // H).to(tl.int32)
-        eos = tl.load(CU + sid // H + 1).to(tl.int32)
-    else:
-        b = sid // H
-        bos = sid * 0
-        eos = N
-    return sid, b, h, bos, eos
+from leapformer.ops.triton._common import HALF_PI, dphi, mm, phi, sequence_rows
 
 
 @triton.jit
@@ -91,7 +74,7 @@ def fwd_kernel(Q, K, V, QP, KP, MASK, CU, S0, Z0, NUM, DEN, SF, ZF, H, N, D, E,
                ACC: tl.constexpr, DOT: tl.constexpr, PREC: tl.constexpr,
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
     """``NUM [B,H,N,E]``, ``DEN [B,H,N]``, states ``[B*H,G,D,E]`` / ``[B*H,G,D]`` contiguous."""
-    sid, b, h, bos, eos = _sequence(CU, H, N, VARLEN)
+    sid, b, h, bos, eos = sequence_rows(tl.program_id(0), CU, H, N, VARLEN)
     bh = b * H + h
     offs_d = tl.arange(0, BK)
     offs_e = tl.arange(0, BV)
@@ -154,7 +137,7 @@ def bwd_kernel(Q, K, V, QP, KP, MASK, CU, S0, Z0, DNUM, DDEN, DSF, DZF,
                ACC: tl.constexpr, DOT: tl.constexpr, PREC: tl.constexpr,
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
     """``DNUM [B,H,N,E]``, ``DDEN [B,H,N]`` and all outputs contiguous."""
-    sid, b, h, bos, eos = _sequence(CU, H, N, VARLEN)
+    sid, b, h, bos, eos = sequence_rows(tl.program_id(0), CU, H, N, VARLEN)
     bh = b * H + h
     offs_d = tl.arange(0, BK)
     offs_e = tl.arange(0, BV)

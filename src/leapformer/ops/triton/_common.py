@@ -51,6 +51,22 @@ def mm(a, b, DOT: tl.constexpr, PREC: tl.constexpr, ACC: tl.constexpr):
     return tl.dot(a.to(DOT), b.to(DOT), input_precision=PREC, out_dtype=ACC)
 
 
+@triton.jit
+def sequence_rows(sid, CU, H, N, VARLEN: tl.constexpr):
+    """(state index, batch, head, first row, end row) of program ``sid`` over (sequence,
+    head). Varlen: a batch of one, sequence ``i`` on rows ``CU[i]..CU[i+1]``."""
+    h = sid % H
+    if VARLEN:
+        b = sid * 0  # a tensor in both branches
+        bos = tl.load(CU + sid // H).to(tl.int32)
+        eos = tl.load(CU + sid // H + 1).to(tl.int32)
+    else:
+        b = sid // H
+        bos = sid * 0
+        eos = N
+    return sid, b, h, bos, eos
+
+
 def block(n: int, least: int = 16) -> int:
     """Register block for a dimension of size ``n`` (a power of two, at least ``least``:
     ``tl.dot`` needs 16)."""
