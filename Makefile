@@ -10,12 +10,14 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU build from the local wheel on these machines; GPU users install their own torch first.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# constraints.txt: the versions the suite last passed with (a new release upstream
+	# cannot break a clean clone's tests); pyproject keeps the looser ranges for users.
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # The demo: MQAR recall (seq_len 64, 4 pairs, width 64) for softmax, ReLU linear,

@@ -5,7 +5,7 @@ search and a passed cache work, and linear layers' state does not grow."""
 import pytest
 import torch
 
-from leapformer.hf import KVLayer, LeapformerCache, StateLayer
+from leapformer.hf import CACHE_ARGUMENT, KVLayer, LeapformerCache, StateLayer
 from leapformer.models.generate import generate
 from tests.hf.tiny import ATTENTIONS, V, left_pad, make_hf
 
@@ -65,8 +65,8 @@ def test_a_passed_cache_is_used_and_returned():
     ids, mask = left_pad(PROMPTS)
     cache = model.new_cache(len(PROMPTS))
     out = model.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False,
-                         past_key_values=cache, return_dict_in_generate=True)
-    assert out.past_key_values is cache
+                         **{CACHE_ARGUMENT: cache}, return_dict_in_generate=True)
+    assert getattr(out, CACHE_ARGUMENT) is cache
     assert cache.get_seq_length() == ids.shape[1] + NEW - 1  # the last token is never fed
     assert out.sequences[:, ids.shape[1]:].tolist() == generate(model.model, PROMPTS, NEW)
 
@@ -80,7 +80,7 @@ def test_linear_state_is_constant_and_softmax_grows():
     sizes = []
     for length in (8, 200, 300):
         ids = torch.randint(1, V, (2, length - cache.get_seq_length()))
-        model(ids, past_key_values=cache)
+        model(ids, **{CACHE_ARGUMENT: cache})
         sizes.append(cache.layer_nbytes())
     assert cache.get_seq_length() == 300
     kv, state = zip(*sizes)
@@ -99,9 +99,9 @@ def test_generate_cache_bytes_do_not_grow_for_linear_layers():
     for new in (2, 90):
         out = model.generate(ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
                              return_dict_in_generate=True)
-        assert isinstance(out.past_key_values, LeapformerCache)
-        assert out.past_key_values.get_seq_length() == ids.shape[1] + new - 1
-        nbytes.append(out.past_key_values.layer_nbytes())
+        assert isinstance(getattr(out, CACHE_ARGUMENT), LeapformerCache)
+        assert getattr(out, CACHE_ARGUMENT).get_seq_length() == ids.shape[1] + new - 1
+        nbytes.append(getattr(out, CACHE_ARGUMENT).layer_nbytes())
     assert nbytes[0] == nbytes[1] and all(n > 0 for n in nbytes[0])
 
 
@@ -110,17 +110,17 @@ def test_row_selection_repeat_and_reset_keep_the_cache_exact():
     model = make_hf(ATTENTIONS["hybrid"], seed=17)
     ids, mask = left_pad(PROMPTS)
     cache = model.new_cache(len(PROMPTS))
-    model(ids, attention_mask=mask, past_key_values=cache)
+    model(ids, attention_mask=mask, **{CACHE_ARGUMENT: cache})
     cache.batch_select_indices(torch.tensor([2, 0]))
     cache.batch_repeat_interleave(2)  # rows 2, 2, 0, 0
     assert cache.batch_size == 4
     nxt = torch.tensor([[5], [6], [7], [8]])
-    got = model(nxt, past_key_values=cache).logits[:, -1]
+    got = model(nxt, **{CACHE_ARGUMENT: cache}).logits[:, -1]
     for row, (p, t) in enumerate(zip([PROMPTS[2]] * 2 + [PROMPTS[0]] * 2, [5, 6, 7, 8])):
         alone = model(torch.tensor([p + [t]]), use_cache=False).logits[0, -1]
         torch.testing.assert_close(got[row], alone)
     cache.reset()
     assert cache.get_seq_length() == 0 and cache.nbytes == model.new_cache(4).nbytes
     fresh = torch.randint(1, V, (4, 5))
-    torch.testing.assert_close(model(fresh, past_key_values=cache).logits,
+    torch.testing.assert_close(model(fresh, **{CACHE_ARGUMENT: cache}).logits,
                                model(fresh, use_cache=False).logits)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from leapformer.hf import LeapformerCache, LeapformerConfig, LeapformerForCausalLM
+from leapformer.hf import CACHE_ARGUMENT, LeapformerCache, LeapformerConfig, LeapformerForCausalLM
 from leapformer.models import CausalLM, LMConfig
 from tests.hf.tiny import ATTENTIONS, CTX, SIZES, V, left_pad, make_hf
 
@@ -81,14 +81,14 @@ def test_forward_equals_the_causal_lm_and_the_cache_is_exact(name):
     ids = torch.randint(1, V, (2, 9))
     full = model(ids, use_cache=False).logits
     torch.testing.assert_close(full, model.model(ids))
-    assert model(ids, use_cache=False).past_key_values is None
+    assert getattr(model(ids, use_cache=False), CACHE_ARGUMENT) is None
     cache = model.new_cache(2)
-    prefix = model(ids[:, :4], past_key_values=cache).logits  # a prompt, then one at a time
-    steps = [model(ids[:, t:t + 1], past_key_values=cache).logits for t in range(4, 9)]
+    prefix = model(ids[:, :4], **{CACHE_ARGUMENT: cache}).logits  # a prompt, then one at a time
+    steps = [model(ids[:, t:t + 1], **{CACHE_ARGUMENT: cache}).logits for t in range(4, 9)]
     torch.testing.assert_close(torch.cat([prefix, *steps], 1), full)
     assert cache.get_seq_length() == 9
     out = model(ids, logits_to_keep=1)
-    assert isinstance(out.past_key_values, LeapformerCache)
+    assert isinstance(getattr(out, CACHE_ARGUMENT), LeapformerCache)
     torch.testing.assert_close(out.logits, full[:, -1:])
 
 
@@ -150,7 +150,7 @@ def test_bad_inputs_raise():
     model = make_hf("leap")
     ids = torch.randint(1, V, (2, 5))
     with pytest.raises(TypeError, match="LeapformerCache"):
-        model(ids, past_key_values=DynamicCache())
+        model(ids, **{CACHE_ARGUMENT: DynamicCache()})
     with pytest.raises(ValueError, match="attention_mask"):
         model(ids, attention_mask=torch.ones(3, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="output_attentions"):
@@ -182,3 +182,16 @@ def test_from_causal_lm_wraps_a_trained_model():
     assert torch.equal(model(ids, use_cache=False).logits, lm(ids))
     with pytest.raises(TypeError, match="CausalLM"):
         LeapformerForCausalLM.from_causal_lm(model)
+
+
+def test_the_cache_is_taken_under_either_name_but_not_twice():
+    model = make_hf("leap", seed=3)
+    ids = torch.randint(1, V, (2, 6))
+    full = model(ids, use_cache=False).logits
+    for name in ("cache", "past_key_values"):
+        cache = model.new_cache(2)
+        prefix = model(ids[:, :3], **{name: cache}).logits
+        rest = model(ids[:, 3:], **{name: cache}).logits
+        torch.testing.assert_close(torch.cat([prefix, rest], 1), full)
+    with pytest.raises(ValueError, match="cache or past_key_values"):
+        model(ids, cache=model.new_cache(2), past_key_values=model.new_cache(2))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from leapformer.hf import CACHE_ARGUMENT
 from leapformer.linearize import linear_cache, linearize, state_bytes
 
 from ._tiny import ARCHS, VOCAB, tiny
@@ -24,9 +25,9 @@ def test_generate_matches_default_cache_and_items_alone(arch, layers):
     kw = dict(max_new_tokens=6, do_sample=False)
     default = model.generate(ids, attention_mask=mask, **kw)
     cache = linear_cache(model)
-    constant = model.generate(ids, attention_mask=mask, past_key_values=cache, **kw)
+    constant = model.generate(ids, attention_mask=mask, **{CACHE_ARGUMENT: cache}, **kw)
     assert torch.equal(constant, default)
-    alone = model.generate(ids[1:, 3:], past_key_values=linear_cache(model), **kw)
+    alone = model.generate(ids[1:, 3:], **{CACHE_ARGUMENT: linear_cache(model)}, **kw)
     assert torch.equal(alone[0, -6:], constant[1, -6:])
     kinds = [type(layer).__name__ for layer in cache.layers]
     assert kinds == (["LinearStateLayer"] * 2 if layers == "all"
@@ -42,10 +43,10 @@ def test_steps_equal_the_full_forward_with_flat_memory(arch):
     sizes = []
     with torch.no_grad():
         full = model(input_ids=ids).logits
-        out = model(input_ids=ids[:, :5], past_key_values=cache, use_cache=True)
+        out = model(input_ids=ids[:, :5], **{CACHE_ARGUMENT: cache}, use_cache=True)
         steps = [out.logits]
         for t in range(5, 40):
-            steps.append(model(input_ids=ids[:, t:t + 1], past_key_values=cache,
+            steps.append(model(input_ids=ids[:, t:t + 1], **{CACHE_ARGUMENT: cache},
                                use_cache=True).logits)
             sizes.append(state_bytes(cache))
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-5)

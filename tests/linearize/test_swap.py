@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leapformer.hf import CACHE_ARGUMENT
 from leapformer.linearize import (
     attention_modules,
     linear_cores,
@@ -152,11 +153,11 @@ def test_model_runs_finite_and_decodes_through_the_cache(arch, mechanism):
         # prompt, then tokens one by one through transformers' key/value cache
         out = model(input_ids=ids[:, :8], use_cache=True)
         steps = [out.logits]
-        past = out.past_key_values
+        past = getattr(out, CACHE_ARGUMENT)
         for t in range(8, 12):
-            out = model(input_ids=ids[:, t:t + 1], past_key_values=past, use_cache=True)
+            out = model(input_ids=ids[:, t:t + 1], **{CACHE_ARGUMENT: past}, use_cache=True)
             steps.append(out.logits)
-            past = out.past_key_values
+            past = getattr(out, CACHE_ARGUMENT)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-5)
     # training mode with gradients reaches the new parameters
     model.train()

@@ -26,10 +26,10 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from leapformer.hf.cache import KVLayer, LeapformerCache, StateLayer
 from leapformer.hf.config import MODEL_TYPE, LeapformerConfig
-from leapformer.hf.model import LeapformerForCausalLM
+from leapformer.hf.model import CACHE_ARGUMENT, LeapformerForCausalLM
 
 AutoConfig.register(MODEL_TYPE, LeapformerConfig, exist_ok=True)
 AutoModelForCausalLM.register(LeapformerConfig, LeapformerForCausalLM, exist_ok=True)
 
-__all__ = ["KVLayer", "LeapformerCache", "LeapformerConfig", "LeapformerForCausalLM",
+__all__ = ["CACHE_ARGUMENT", "KVLayer", "LeapformerCache", "LeapformerConfig", "LeapformerForCausalLM",
            "StateLayer"]

@@ -38,7 +38,7 @@ class LeapformerConfig(PretrainedConfig):
     (see the module docstring for the mapping onto ``LMConfig``)."""
 
     model_type = MODEL_TYPE
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     vocab_size: int = 32000
     hidden_size: int = 256

@@ -1,7 +1,9 @@
 """``LeapformerForCausalLM``: a ``transformers`` model around :class:`~leapformer.models.CausalLM`.
 
-``forward(input_ids, attention_mask=None, past_key_values=None, use_cache=None,
-labels=None, logits_to_keep=0)`` follows the ``transformers`` conventions:
+``forward(input_ids, attention_mask=None, cache=None, use_cache=None,
+labels=None, logits_to_keep=0)`` follows the ``transformers`` conventions
+(``past_key_values=`` is the same argument under its name before
+``transformers`` 5.24; the output's cache field takes the installed version's name):
 ``attention_mask`` is 1 for real tokens and 0 for padding (it may cover the
 cached slots too: its last ``T`` columns are used), ``labels`` are the inputs
 with ``-100`` where no loss is wanted (shifted inside), and the output is a
@@ -40,6 +42,11 @@ from leapformer.models.generate import cosformer_length_mode
 logger = logging.getLogger(__name__)
 
 _UNSUPPORTED = ("inputs_embeds", "output_attentions", "output_hidden_states")
+# transformers 5.24 renamed the cache argument and output field ``past_key_values`` -> ``cache``.
+CACHE_ARGUMENT = ("cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+                  else "past_key_values")
+"""The installed ``transformers``' name for the cache (argument of ``forward`` and
+``generate``, field of the output): ``"cache"`` from 5.24, ``"past_key_values"`` before."""
 
 
 class LeapformerForCausalLM(PreTrainedModel, GenerationMixin):
@@ -90,10 +97,15 @@ class LeapformerForCausalLM(PreTrainedModel, GenerationMixin):
         return LeapformerCache(self, batch_size, max_length=max_length)
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                past_key_values: LeapformerCache | None = None, use_cache: bool | None = None,
+                cache: LeapformerCache | None = None, use_cache: bool | None = None,
                 labels: Tensor | None = None, logits_to_keep: int | Tensor = 0,
-                return_dict: bool | None = None, **kwargs) -> CausalLMOutputWithPast | tuple:
+                return_dict: bool | None = None, past_key_values: LeapformerCache | None = None,
+                **kwargs) -> CausalLMOutputWithPast | tuple:
         """Next-token logits of ``input_ids [B, T]`` (see the module docstring)."""
+        if past_key_values is not None:
+            if cache is not None:
+                raise ValueError("give the cache once: cache or past_key_values, not both")
+            cache = past_key_values
         for name in _UNSUPPORTED:
             if kwargs.get(name) not in (None, False):
                 raise ValueError(f"{name} is not supported by LeapformerForCausalLM")
@@ -103,17 +115,17 @@ class LeapformerForCausalLM(PreTrainedModel, GenerationMixin):
         mask = self._padding_mask(attention_mask, input_ids)
         if use_cache is None:
             use_cache = self.config.use_cache and labels is None and not self.training
-        if use_cache and past_key_values is None:
-            past_key_values = LeapformerCache(self, input_ids.shape[0])
-        if past_key_values is None:
+        if use_cache and cache is None:
+            cache = LeapformerCache(self, input_ids.shape[0])
+        if cache is None:
             hidden = self.model.hidden_states(input_ids, key_padding_mask=mask)
         else:
-            if not isinstance(past_key_values, LeapformerCache):
-                raise TypeError(f"past_key_values must be a LeapformerCache, got "
-                                f"{type(past_key_values).__name__}")
+            if not isinstance(cache, LeapformerCache):
+                raise TypeError(f"cache (past_key_values) must be a LeapformerCache, got "
+                                f"{type(cache).__name__}")
             with cosformer_length_mode(self.model, "given"):
                 hidden = self.model.hidden_states(
-                    input_ids, key_padding_mask=mask, cache=past_key_values.lm_cache,
+                    input_ids, key_padding_mask=mask, cache=cache.lm_cache,
                     target_length=self.model.cfg.context_length)
         if isinstance(logits_to_keep, int):
             kept = hidden[:, -logits_to_keep:] if logits_to_keep > 0 else hidden
@@ -131,7 +143,7 @@ class LeapformerForCausalLM(PreTrainedModel, GenerationMixin):
                 pred = pred.float()  # half-precision logits: the softmax in float32
             loss = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), labels[:, 1:].reshape(-1),
                                    ignore_index=-100)
-        out = CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=past_key_values)
+        out = CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_ARGUMENT: cache})
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return out if return_dict else out.to_tuple()
 

@@ -7,9 +7,10 @@ builds a ``transformers.Cache`` whose linearised layers hold a
 their ``update`` stores nothing and hands the new keys and values straight on, and
 the layer's :class:`~leapformer.linearize.core.LinearCore` reads and advances the
 state. Softmax layers of a partly linearised model keep an ordinary dynamic layer.
-Pass it as ``past_key_values`` to ``model(...)`` or ``model.generate(...)``::
+Pass it as ``cache`` (``transformers`` >= 5.24; ``past_key_values`` before, see
+:data:`leapformer.hf.CACHE_ARGUMENT`) to ``model(...)`` or ``model.generate(...)``::
 
-    out = model.generate(ids, past_key_values=linear_cache(model), max_new_tokens=100)
+    out = model.generate(ids, cache=linear_cache(model), max_new_tokens=100)
 
 The cache reaches the attention function through a forward pre-hook that
 :func:`~leapformer.linearize.linearize` puts on each linearised attention module: it

@@ -104,7 +104,7 @@ def _dispatch(module: nn.Module, query: Tensor, key: Tensor, value: Tensor,
 
 def _lend_cache(module: nn.Module, args, kwargs) -> None:
     """Forward pre-hook: lend the module's layer of a constant-size cache to its core."""
-    cache = kwargs.get("past_key_values")
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))  # renamed in transformers 5.24
     cache = getattr(cache, "self_attention_cache", cache)  # encoder-decoder caches
     layers = getattr(cache, "layers", None)
     layer = None
