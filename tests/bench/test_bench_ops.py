@@ -24,7 +24,7 @@ from leapformer.bench.ops import (
 from leapformer.cli import main, parse_length
 
 TINY = dict(lengths=(32, 64), positions=(8, 64), heads=2, head_dim=8, chunk_size=16,
-            min_reps=1, max_reps=1, warmup=1)
+            min_reps=1, max_reps=1, warmup=1, peers=())
 
 
 @pytest.fixture(scope="module")

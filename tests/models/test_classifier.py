@@ -76,3 +76,35 @@ def test_errors():
         model(torch.ones(1, 4))
     with pytest.raises(ValueError, match="same|share the batch"):
         DualEncoderClassifier(_cfg())(torch.ones(2, 4, dtype=torch.long), torch.ones(3, 4, dtype=torch.long))
+
+
+def test_normalized_pair_features_validate_and_learn_a_copy_relation():
+    with pytest.raises(ValueError, match="pair_features must be one of"):
+        ClassifierConfig(vocab_size=8, num_classes=2, max_length=8, pair_features="cosine")
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(vocab_size=20, num_classes=2, max_length=12, d_model=16, nhead=2,
+                           dim_feedforward=32, dropout=0.0, pair_features="normalized",
+                           init_std=0.02)
+    model = DualEncoderClassifier(cfg)
+    assert isinstance(model.norm, torch.nn.BatchNorm1d)
+    assert isinstance(DualEncoderClassifier(ClassifierConfig(
+        vocab_size=20, num_classes=2, max_length=12)).norm, torch.nn.Identity)
+
+    def batch(n):  # label 1: the second document is the first one; 0: an unrelated one
+        a = torch.randint(1, 20, (n, 12))
+        y = torch.randint(0, 2, (n,))
+        b = torch.where(y[:, None] == 1, a, torch.randint(1, 20, (n, 12)))
+        return a, b, y
+
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        a, b, y = batch(32)
+        loss = torch.nn.functional.cross_entropy(model(a, b), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    a, b, y = batch(400)
+    with torch.no_grad():
+        acc = (model(a, b).argmax(-1) == y).float().mean().item()
+    assert acc > 0.9

@@ -156,7 +156,11 @@ def test_direct_call_with_explicit_block_and_inputs_untouched():
 
 def test_block_length_bounds():
     cpu = torch.device("cpu")
-    assert block_length(8, 16384, cpu) == 512
-    assert block_length(1, 16384, cpu) == linear_blocked.MAX_BLOCK
-    assert block_length(10_000, 100, cpu) == linear_blocked.MIN_BLOCK
+    assert block_length(8, 16384, cpu, threads=1) == 512
+    assert block_length(8, 16384, cpu, threads=2) == 1024  # a thread's share stays 512 rows
+    assert block_length(1, 16384, cpu, threads=1) == linear_blocked.MAX_BLOCK
+    assert block_length(1, 16384, cpu, threads=4) == 4 * linear_blocked.MAX_BLOCK
+    assert block_length(10_000, 100, cpu, threads=2) == linear_blocked.MIN_BLOCK
     assert block_length(8, 300, torch.device("meta")) == 300
+    threads = torch.get_num_threads()
+    assert block_length(8, 16384, cpu) == block_length(8, 16384, cpu, threads=threads)

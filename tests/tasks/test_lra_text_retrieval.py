@@ -79,8 +79,10 @@ def test_retrieval_shifted_windows_share_text_and_negatives_come_from_other_book
     assert not ch["train"] & ch["valid"] and not ch["train"] & ch["test"]
 
 
-def test_retrieval_lite_pairs_share_a_genre_and_unknown_variants_are_refused():
-    assert retrieval.PROFILES["lite"].stand_in == "genre"
+def test_retrieval_lite_pairs_overlap_and_unknown_variants_are_refused():
+    lite = retrieval.PROFILES["lite"]
+    assert (lite.stand_in, lite.pair_features) == ("shifted", "normalized")
+    assert retrieval.PROFILES["paper"].pair_features == "official"
     assert retrieval.PROFILES["paper"].stand_in is None           # same book, as before
     with pytest.raises(ValueError, match="stand_in must be one of"):
         retrieval.book_pairs(replace(retrieval.PROFILES["lite"], **SMALL, stand_in="chapter"), 0)

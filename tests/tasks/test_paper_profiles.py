@@ -51,9 +51,12 @@ def test_paper_profile_is_the_official_recipe(task):
     assert "attention_dropout" not in classifier_options("softmax", p)
     # lite keeps its recipe and model
     lite = get_profile(task, "lite")
-    # lite's Text and Retrieval use the official embedding init (docs/lra.md, lite tuning)
+    # lite's Text and Retrieval use the official embedding init, Retrieval normalised pair
+    # features (docs/lra.md, lite tuning)
     lite_keys = {"max_length", "attention", "mechanism_options"} | (
-        {"init_std"} if task in ("text", "retrieval") else set())
+        {"init_std"} if task in ("text", "retrieval") else set()) | (
+        {"pair_features"} if task == "retrieval" else set())
+    assert "pair_features" not in m  # the paper profile keeps the official features
     assert set(classifier_options("leap", lite)) == lite_keys
     assert classifier_options("leap", lite)["mechanism_options"] == {}
     t = train_options(lite)

@@ -39,6 +39,13 @@ bidirectional, half of it causal, ``M = 1, N = p`` for decode. Backward is
 counted as twice the forward, so fwd+bwd = 3x forward. Elementwise work
 (feature maps, re-weighting, softmax) is not counted.
 
+Peers (:mod:`leapformer.bench.peers`): other libraries' causal ELU+1 linear
+attention, timed beside the ``elu`` row in the causal scenarios when installed.
+Contention (``contended = N``, :mod:`leapformer.bench.contention`): ``N`` other
+torch processes keep the cores busy during the whole measurement, and a
+``leap-1thread`` row (LeaP with ``torch.set_num_threads(1)`` around the call)
+is added to the bidirectional scenario: the fallback a user has on a busy machine.
+
 Peak memory (``peak_mb``, 1 MB = 1e6 bytes): the peak of the bytes allocated
 by one call above what was allocated before it (inputs, KV cache and state
 excluded; outputs, saved activations and gradients included). On CUDA:
@@ -64,12 +71,14 @@ from leapformer.bench._common import (
     peak_memory_bytes,
     time_interleaved,
 )
+from leapformer.bench.contention import contention
 from leapformer.bench.names import LEGACY_NAMES
+from leapformer.bench.ops_targets import MATMUL_SIZE, SINGLE_THREAD, evaluate_targets
+from leapformer.bench.peers import PEERS, available_peers, check_peers, peer_cases, peer_skip_reason
 from leapformer.report.tables import (
     fmt as _fmt,
     fmt_len as _fmt_len,
     machine_line,
-    target,
     targets_table,
     write_files,
 )
@@ -103,7 +112,6 @@ SCENARIOS = {
 ROW_KEYS = ("scenario", "mechanism", "impl", "length", "ms", "vs_softmax", "gflops", "flop",
             "peak_mb", "reps", "note")
 REWEIGHTED = ("leap", "cosformer")
-MATMUL_SIZE = 2048
 
 
 @dataclasses.dataclass
@@ -126,9 +134,16 @@ class BenchConfig:
     max_sdpa_bytes: float = 8e9  # skip softmax (SDPA) where its extrapolated peak exceeds this
     max_sdpa_seconds: float = 60.0  # ... or its extrapolated time per call
     seed: int = 0
+    peers: tuple[str, ...] | None = None  # None: every installed peer (bench.peers)
+    contended: int = 0  # other busy torch processes during the measurement
+    contention_work: str = "matmul"
+    contention_threads: int | None = None
 
     def __post_init__(self):
         self.mechanisms = tuple(self.mechanisms)
+        self.peers = available_peers() if self.peers is None else check_peers(self.peers)
+        if not isinstance(self.contended, int) or self.contended < 0:
+            raise ValueError(f"contended must be an integer >= 0, got {self.contended!r}")
         for m in self.mechanisms:
             if m not in MECHANISMS:
                 renamed = f" (now {LEGACY_NAMES[m]!r})" if m in LEGACY_NAMES else ""
@@ -229,7 +244,22 @@ def _sequence_cases(cfg: BenchConfig, scenario: str, N: int) -> dict[str, Callab
             return o
         return call
 
-    return {m: case(m) for m in cfg.mechanisms}
+    cases = {m: case(m) for m in cfg.mechanisms}
+    cases.update(peer_cases(cfg.peers, scenario, q, k, v, backward=backward, leaves=leaves))
+    if cfg.contended and scenario == "fwd" and "leap" in cases:
+        cases[SINGLE_THREAD] = _one_thread(cases["leap"])
+    return cases
+
+
+def _one_thread(fn):
+    def call():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(threads)
+    return call
 
 
 def _decode_cases(cfg: BenchConfig, position: int) -> dict[str, Callable[[], object]]:
@@ -327,11 +357,17 @@ def _measure_group(cfg: BenchConfig, scenario: str, n: int, rows: list[dict]) ->
                                         min_reps=cfg.min_reps, max_reps=cfg.max_reps,
                                         target_s=cfg.target_s))
     group = []
-    for mech in cfg.mechanisms:
+    extra = [SINGLE_THREAD] if SINGLE_THREAD in cases else []
+    if scenario in ("causal_fwd", "causal_fwd_bwd"):
+        extra += list(cfg.peers)
+        notes.update({p: peer_skip_reason(p, n) for p in cfg.peers if p not in cases})
+    for mech in (*cfg.mechanisms, *extra):
         row = dict.fromkeys(ROW_KEYS)
-        row.update(scenario=scenario, mechanism=mech, impl=IMPLEMENTATIONS[mech], length=n,
-                   note=notes.get(mech, ""),
-                   flop=flop_count(mech, scenario, n, batch=cfg.batch, heads=cfg.heads,
+        impl = PEERS.get(mech) or IMPLEMENTATIONS.get(mech) or "leap_attention, 1 thread"
+        counted = "elu" if mech in PEERS else "leap" if mech == SINGLE_THREAD else mech
+        row.update(scenario=scenario, mechanism=mech, impl=impl, length=n,
+                   note=notes.get(mech, "") or ("" if mech in cases else "not run"),
+                   flop=flop_count(counted, scenario, n, batch=cfg.batch, heads=cfg.heads,
                                    head_dim=cfg.head_dim, chunk_size=cfg.chunk_size))
         if mech in samples:
             ms = 1e3 * statistics.median(samples[mech])
@@ -353,53 +389,16 @@ def run_ops_benchmark(cfg: BenchConfig | None = None,
     tasks = plan(cfg)
     rows: list[dict] = []
     matmul: dict = {}
-    for scenario, n in (progress(tasks) if progress else tasks):
-        logger.debug("measuring %s at %d", scenario, n)
-        if scenario == "matmul":
-            matmul = _measure_matmul(cfg)
-        else:
-            rows.extend(_measure_group(cfg, scenario, n, rows))
+    with contention(cfg.contended, work=cfg.contention_work, threads=cfg.contention_threads):
+        for scenario, n in (progress(tasks) if progress else tasks):
+            logger.debug("measuring %s at %d", scenario, n)
+            if scenario == "matmul":
+                matmul = _measure_matmul(cfg)
+            else:
+                rows.extend(_measure_group(cfg, scenario, n, rows))
     return BenchResult(machine=machine_info(cfg.device), config=dataclasses.asdict(cfg),
-                       matmul=matmul, rows=rows, targets=evaluate_targets(rows, matmul))
-
-
-# --------------------------------------------------------------------------- targets
-
-
-def _row(rows, scenario, mechanism, length):
-    return next((r for r in rows if (r["scenario"], r["mechanism"], r["length"])
-                 == (scenario, mechanism, length)), None)
-
-
-def _get(rows, scenario, mechanism, length, key):
-    row = _row(rows, scenario, mechanism, length)
-    return None if row is None else row[key]
-
-
-def evaluate_targets(rows: list[dict], matmul: dict | None = None) -> list[dict]:
-    """The LeaP targets as dicts ``{name, target, value, status}``; status PASS, MISS or n/a."""
-    out = []
-
-    def add(name, goal, value, ok, fmt_spec):
-        out.append(target(name, goal, value, ok, fmt_spec))
-
-    for n, want in ((4096, 12.0), (16384, 50.0)):
-        add(f"LeaP bidirectional forward vs softmax (SDPA) at {n // 1024}k",
-            f">= {want:g}x faster", _get(rows, "fwd", "leap", n, "vs_softmax"),
-            lambda x, w=want: x >= w, "{:.1f}x")
-    add("LeaP causal fwd+bwd vs softmax (SDPA) at 4k", ">= 3x faster",
-        _get(rows, "causal_fwd_bwd", "leap", 4096, "vs_softmax"), lambda x: x >= 3.0, "{:.1f}x")
-    p16, p4 = (_get(rows, "causal_fwd_bwd", "leap", n, "peak_mb") for n in (16384, 4096))
-    add("LeaP causal fwd+bwd peak memory 16k / 4k", "linear: ~4 (pass <= 5; quadratic = 16)",
-        p16 / p4 if p16 and p4 else None, lambda x: x <= 5.0, "{:.2f}")
-    d16, d128 = (_get(rows, "decode", "leap", n, "ms") for n in (16384, 128))
-    add("LeaP decode step time at 16k / at 128", "<= 1.2",
-        d16 / d128 if d16 and d128 else None, lambda x: x <= 1.2, "{:.2f}")
-    g4 = _get(rows, "fwd", "leap", 4096, "gflops")
-    mm = (matmul or {}).get("gflops")
-    add(f"LeaP bidirectional 4k GFLOP/s vs {MATMUL_SIZE}^2 matmul", ">= 40%",
-        100 * g4 / mm if g4 and mm else None, lambda x: x >= 40.0, "{:.0f}%")
-    return out
+                       matmul=matmul, rows=rows,
+                       targets=evaluate_targets(rows, matmul, contended=cfg.contended))
 
 
 # --------------------------------------------------------------------------- reporting
@@ -413,6 +412,8 @@ def render_markdown(result: BenchResult) -> str:
         "",
         machine_line(m),
         f"- date: {m['date']}",
+        *([f"- contended: {cfg['contended']} other torch process(es) running "
+           f"{cfg['contention_work']} throughout"] if cfg.get("contended") else []),
         f"- shapes: B={cfg['batch']}, H={cfg['heads']}, D=Dv={cfg['head_dim']}, float32; "
         f"chunk {cfg['chunk_size']}",
         "- mechanism: registry name; impl: the `leapformer.ops` call timed (softmax: "
@@ -434,8 +435,9 @@ def render_markdown(result: BenchResult) -> str:
                   "| length | mechanism | impl | ms | vs softmax | GFLOP/s | peak MB | reps "
                   "| note |",
                   "|---:|---|---|---:|---:|---:|---:|---:|---|"]
-        for r in sorted(rows, key=lambda r: (r["length"], MECHANISMS.index(r["mechanism"])
-                                             if r["mechanism"] in MECHANISMS else 99)):
+        order = (*MECHANISMS, SINGLE_THREAD, *PEERS)
+        for r in sorted(rows, key=lambda r: (r["length"], order.index(r["mechanism"])
+                                             if r["mechanism"] in order else 99)):
             vs = "-" if r["vs_softmax"] is None else f"{_fmt(r['vs_softmax'], 2)}x"
             impl = r.get("impl") or "-"
             lines.append(f"| {_fmt_len(r['length'])} | {r['mechanism']} | {impl} | "

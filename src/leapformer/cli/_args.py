@@ -165,6 +165,17 @@ def parse_positive(text: str) -> int:
     return n
 
 
+def parse_nonnegative(text: str) -> int:
+    """A count that may be zero: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def parse_key_value(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` -> ``(KEY, VALUE)``; VALUE read as JSON when it parses
     (``4``, ``0.1``, ``true``, ``null``), else kept as a string."""

@@ -11,6 +11,7 @@ from leapformer.cli._args import (
     add_bench_common,
     command_line,
     parse_length,
+    parse_nonnegative,
     parse_positive,
 )
 
@@ -25,6 +26,21 @@ def add_bench_ops_arguments(parser: argparse.ArgumentParser, *, out_dir_default=
                         help="decode positions (default 128 and the largest length)")
     parser.add_argument("--reps", type=parse_positive, metavar="R",
                         help="fixed repetitions per measurement (default: adaptive)")
+    parser.add_argument("--scenarios", nargs="+", metavar="S",
+                        choices=("fwd", "causal_fwd", "causal_fwd_bwd", "decode"),
+                        help="scenarios to measure (default all)")
+    parser.add_argument("--peers", nargs="*", metavar="PEER",
+                        choices=("fla-naive", "fast-transformers"),
+                        help="other libraries' linear attention to time beside ours: "
+                             "fla-naive, fast-transformers (default: those installed; "
+                             "--peers alone: none)")
+    parser.add_argument("--contended", type=parse_nonnegative, default=0, metavar="N",
+                        help="run N other busy torch processes while measuring (default 0); "
+                             "results go to ops-<device>-contended<N>.*")
+    parser.add_argument("--contention-work", choices=("matmul", "leap"), default="matmul",
+                        help="what the busy processes run (default matmul)")
+    parser.add_argument("--contention-threads", type=parse_positive, metavar="T",
+                        help="threads of each busy process (default: torch's default)")
 
 
 def run_bench_ops(args: argparse.Namespace) -> int:
@@ -47,6 +63,12 @@ def run_bench_ops(args: argparse.Namespace) -> int:
         overrides["positions"] = tuple(args.positions)
     if args.reps:
         overrides.update(min_reps=args.reps, max_reps=args.reps, warmup=1)
+    if args.scenarios:
+        overrides["scenarios"] = tuple(args.scenarios)
+    if args.peers is not None:
+        overrides["peers"] = tuple(args.peers)
+    overrides.update(contended=args.contended, contention_work=args.contention_work,
+                     contention_threads=args.contention_threads)
     cfg = BenchConfig.quick(**overrides) if args.quick else BenchConfig(**overrides)
 
     def progress(tasks):
@@ -56,7 +78,8 @@ def run_bench_ops(args: argparse.Namespace) -> int:
     result = run_ops_benchmark(cfg, progress=progress)
     print(render_markdown(result))
     if args.out_dir is not None:
-        stem = f"ops-{torch.device(args.device).type}" + ("-quick" if args.quick else "")
+        stem = (f"ops-{torch.device(args.device).type}" + ("-quick" if args.quick else "")
+                + (f"-contended{args.contended}" if args.contended else ""))
         for path in write_results(result, args.out_dir, stem=stem):
             print(f"wrote {path}")
     return 0

@@ -4,7 +4,14 @@ Token embedding + learned positional embedding, an :class:`~leapformer.nn.Encode
 whose self-attention mechanism is chosen by name, pooling and a two-layer head.
 The LRA configuration (2 layers, width 64, FFN 128, 2 heads, dropout 0.1) is
 the default. ``DualEncoderClassifier`` encodes two sequences with shared
-weights and classifies ``[u, v, u * v, u - v]`` (the LRA Retrieval setting).
+weights and classifies ``[u, v, u * v, u - v]`` (the LRA Retrieval setting;
+``pair_features="official"``), or, with ``pair_features="normalized"``,
+``BatchNorm([u, v, u * v, |u - v|])``: mean-pooled features of two documents
+share a large common part and differ by a small one, so the official features
+start with almost no signal and a small dual encoder can sit at chance for its
+whole budget; centring and scaling them over the batch (and an absolute
+difference, symmetric in the two documents) lets it learn at once (the
+``lite`` Retrieval profile, docs/lra.md "Tuning the lite profile").
 
 Options that reproduce the official LRA harness (docs/lra.md, "Settings"):
 ``activation="gelu"``, ``init_std=0.02`` (token and position embeddings drawn
@@ -34,6 +41,9 @@ from leapformer.nn import AttentionSpec, BlockConfig, Encoder
 POOLINGS = ("mean", "mean_padded", "cls")
 
 
+PAIR_FEATURES = ("official", "normalized")
+
+
 @dataclass
 class ClassifierConfig:
     """Sizes of a classifier; the defaults are the LRA model of docs/math.md §5.1."""
@@ -55,6 +65,7 @@ class ClassifierConfig:
     init_std: float | None = None
     pad_to: int | None = None
     attention_dropout: float | None = None
+    pair_features: str = "official"
 
     def __post_init__(self):
         for name in ("vocab_size", "num_classes", "max_length", "num_layers"):
@@ -74,6 +85,9 @@ class ClassifierConfig:
         if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(f"attention_dropout must be None or in [0, 1), got "
                              f"{self.attention_dropout!r}")
+        if self.pair_features not in PAIR_FEATURES:
+            raise ValueError(f"pair_features must be one of {PAIR_FEATURES}, got "
+                             f"{self.pair_features!r}")
         self.block()  # validates the activation
 
     def block(self) -> BlockConfig:
@@ -166,6 +180,8 @@ class DualEncoderClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = SequenceEncoder(cfg)
+        self.norm = (nn.BatchNorm1d(4 * cfg.d_model) if cfg.pair_features == "normalized"
+                     else nn.Identity())
         self.head = _head(4 * cfg.d_model, _head_width(cfg), cfg.num_classes)
 
     def forward(self, tokens1: Tensor, tokens2: Tensor) -> Tensor:
@@ -173,7 +189,8 @@ class DualEncoderClassifier(nn.Module):
             raise ValueError(f"the two inputs must share the batch size, got "
                              f"{list(tokens1.shape)} and {list(tokens2.shape)}")
         u, v = self.encoder(tokens1), self.encoder(tokens2)
-        return self.head(torch.cat((u, v, u * v, u - v), dim=-1))
+        diff = (u - v).abs() if self.cfg.pair_features == "normalized" else u - v
+        return self.head(self.norm(torch.cat((u, v, u * v, diff), dim=-1)))
 
 
 def lra_mechanism_options(attention: str, max_length: int) -> dict:

@@ -28,19 +28,25 @@ from torch import Tensor
 from leapformer.ops._fused import padded_width
 from leapformer.ops.feature_maps import relu
 
-# Rows of all (batch x head) slices processed per block on CPU: 8 heads x 512
-# rows keeps a block's features and values (~4 MB) in the L2/L3 caches.
+# Rows of all (batch x head) slices processed per block on CPU and per thread:
+# 8 heads x 512 rows keeps a thread's share of a block (~4 MB) in its caches.
+# Scaling the block with the thread count keeps each thread's share constant and
+# halves the number of parallel ops per extra thread; that number, not the work,
+# is what a busy machine punishes (each parallel op waits for its slowest thread).
 CPU_BLOCK_ROWS = 4096
 MIN_BLOCK = 64
-MAX_BLOCK = 1024
+MAX_BLOCK = 1024  # per thread
 
 
-def block_length(slices: int, length: int, device: torch.device) -> int:
-    """Rows per block for ``slices`` = batch x heads sequences of ``length``."""
+def block_length(slices: int, length: int, device: torch.device,
+                 threads: int | None = None) -> int:
+    """Rows per block for ``slices`` = batch x heads sequences of ``length``, with
+    ``threads`` intra-op threads (default ``torch.get_num_threads()``)."""
     if device.type != "cpu":
         return max(length, 1)  # one block: GPU kernels want large launches
-    rows = CPU_BLOCK_ROWS // max(slices, 1)
-    return max(MIN_BLOCK, min(MAX_BLOCK, rows // 8 * 8 or MIN_BLOCK))
+    t = max(1, torch.get_num_threads() if threads is None else threads)
+    rows = CPU_BLOCK_ROWS * t // max(slices, 1)
+    return max(MIN_BLOCK, min(MAX_BLOCK * t, rows // 8 * 8 or MIN_BLOCK))
 
 
 def _slices(x: Tensor, B: int, H: int) -> Tensor:

@@ -41,8 +41,9 @@ class LRAProfile:
     to this fixed length; the position table is ``max(max_length, pad_to)``),
     ``leap_hidden`` (LeaP hidden size; None: the mechanism's step-down 4),
     ``cosformer_length`` ("item": each item's unpadded length; "padded": the
-    tensor length) and ``linear_attention_dropout`` (cosFormer's and LeaP's
-    attention dropout; None: the model dropout).
+    tensor length), ``linear_attention_dropout`` (cosFormer's and LeaP's
+    attention dropout; None: the model dropout) and ``pair_features`` (Retrieval:
+    ``"official"`` or ``"normalized"``, see :class:`~leapformer.models.ClassifierConfig`).
     """
 
     max_length: int
@@ -74,6 +75,7 @@ class LRAProfile:
     leap_hidden: int | None = None
     cosformer_length: str = "item"
     linear_attention_dropout: float | None = None
+    pair_features: str = "official"  # Retrieval's comparison features (ClassifierConfig)
 
     def __post_init__(self):
         if self.cosformer_length not in COSFORMER_LENGTHS:
@@ -149,7 +151,8 @@ def classifier_options(attention: str, p: LRAProfile, extra: dict | None = None)
                                 ("head_hidden", p.head_hidden, None),
                                 ("init_std", p.init_std, None),
                                 ("pad_to", p.pad_to, None),
-                                ("attention_dropout", dropout, None)):
+                                ("attention_dropout", dropout, None),
+                                ("pair_features", p.pair_features, "official")):
         if value != default:
             kw[key] = value
     return kw
