@@ -172,3 +172,19 @@ def test_errors(tmp_path):
     (tmp_path / "x" / "results.json").write_text("{broken")
     with pytest.raises(ValueError, match="could not read"):
         collect([tmp_path])
+
+
+def test_runs_recorded_before_a_field_existed_group_with_newer_ones(tmp_path):
+    """An older results.json lacks a profile or model field added since (it ran with the
+    field's default) or stores a None; it is still a seed of the same configuration."""
+    old = {"steps": 100, "lr": 1e-3}
+    new = {**old, "stand_in": None, "pair_features": "official"}
+    _write(tmp_path, "listops", "leap", 0.40, seed=0, profile_settings=old,
+           model={"d_model": 64})
+    _write(tmp_path, "listops", "leap", 0.44, seed=1, profile_settings=new,
+           model={"d_model": 64, "pair_features": "official"})
+    _write(tmp_path, "listops", "leap", 0.50, seed=2,
+           profile_settings={**new, "pair_features": "normalized"}, model={"d_model": 64})
+    rows = _rows(render_table(collect([tmp_path])))
+    assert set(rows) == {"leap [pair_features=official]", "leap [pair_features=normalized]"}
+    assert rows["leap [pair_features=official]"][-5] == "2"  # seeds 0 and 1 together
