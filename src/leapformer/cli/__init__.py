@@ -34,6 +34,7 @@ from leapformer.cli._args import (
     parse_key_value,
     parse_length,
     parse_positive,
+    print_error,
 )
 
 DESCRIPTION = """\
@@ -81,20 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CommandError as err:
-        print(f"error: leapformer {name}: {err}", file=sys.stderr)
-        return 2
+        return print_error(name, str(err))
     except KeyboardInterrupt as err:  # SIGINT, or SIGTERM during training: 128 + signal
         print(interrupt_message(name, args, err), file=sys.stderr)
         return 128 + getattr(err, "signum", 2)
     except (ValueError, TypeError, KeyError, OSError, EOFError, RuntimeError) as err:
         if args.verbose:
             raise
-        print(f"error: leapformer {name}: {_one_line(err)}", file=sys.stderr)
-        return 2
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
-        text = f"{text}: {err.filename}"
-    return " ".join(text.split())
+        return print_error(name, err)

@@ -207,6 +207,21 @@ class CommandError(Exception):
     """An expected failure of a command; ``main`` prints it as one line, exit code 2."""
 
 
+def one_line(err: BaseException) -> str:
+    """An exception as one line (an ``OSError``'s file name included)."""
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    return " ".join(text.split())
+
+
+def print_error(name: str, err: BaseException | str) -> int:
+    """``error: leapformer NAME: message`` on stderr, one line; returns exit code 2."""
+    print(f"error: leapformer {name}: {err if isinstance(err, str) else one_line(err)}",
+          file=sys.stderr)
+    return 2
+
+
 def command_name(args: argparse.Namespace) -> str:
     """``"lm train"``, ``"lra"``, ``"bench ops"``: the command words of a parsed line."""
     words = [getattr(args, "command", None)]

@@ -18,6 +18,7 @@ from leapformer.cli._args import (
     parse_length,
     parse_positive,
     parse_seed,
+    print_error,
 )
 
 GENERATE_STRATEGIES = ("greedy", "sample", "top-k", "top-p")
@@ -86,33 +87,28 @@ def add_lm_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _lm_error(command: str, err: Exception) -> int:
-    print(f"error: leapformer lm {command}: {' '.join(str(err).split())}", file=sys.stderr)
-    return 2
-
-
 def run_lm_train_command(args: argparse.Namespace) -> int:
     """One LM run; data-parallel over the processes when started by ``torchrun``."""
     from leapformer.tasks.lm import run_lm_train
     from leapformer.train import cleanup, init_distributed
 
     if args.hf_arch is None and args.attention is None:
-        return _lm_error("train", ValueError("the following arguments are required: "
+        return print_error("lm train", ("the following arguments are required: "
                                              "--attention (or --hf-arch)"))
     if args.hf_arch is not None and args.attention not in (None, "softmax"):
-        return _lm_error("train", ValueError(f"--hf-arch trains a softmax teacher; "
+        return print_error("lm train", (f"--hf-arch trains a softmax teacher; "
                                              f"--attention {args.attention} cannot be used"))
     if args.hf_option and args.hf_arch is None:
-        return _lm_error("train", ValueError("--hf-option needs --hf-arch"))
+        return print_error("lm train", ("--hf-option needs --hf-arch"))
     attention = args.attention or "softmax"
     if args.hf_arch is not None:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()  # our bar is the training loop's
     if args.corpus == "wikitext" and args.data is None:
-        return _lm_error("train", ValueError("--corpus wikitext needs --data DIR"))
+        return print_error("lm train", ("--corpus wikitext needs --data DIR"))
     if args.corpus == "bible" and args.data is not None:
-        return _lm_error("train", ValueError("--data is a WikiText folder; it cannot be "
+        return print_error("lm train", ("--data is a WikiText folder; it cannot be "
                                              "combined with --corpus bible"))
     overrides = {k: getattr(args, k) for k in ("eval_every", "valid_tokens", "eval_window",
                                                "eval_stride", "bpe_vocab")
@@ -120,7 +116,7 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
     try:
         dist = init_distributed(args.device)
     except (RuntimeError, ValueError) as err:
-        return _lm_error("train", err)
+        return print_error("lm train", err)
     try:
         res = run_lm_train(
             attention, out=args.out, preset=args.preset, data=args.data, steps=args.steps,
@@ -134,7 +130,7 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
             checkpoint_seconds=args.checkpoint_seconds, hf_arch=args.hf_arch,
             hf_options=dict(args.hf_option))
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        return _lm_error("train", err)
+        return print_error("lm train", err)
     finally:
         cleanup()
     if dist.is_main:
@@ -162,7 +158,7 @@ def run_lm_eval_command(args: argparse.Namespace) -> int:
     if args.hf is not None:
         return _eval_hf(args, device)
     if args.data is not None:
-        return _lm_error("eval", ValueError("--data goes with --hf (a run folder has its "
+        return print_error("lm eval", ("--data goes with --hf (a run folder has its "
                                             "own tokens)"))
     try:
         model, tok, config = load_lm_run(args.run, checkpoint=args.checkpoint, device=device)
@@ -180,7 +176,7 @@ def run_lm_eval_command(args: argparse.Namespace) -> int:
                                       cosformer_length=args.cosformer_length,
                                       progress=bar.update)
     except (ValueError, TypeError, FileNotFoundError) as err:
-        return _lm_error("eval", err)
+        return print_error("lm eval", err)
     res = {"run": str(args.run), "split": args.split, "checkpoint": args.checkpoint,
            "attention": config["attention"], "cosformer_length": args.cosformer_length, **res}
     text = json.dumps(res, indent=2)
@@ -237,7 +233,7 @@ def _eval_hf(args: argparse.Namespace, device: str) -> int:
     from leapformer.tasks.lm.perplexity import evaluate_perplexity
 
     if args.cosformer_length != "window":
-        return _lm_error("eval", ValueError("--cosformer-length applies to --run models only"))
+        return print_error("lm eval", ("--cosformer-length applies to --run models only"))
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
@@ -263,7 +259,7 @@ def _eval_hf(args: argparse.Namespace, device: str) -> int:
                                       batch_size=args.batch_size, bos=bos,
                                       words=info["words"][args.split], progress=bar.update)
     except (ValueError, TypeError, FileNotFoundError, OSError) as err:
-        return _lm_error("eval", err)
+        return print_error("lm eval", err)
     res = {"hf": str(args.hf), "split": args.split, "data": info["run"],
            "tokenizer": tokenizer,
            "linearized": (Path(args.hf) / "linearize.json").is_file(), **res}
@@ -303,7 +299,7 @@ def run_lm_generate_command(args: argparse.Namespace) -> int:
                         seed=args.seed, cosformer_length=cos_len,
                         compile_step=not args.no_compile_step)
     except (ValueError, TypeError, FileNotFoundError) as err:
-        return _lm_error("generate", err)
+        return print_error("lm generate", err)
     for k, (prompt, new) in enumerate(zip(prompts, outs, strict=True)):
         if k:
             print("-" * 40)
@@ -355,8 +351,7 @@ def run_lm_bench(args: argparse.Namespace) -> int:
     try:
         cfg = LMSpeedConfig.quick(**overrides) if args.quick else LMSpeedConfig(**overrides)
     except ValueError as err:
-        print(f"leapformer lm bench: error: {err}", file=sys.stderr)
-        return 2
+        return print_error("lm bench", err)
     total = (len(cfg.contexts) if "train" in cfg.modes else 0) + \
         (len(cfg.positions) if "generate" in cfg.modes else 0)
     with tqdm(total=total, desc="lm bench", unit="group", disable=args.no_progress,
@@ -388,7 +383,7 @@ def run_lm_report_command(args: argparse.Namespace) -> int:
         speed = load_speed(args.speed) if args.speed is not None else None
         text = render_lm_report(results, evals, speed, command=command_line(args))
     except (ValueError, FileNotFoundError) as err:
-        return _lm_error("report", err)
+        return print_error("lm report", err)
     atomic_write_text(args.out, text)
     print(text, end="")
     print(f"wrote {args.out}")

@@ -21,6 +21,7 @@ from leapformer.cli._args import (
     parse_key_value,
     parse_positive,
     parse_seed,
+    print_error,
 )
 
 __all__ = ["register", "run_translate_eval_command", "run_translate_report_command",
@@ -37,12 +38,6 @@ def _waitk(text: str) -> int | str:
                                          f"{text!r}") from None
 
 
-def _error(command: str, err: Exception) -> int:
-    print(f"error: leapformer translate {command}: {' '.join(str(err).split())}",
-          file=sys.stderr)
-    return 2
-
-
 def _bar(args, total: int, desc: str, unit: str):
     from tqdm import tqdm
 
@@ -56,7 +51,7 @@ def run_translate_train_command(args: argparse.Namespace) -> int:
     try:
         dist = init_distributed(args.device)
     except (RuntimeError, ValueError) as err:
-        return _error("train", err)
+        return print_error("translate train", err)
     causal = None if args.causal_encoder is None else args.causal_encoder == "yes"
     try:
         res = run_translate_train(
@@ -71,7 +66,7 @@ def run_translate_train_command(args: argparse.Namespace) -> int:
             progress=not args.no_progress, scale_warmup=True,
             checkpoint_seconds=args.checkpoint_seconds)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        return _error("train", err)
+        return print_error("translate train", err)
     finally:
         cleanup()
     if dist.is_main:
@@ -104,7 +99,7 @@ def run_translate_eval_command(args: argparse.Namespace) -> int:
                                      length_predictor=args.length_predictor, out=args.out,
                                      device=args.device, progress=bar.update)
     except (ValueError, TypeError, FileNotFoundError) as err:
-        return _error("eval", err)
+        return print_error("translate eval", err)
     print(json.dumps(res, indent=2, ensure_ascii=False))
     return 0
 
@@ -123,7 +118,7 @@ def run_translate_simul_command(args: argparse.Namespace) -> int:
                                       compile_step=not args.no_compile_step,
                                       progress=bar.update)
     except (ValueError, TypeError, FileNotFoundError) as err:
-        return _error("simul", err)
+        return print_error("translate simul", err)
     print(json.dumps(res, indent=2, ensure_ascii=False))
     return 0
 
@@ -139,7 +134,7 @@ def run_translate_report_command(args: argparse.Namespace) -> int:
         text = render_translate_report(collect_translate_runs(args.runs),
                                        command=command_line(args), notes=args.note)
     except (ValueError, FileNotFoundError) as err:
-        return _error("report", err)
+        return print_error("translate report", err)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, text)
     print(text, end="")
