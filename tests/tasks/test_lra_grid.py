@@ -60,3 +60,25 @@ def test_grid_errors(tmp_path, capsys):
     assert main(["lra-grid", "--mechanisms", "leap", "--data-dir", "listops", "--out",
                  str(tmp_path)]) == 2
     assert "TASK=DIR" in capsys.readouterr().err
+
+
+def test_a_run_saved_before_a_field_existed_is_skipped_and_resumed_not_refused(tmp_path):
+    """A config.json written before a profile / model field existed (here pair_features)
+    holds the same settings: its run used the field's default."""
+    run_grid(["listops"], ["linear"], tmp_path, steps=2, overrides=TINY, progress=False)
+    path = tmp_path / "listops-linear" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["settings"]["pair_features"], saved["model"]["pair_features"]
+    path.write_text(json.dumps(saved))
+    said = []
+    run_grid(["listops"], ["linear"], tmp_path, steps=2, overrides=TINY, progress=False,
+             announce=said.append)
+    assert any("linear: done, skipped" in s for s in said)
+    (tmp_path / "listops-linear" / "results.json").unlink()
+    run_grid(["listops"], ["linear"], tmp_path, steps=2, overrides=TINY, progress=False,
+             announce=said.append)
+    assert any("linear (resuming)" in s for s in said)
+    saved["settings"]["pair_features"] = "normalized"  # a real difference is still refused
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="settings.pair_features"):
+        run_grid(["listops"], ["linear"], tmp_path, steps=2, overrides=TINY, progress=False)

@@ -98,7 +98,7 @@ def _plan(run: Path, task: str, mechanism: str, *, profile: str, seed: int, data
     ``"resume"``, ``"overwrite"`` or ``"new"``; ValueError if it holds a run with
     other settings (and not ``overwrite``)."""
     from leapformer.tasks._skeleton import config_diff, holds_run
-    from leapformer.tasks.lra.run import RESUME_KEYS, lra_config, lra_settings
+    from leapformer.tasks.lra.run import RESUME_KEYS, lra_config, lra_settings, saved_config
 
     if overwrite:
         return "overwrite"
@@ -110,7 +110,7 @@ def _plan(run: Path, task: str, mechanism: str, *, profile: str, seed: int, data
     path = run / "config.json"
     if not path.is_file():  # a run made before config.json existed
         return "skip" if done else "resume"
-    saved = json.loads(path.read_text())
+    saved = saved_config(json.loads(path.read_text()))
     new = lra_config(task, mechanism, lra_settings(task, profile, steps=steps,
                                                    overrides=overrides),
                      profile=profile, seed=seed, data_dir=data_dir, mechanism_options=None)

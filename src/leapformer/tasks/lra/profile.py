@@ -12,7 +12,8 @@ official value, ours and why any difference remains.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+import json
+from dataclasses import MISSING, dataclass, fields, replace
 
 from leapformer.models.classifier import lra_mechanism_options
 from leapformer.tasks.lra.batching import Split
@@ -115,6 +116,13 @@ PAPER_TASK_SETTINGS: dict[str, dict] = {
     "pathfinder": {"batch_size": 128, "lr": 2e-4, "warmup_steps": 312, "steps": 50_000,
                    "eval_every": 500, "eval_examples": 156 * 128, "pad_to": 1024},
 }
+
+
+def field_defaults(cls) -> dict:
+    """A dataclass's fields that have a default, with it (JSON-shaped): what a saved
+    run that does not record a field (written before the field existed) ran with."""
+    return json.loads(json.dumps({f.name: f.default for f in fields(cls)
+                                  if f.default is not MISSING}))
 
 
 def paper_profile(task: str, base: LRAProfile) -> LRAProfile:

@@ -20,7 +20,6 @@ overlap and says "not separated" otherwise (:func:`~leapformer.report.intervals.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -117,21 +116,16 @@ class Cell:
         return sum(vals) / len(vals) if vals else None
 
 
-def _field_defaults(cls) -> dict:
-    return {f.name: f.default for f in dataclasses.fields(cls)
-            if f.default is not dataclasses.MISSING}
-
-
 def _settings(r: dict) -> dict:
     """The run's settings, flat: profile fields by name, model fields as ``model.NAME``.
     A profile or model field the run does not record (it was written before the field
     existed) counts as the field's default, and a None value as absent, so older runs
     group with newer ones of the same configuration."""
     from leapformer.models import ClassifierConfig
-    from leapformer.tasks.lra.profile import LRAProfile
+    from leapformer.tasks.lra.profile import LRAProfile, field_defaults
 
-    defaults = {"profile_settings": _field_defaults(LRAProfile),
-                "model": _field_defaults(ClassifierConfig)}
+    defaults = {"profile_settings": field_defaults(LRAProfile),
+                "model": field_defaults(ClassifierConfig)}
     flat = {}
     for key in SETTING_KEYS:
         value = r.get(key)

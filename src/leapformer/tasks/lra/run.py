@@ -61,6 +61,7 @@ from leapformer.tasks._skeleton import (
 )
 from leapformer.tasks.lra.batching import Split, batch_fn, eval_batches
 from leapformer.tasks.lra.profile import (
+    field_defaults,
     LRAProfile, classifier_options, eval_subset, paper_profile, train_options)
 from leapformer.tasks.lra.report import encode_correct
 from leapformer.tasks.lra.sets import TaskData, get_task
@@ -181,6 +182,22 @@ def lra_settings(task: str, profile: str = "lite", *, steps: int | None = None,
     return p
 
 
+def saved_config(config: dict) -> dict:
+    """A ``config.json`` read back, with the profile (``settings``) and ``model`` fields it
+    does not record at their defaults: it was written before those fields existed, and
+    its run used the defaults. Runs of older versions then resume and group as before."""
+    out = dict(config)
+    for key, cls in (("settings", LRAProfile), ("model", ClassifierConfig)):
+        if isinstance(out.get(key), dict):
+            out[key] = {**{k: v for k, v in field_defaults(cls).items()
+                           if not (key == "settings" and k in STEP_FIELDS)}, **out[key]}
+    return out
+
+
+def _read_saved(out: Path) -> dict:
+    return saved_config(json.loads((out / "config.json").read_text()))
+
+
 def lra_config(task: str, attention: str, p: LRAProfile, *, profile: str, seed: int,
                data_dir: str | Path | None, mechanism_options: dict | None) -> dict:
     """What ``config.json`` records of a run before its data is read (:data:`RESUME_KEYS`,
@@ -218,8 +235,9 @@ def run_lra(task: str, attention: str, *, profile: str = "lite", out: str | Path
         check_data_dir(data_dir)
     with open_run(out, resume=resume, overwrite=overwrite, dist=dist) as out:
         if resume:
-            check_resume(out, config, RESUME_KEYS)
-            if not (out / "config.json").is_file():  # a run from before config.json
+            if (out / "config.json").is_file():
+                check_resume(out, config, RESUME_KEYS, saved=_read_saved(out))
+            else:  # a run from before config.json
                 meta = load_checkpoint(out / "last.pt").get("meta", {})
                 check_resume(out, config, ("task", "attention", "profile"), saved=meta)
         return _train_and_test(task, attention, p, config, out=out, data_dir=data_dir,
@@ -249,7 +267,8 @@ def _train_and_test(task: str, attention: str, p: LRAProfile, config: dict, *, o
                            **classifier_options(attention, p, mechanism_options))
     config = {**config, "model": json.loads(json.dumps(asdict(cfg)))}
     if resume:
-        check_resume(out, config, ("model",))
+        if (out / "config.json").is_file():
+            check_resume(out, config, ("model",), saved=_read_saved(out))
     model = (DualEncoderClassifier if get_task(task).PAIRED else SequenceClassifier)(cfg)
     train = TrainConfig(**train_options(p), metric="accuracy", mode="max", seed=seed,
                         log_every=max(1, p.eval_every // 10),
