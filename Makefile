@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick test mqar-grid bench-ops bench-decode bench-lra-speed bench-gpu bench-export lra-grid setup clean
+.PHONY: demo demo-quick test mqar-grid bench-ops bench-contended bench-decode bench-lra-speed bench-gpu bench-export lra-grid setup clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,12 @@ test: $(STAMP)
 
 bench-ops: $(STAMP)
 	$(PY) benchmarks/ops.py
+
+# The busy-machine case of issue 19: a second 2-thread torch process runs LeaP at 4k
+# throughout while this one measures (docs/results/ops-cpu-contended1.md).
+bench-contended: $(STAMP)
+	$(VENV)/bin/leapformer bench ops --lengths 4k --scenarios fwd --contended 1 \
+	  --contention-work leap --contention-threads 2 --out-dir docs/results --no-progress
 
 bench-decode: $(STAMP)
 	$(PY) benchmarks/decode.py

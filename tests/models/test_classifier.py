@@ -108,3 +108,14 @@ def test_normalized_pair_features_validate_and_learn_a_copy_relation():
     with torch.no_grad():
         acc = (model(a, b).argmax(-1) == y).float().mean().item()
     assert acc > 0.9
+
+
+def test_normalized_pair_features_refuse_a_training_batch_of_one():
+    cfg = ClassifierConfig(vocab_size=20, num_classes=2, max_length=12, d_model=16, nhead=2,
+                           dim_feedforward=32, pair_features="normalized")
+    model = DualEncoderClassifier(cfg)
+    one = torch.randint(1, 20, (1, 12))
+    with pytest.raises(ValueError, match="pair_features='normalized'.*got 1"):
+        model(one, one)
+    model.eval()  # evaluation uses the running statistics: one pair is fine
+    assert model(one, one).shape == (1, 2)

@@ -162,5 +162,7 @@ def test_block_length_bounds():
     assert block_length(1, 16384, cpu, threads=4) == 4 * linear_blocked.MAX_BLOCK
     assert block_length(10_000, 100, cpu, threads=2) == linear_blocked.MIN_BLOCK
     assert block_length(8, 300, torch.device("meta")) == 300
+    assert block_length(8, 100, cpu, threads=64) == 100  # capped at the sequence length
+    assert block_length(8, 40, cpu, threads=1) == 40
     threads = torch.get_num_threads()
     assert block_length(8, 16384, cpu) == block_length(8, 16384, cpu, threads=threads)

@@ -8,7 +8,8 @@ on a CPU does to a process: its parallel ops wait on threads the OS has
 descheduled. The work is a 1024^2 float32 matmul (``"matmul"``) or LeaP's
 bidirectional attention at 4k tokens, 8 heads of 64 (``"leap"``: two processes
 both running LeaP). Each process uses ``threads`` threads (default: torch's
-default, one per core) and exits by itself if its parent dies.
+default, which follows ``OMP_NUM_THREADS`` when it is set, else one per core) and
+exits by itself if its parent dies.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ STARTUP_S = 60.0  # a process that has not started working by then is an error
 def contention(n: int, *, work: str = "matmul", threads: int | None = None,
                start_timeout_s: float = STARTUP_S) -> Iterator[list[subprocess.Popen]]:
     """Run ``n`` busy torch processes for the duration of the ``with`` block."""
-    if not isinstance(n, int) or n < 0:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"contended must be an integer >= 0, got {n!r}")
     if work not in WORKS:
         raise ValueError(f"contention work must be one of {WORKS}, got {work!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
         raise ValueError(f"contention threads must be an integer >= 1, got {threads!r}")
     procs: list[subprocess.Popen] = []
     cmd = [sys.executable, "-m", "leapformer.bench.contention", "--work", work,
@@ -60,6 +62,7 @@ def contention(n: int, *, work: str = "matmul", threads: int | None = None,
             p.kill()
         for p in procs:
             p.wait()
+            p.stdout.close()
 
 
 def _read_line(p: subprocess.Popen, deadline: float) -> str:

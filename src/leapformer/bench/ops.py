@@ -39,8 +39,9 @@ bidirectional, half of it causal, ``M = 1, N = p`` for decode. Backward is
 counted as twice the forward, so fwd+bwd = 3x forward. Elementwise work
 (feature maps, re-weighting, softmax) is not counted.
 
-Peers (:mod:`leapformer.bench.peers`): other libraries' causal ELU+1 linear
-attention, timed beside the ``elu`` row in the causal scenarios when installed.
+Peers (:mod:`leapformer.bench.peers`, ``peers``; the CLI times every installed
+one by default): other libraries' causal ELU+1 linear attention, timed beside the
+``elu`` row in the causal scenarios.
 Contention (``contended = N``, :mod:`leapformer.bench.contention`): ``N`` other
 torch processes keep the cores busy during the whole measurement, and a
 ``leap-1thread`` row (LeaP with ``torch.set_num_threads(1)`` around the call)
@@ -74,7 +75,7 @@ from leapformer.bench._common import (
 from leapformer.bench.contention import contention
 from leapformer.bench.names import LEGACY_NAMES
 from leapformer.bench.ops_targets import MATMUL_SIZE, SINGLE_THREAD, evaluate_targets
-from leapformer.bench.peers import PEERS, available_peers, check_peers, peer_cases, peer_skip_reason
+from leapformer.bench.peers import PEERS, check_peers, peer_cases, peer_skip_reason
 from leapformer.report.tables import (
     fmt as _fmt,
     fmt_len as _fmt_len,
@@ -134,15 +135,16 @@ class BenchConfig:
     max_sdpa_bytes: float = 8e9  # skip softmax (SDPA) where its extrapolated peak exceeds this
     max_sdpa_seconds: float = 60.0  # ... or its extrapolated time per call
     seed: int = 0
-    peers: tuple[str, ...] | None = None  # None: every installed peer (bench.peers)
+    peers: tuple[str, ...] = ()  # bench.peers names; the CLI's default: the installed ones
     contended: int = 0  # other busy torch processes during the measurement
     contention_work: str = "matmul"
     contention_threads: int | None = None
 
     def __post_init__(self):
         self.mechanisms = tuple(self.mechanisms)
-        self.peers = available_peers() if self.peers is None else check_peers(self.peers)
-        if not isinstance(self.contended, int) or self.contended < 0:
+        self.peers = check_peers(self.peers)
+        if isinstance(self.contended, bool) or not isinstance(self.contended, int) \
+                or self.contended < 0:
             raise ValueError(f"contended must be an integer >= 0, got {self.contended!r}")
         for m in self.mechanisms:
             if m not in MECHANISMS:

@@ -2,8 +2,10 @@
 
 A user choosing a CPU linear-attention implementation compares against these;
 each computes causal linear attention with the ELU+1 feature map
-(Katharopoulos et al., 2020), the same function as the ``elu`` row, on the same
-inputs, so the rows are comparable one to one.
+(Katharopoulos et al., 2020) on the ``elu`` row's inputs, so the rows are
+comparable one to one. The denominators are guarded differently (``+ 1e-10``
+here, ``max(den, 0.1)`` in the ``elu`` row's default ``normalize="clamp"``); with
+ELU+1 features the denominator is a sum of positive terms far above either guard.
 
 - ``fla-naive``: ``fla.ops.linear_attn.naive.naive_chunk_linear_attn`` of
   flash-linear-attention (the ``[fla]`` extra): its pure-PyTorch chunked

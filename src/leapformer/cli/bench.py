@@ -65,8 +65,9 @@ def run_bench_ops(args: argparse.Namespace) -> int:
         overrides.update(min_reps=args.reps, max_reps=args.reps, warmup=1)
     if args.scenarios:
         overrides["scenarios"] = tuple(args.scenarios)
-    if args.peers is not None:
-        overrides["peers"] = tuple(args.peers)
+    from leapformer.bench.peers import available_peers
+
+    overrides["peers"] = available_peers() if args.peers is None else tuple(args.peers)
     overrides.update(contended=args.contended, contention_work=args.contention_work,
                      contention_threads=args.contention_threads)
     cfg = BenchConfig.quick(**overrides) if args.quick else BenchConfig(**overrides)

@@ -93,23 +93,23 @@ def run_lm_train_command(args: argparse.Namespace) -> int:
     from leapformer.train import cleanup, init_distributed
 
     if args.hf_arch is None and args.attention is None:
-        return print_error("lm train", ("the following arguments are required: "
-                                             "--attention (or --hf-arch)"))
+        return print_error("lm train", "the following arguments are required: "
+                                       "--attention (or --hf-arch)")
     if args.hf_arch is not None and args.attention not in (None, "softmax"):
-        return print_error("lm train", (f"--hf-arch trains a softmax teacher; "
-                                             f"--attention {args.attention} cannot be used"))
+        return print_error("lm train", f"--hf-arch trains a softmax teacher; "
+                                       f"--attention {args.attention} cannot be used")
     if args.hf_option and args.hf_arch is None:
-        return print_error("lm train", ("--hf-option needs --hf-arch"))
+        return print_error("lm train", "--hf-option needs --hf-arch")
     attention = args.attention or "softmax"
     if args.hf_arch is not None:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()  # our bar is the training loop's
     if args.corpus == "wikitext" and args.data is None:
-        return print_error("lm train", ("--corpus wikitext needs --data DIR"))
+        return print_error("lm train", "--corpus wikitext needs --data DIR")
     if args.corpus == "bible" and args.data is not None:
-        return print_error("lm train", ("--data is a WikiText folder; it cannot be "
-                                             "combined with --corpus bible"))
+        return print_error("lm train", "--data is a WikiText folder; it cannot be "
+                                       "combined with --corpus bible")
     overrides = {k: getattr(args, k) for k in ("eval_every", "valid_tokens", "eval_window",
                                                "eval_stride", "bpe_vocab")
                  if getattr(args, k) is not None}
@@ -158,8 +158,8 @@ def run_lm_eval_command(args: argparse.Namespace) -> int:
     if args.hf is not None:
         return _eval_hf(args, device)
     if args.data is not None:
-        return print_error("lm eval", ("--data goes with --hf (a run folder has its "
-                                            "own tokens)"))
+        return print_error("lm eval", "--data goes with --hf (a run folder has its "
+                                      "own tokens)")
     try:
         model, tok, config = load_lm_run(args.run, checkpoint=args.checkpoint, device=device)
         _, ids, info = load_data(args.run)
@@ -233,7 +233,7 @@ def _eval_hf(args: argparse.Namespace, device: str) -> int:
     from leapformer.tasks.lm.perplexity import evaluate_perplexity
 
     if args.cosformer_length != "window":
-        return print_error("lm eval", ("--cosformer-length applies to --run models only"))
+        return print_error("lm eval", "--cosformer-length applies to --run models only")
     import transformers
 
     transformers.utils.logging.disable_progress_bar()

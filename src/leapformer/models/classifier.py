@@ -11,7 +11,9 @@ share a large common part and differ by a small one, so the official features
 start with almost no signal and a small dual encoder can sit at chance for its
 whole budget; centring and scaling them over the batch (and an absolute
 difference, symmetric in the two documents) lets it learn at once (the
-``lite`` Retrieval profile, docs/lra.md "Tuning the lite profile").
+``lite`` Retrieval profile, docs/lra.md "Tuning the lite profile"). The statistics
+are those of each process's share of a batch (plain ``BatchNorm1d``, not synchronised
+across data-parallel ranks); training needs at least 2 pairs per process.
 
 Options that reproduce the official LRA harness (docs/lra.md, "Settings"):
 ``activation="gelu"``, ``init_std=0.02`` (token and position embeddings drawn
@@ -188,6 +190,10 @@ class DualEncoderClassifier(nn.Module):
         if tokens1.shape[0] != tokens2.shape[0]:
             raise ValueError(f"the two inputs must share the batch size, got "
                              f"{list(tokens1.shape)} and {list(tokens2.shape)}")
+        if self.training and self.cfg.pair_features == "normalized" and tokens1.shape[0] < 2:
+            raise ValueError("pair_features='normalized' batch-normalises over the pairs of a "
+                             "batch: training needs at least 2 pairs per batch (per process), "
+                             f"got {tokens1.shape[0]}")
         u, v = self.encoder(tokens1), self.encoder(tokens2)
         diff = (u - v).abs() if self.cfg.pair_features == "normalized" else u - v
         return self.head(self.norm(torch.cat((u, v, u * v, diff), dim=-1)))

@@ -31,8 +31,10 @@ from leapformer.ops.feature_maps import relu
 # Rows of all (batch x head) slices processed per block on CPU and per thread:
 # 8 heads x 512 rows keeps a thread's share of a block (~4 MB) in its caches.
 # Scaling the block with the thread count keeps each thread's share constant and
-# halves the number of parallel ops per extra thread; that number, not the work,
-# is what a busy machine punishes (each parallel op waits for its slowest thread).
+# halves the number of parallel ops per doubling of the threads; that number, not
+# the work, is what a busy machine punishes (each parallel op waits for its slowest
+# thread). Block boundaries change the order of the sums, so results differ across
+# thread counts by float rounding (~1e-8 in float32), as any multithreaded GEMM's do.
 CPU_BLOCK_ROWS = 4096
 MIN_BLOCK = 64
 MAX_BLOCK = 1024  # per thread
@@ -46,7 +48,8 @@ def block_length(slices: int, length: int, device: torch.device,
         return max(length, 1)  # one block: GPU kernels want large launches
     t = max(1, torch.get_num_threads() if threads is None else threads)
     rows = CPU_BLOCK_ROWS * t // max(slices, 1)
-    return max(MIN_BLOCK, min(MAX_BLOCK * t, rows // 8 * 8 or MIN_BLOCK))
+    block = max(MIN_BLOCK, min(MAX_BLOCK * t, rows // 8 * 8 or MIN_BLOCK))
+    return min(block, max(length, 1))  # never buffers longer than the sequence
 
 
 def _slices(x: Tensor, B: int, H: int) -> Tensor:

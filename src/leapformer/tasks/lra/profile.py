@@ -11,8 +11,8 @@ official value, ours and why any difference remains.
 
 from __future__ import annotations
 
-import random
 import json
+import random
 from dataclasses import MISSING, dataclass, fields, replace
 
 from leapformer.models.classifier import lra_mechanism_options

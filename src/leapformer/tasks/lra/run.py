@@ -61,8 +61,7 @@ from leapformer.tasks._skeleton import (
 )
 from leapformer.tasks.lra.batching import Split, batch_fn, eval_batches
 from leapformer.tasks.lra.profile import (
-    field_defaults,
-    LRAProfile, classifier_options, eval_subset, paper_profile, train_options)
+    LRAProfile, classifier_options, eval_subset, field_defaults, paper_profile, train_options)
 from leapformer.tasks.lra.report import encode_correct
 from leapformer.tasks.lra.sets import TaskData, get_task
 from leapformer.train import DistInfo, TrainConfig, Trainer, load_checkpoint
