@@ -11,7 +11,8 @@ t0 = time.time(); data = P.load(P.PROFILES["lite"], None, 0); print("data", roun
 tr, va = data.splits["train"], data.splits["valid"]
 Xtr, Ytr = torch.tensor(tr.tokens), torch.tensor(tr.labels); Xva, Yva = torch.tensor(va.tokens), torch.tensor(va.labels)
 torch.manual_seed(0)
-cfg = ClassifierConfig(vocab_size=data.vocab_size, num_classes=2, max_length=256, attention=attention, init_std=0.02)
+cfg = ClassifierConfig(vocab_size=data.vocab_size, num_classes=2, max_length=257, attention=attention, init_std=0.02,
+                       pooling="cls" if "cls" in variant else "mean", dropout=0.0 if "nodrop" in variant else 0.1)
 S = 16
 def sincos2d(d):
     r, c = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
