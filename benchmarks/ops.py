@@ -1,8 +1,9 @@
 """Ops benchmark: leap, cosformer, linear (ReLU) and elu attention vs softmax (torch SDPA)
-on CPU; rows use the mechanism registry's names.
+on CPU; rows use the mechanism registry's names, plus the installed peers (other
+libraries' causal linear attention, ``--peers``).
 
 Writes ``docs/results/ops-cpu.md`` and ``ops-cpu.json`` (``--quick``:
-``ops-cpu-quick.*``). The full run takes a few minutes on 2 cores; the method
+``ops-cpu-quick.*``; ``--contended N``: ``ops-cpu-contended<N>.*``). The full run takes a few minutes on 2 cores; the method
 and FLOP definitions are in ``leapformer.bench.ops``.
 
     python benchmarks/ops.py [--quick] [--out-dir DIR] [--lengths 1k 4k 16k]
