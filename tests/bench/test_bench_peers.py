@@ -89,6 +89,7 @@ def test_contended_run_adds_the_one_thread_row_and_its_targets():
     names = [t["name"] for t in result.targets]
     assert any("busy process" in n for n in names) and any("1 thread" in n for n in names)
     assert "- contended: 1 other torch process(es) running matmul" in render_markdown(result)
+    assert "OMP_WAIT_POLICY" in render_markdown(result)
 
 
 def test_contention_processes_start_and_stop():

@@ -247,3 +247,16 @@ def test_ranked_verdict_names_single_runs_apart():
     assert line == "softmax > linear; single run, no interval: elu"
     # without the single run it is the plain verdict
     assert ranked_verdict({k: v for k, v in named.items() if k != "elu"}) == "softmax > linear"
+
+
+def test_a_tier_names_the_pairs_separated_inside_it():
+    """softmax above everything; below it a chain (leap ~ linear ~ performer) with leap and
+    performer apart: the tier is not "not separated"."""
+    named = {"softmax": mk(98.6, 2.6), "leap": mk(63.5, 19.2), "linear": mk(52.9, 19.6),
+             "cosformer": mk(36.2, 23.8), "elu": mk(7.0, 24.7), "performer": mk(0.8, 1.0)}
+    assert rank(named) == [["softmax"], ["leap", "linear", "cosformer", "elu", "performer"]]
+    text = verdict(named)
+    assert text.startswith("softmax > {leap, linear, cosformer, elu, performer} (no tier "
+                           "inside; separated pairs: ")
+    assert "leap > performer" in text and "linear > performer" in text
+    assert "leap > linear" not in text and "elu > performer" not in text

@@ -96,6 +96,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "platform": platform.platform(),
         "device": str(device),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # decides busy-machine times
     }
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))

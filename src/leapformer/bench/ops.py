@@ -415,7 +415,9 @@ def render_markdown(result: BenchResult) -> str:
         machine_line(m),
         f"- date: {m['date']}",
         *([f"- contended: {cfg['contended']} other torch process(es) running "
-           f"{cfg['contention_work']} throughout"] if cfg.get("contended") else []),
+           f"{cfg['contention_work']} throughout; OMP_WAIT_POLICY "
+           f"{m.get('omp_wait_policy') or 'unset'} (all processes)"]
+          if cfg.get("contended") else []),
         f"- shapes: B={cfg['batch']}, H={cfg['heads']}, D=Dv={cfg['head_dim']}, float32; "
         f"chunk {cfg['chunk_size']}",
         "- mechanism: registry name; impl: the `leapformer.ops` call timed (softmax: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -79,8 +80,10 @@ def run_bench_ops(args: argparse.Namespace) -> int:
     result = run_ops_benchmark(cfg, progress=progress)
     print(render_markdown(result))
     if args.out_dir is not None:
+        policy = os.environ.get("OMP_WAIT_POLICY")
         stem = (f"ops-{torch.device(args.device).type}" + ("-quick" if args.quick else "")
-                + (f"-contended{args.contended}" if args.contended else ""))
+                + (f"-contended{args.contended}" if args.contended else "")
+                + (f"-{policy.lower()}" if args.contended and policy else ""))
         for path in write_results(result, args.out_dir, stem=stem):
             print(f"wrote {path}")
     return 0

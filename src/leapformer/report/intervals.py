@@ -256,7 +256,14 @@ def verdict(named: Mapping[str, Interval], higher_is_better: bool = True, unit: 
         if pairs:
             return f"{prefix}no tiers (wide intervals overlap across); separated pairs: {pairs}"
         return f"{prefix}not separated: all intervals overlap"
-    parts = [t[0] if len(t) == 1 else "{" + ", ".join(t) + "} (not separated)" for t in tiers]
+    parts = []
+    for t in tiers:
+        if len(t) == 1:
+            parts.append(t[0])
+            continue
+        inside = _separated_pairs(named, t, higher_is_better)
+        parts.append("{" + ", ".join(t) + "} " + (
+            f"(no tier inside; separated pairs: {inside})" if inside else "(not separated)"))
     return prefix + (" > " if higher_is_better else " < ").join(parts)
 
 
