@@ -67,15 +67,20 @@ def interrupt_message(name: str, args: argparse.Namespace, err: BaseException) -
     return f"leapformer {name}: interrupted{where}; nothing was saved"
 
 
-def parse_seed(text: str) -> int:
-    """A random seed: an integer >= 0."""
+def _int_from_zero(text: str, must: str) -> int:
+    """An integer >= 0, or an ``ArgumentTypeError`` saying ``{must}, got N``."""
     try:
         n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if n < 0:
-        raise argparse.ArgumentTypeError(f"a seed must be >= 0, got {n}")
+        raise argparse.ArgumentTypeError(f"{must}, got {n}")
     return n
+
+
+def parse_seed(text: str) -> int:
+    """A random seed: an integer >= 0."""
+    return _int_from_zero(text, "a seed must be >= 0")
 
 
 def parse_seconds(text: str) -> float:
@@ -98,13 +103,7 @@ def add_checkpoint_seconds(parser: argparse.ArgumentParser) -> None:
 
 def parse_index(text: str) -> int:
     """An index into a list: an integer >= 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = the first), got {n}")
-    return n
+    return _int_from_zero(text, "must be >= 0 (0 = the first)")
 
 
 def check_writable(path: Path, option: str) -> None:
@@ -167,13 +166,7 @@ def parse_positive(text: str) -> int:
 
 def parse_nonnegative(text: str) -> int:
     """A count that may be zero: an integer >= 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+    return _int_from_zero(text, "must be >= 0")
 
 
 def parse_key_value(text: str) -> tuple[str, object]:

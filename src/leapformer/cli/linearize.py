@@ -7,17 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from leapformer.cli._args import CommandError, command_line, parse_positive, parse_seed
-
-
-def _steps(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+from leapformer.cli._args import (
+    CommandError,
+    command_line,
+    parse_nonnegative,
+    parse_positive,
+    parse_seed,
+)
 
 
 def _positive_float(text: str) -> float:
@@ -55,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, metavar="RUN",
                         help="LM run folder whose tokens to train on (default: the run that "
                         "trained the teacher; same tokenizer)")
-    parser.add_argument("--stage1-steps", type=_steps, default=200,
+    parser.add_argument("--stage1-steps", type=parse_nonnegative, default=200,
                         help="attention-transfer steps (default 200; 0 skips stage 1)")
-    parser.add_argument("--stage2-steps", type=_steps, default=200,
+    parser.add_argument("--stage2-steps", type=parse_nonnegative, default=200,
                         help="LoRA fine-tuning steps (default 200; 0 skips stage 2)")
     parser.add_argument("--stage1-lr", type=_positive_float, default=1e-2,
                         help="stage-1 learning rate (default 1e-2)")
@@ -70,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=parse_positive, default=8)
     parser.add_argument("--step-down", type=parse_positive, default=4,
                         help="LeaP hidden size = head size / step-down (default 4)")
-    parser.add_argument("--valid-tokens", type=_steps, default=32768,
+    parser.add_argument("--valid-tokens", type=parse_nonnegative, default=32768,
                         help="validation perplexity before and after each stage on the "
                         "first N validation tokens (default 32768; 0: none)")
     parser.add_argument("--seed", type=parse_seed, default=0)
