@@ -1,7 +1,7 @@
 """Export benchmark: latency of one decoding step of an exported linear-family LM in
 onnxruntime against eager PyTorch, on the CPU.
 
-Model: ``CausalLM`` with the ``lite`` sizes (4 layers, 256 wide, 4 heads, FFN
+Model: ``CausalLM`` with the ``small`` sizes (4 layers, 256 wide, 4 heads, FFN
 1024, sinusoidal positions) and a vocabulary of 8192 (the Bible BPE's), randomly
 initialised and seeded (latency does not depend on the weights), float32, for
 each mechanism (default ``leap`` and ``linear``); ``--run DIR`` takes the model
@@ -52,7 +52,7 @@ from leapformer.models.lm import LM_PRESETS, CausalLM, LMConfig
 from leapformer.report.tables import fmt, machine_line, write_files
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
-FULL = {**LM_PRESETS["lite"], "dropout": 0.0, "vocab_size": 8192}
+FULL = {**LM_PRESETS["small"], "dropout": 0.0, "vocab_size": 8192}
 QUICK = {**FULL, "num_layers": 2, "d_model": 128, "nhead": 4, "dim_feedforward": 512,
          "vocab_size": 1024}
 

@@ -41,10 +41,12 @@ def test_rows_have_documented_columns(result):
     order = [(1, 8), (1, 32), (2, 8), (2, 32)]
     assert plan(cfg) == order + order[::-1]  # every other round reversed
     assert plan(DecodeConfig(**{**TINY, "rounds": 3})) == order + order[::-1] + order
-    assert len(result.rows) == len(order) * len(MECHANISMS)
+    assert len(result.rows) == len(order) * (len(MECHANISMS) + 1)  # + the floor
+    assert [r["mechanism"] for r in result.rows[:5]] == [*MECHANISMS, "floor"]
     for row in result.rows:
         assert tuple(row) == ROW_KEYS
-        assert row["ms"] > 0 and row["reps"] == 2 and row["note"] == ""  # 1 rep x 2 rounds
+        assert row["ms"] > 0 and row["reps"] == 2  # 1 rep x 2 rounds
+        assert row["note"] == ("eager" if row["mechanism"] == "floor" else "")
         assert len(row["round_ms"]) == 2
         assert min(row["round_ms"]) <= row["ms"] <= max(row["round_ms"])
         assert row["tokens_per_s"] == pytest.approx(1e3 * row["batch"] / row["ms"])
@@ -56,6 +58,7 @@ def test_rows_have_documented_columns(result):
     assert mb[2, 32, "softmax"] == pytest.approx(2 * mb[1, 32, "softmax"])
     for mech in ("linear", "cosformer", "leap"):
         assert mb[1, 8, mech] == mb[1, 32, mech] > 0
+    assert mb[1, 8, "floor"] == mb[2, 32, "floor"] == 0.0  # no state
     assert mb[1, 8, "leap"] == 2 * mb[1, 8, "linear"]  # sin and cos halves
     assert result.elapsed_s > 0 and result.config["layers"] == 2
 
@@ -96,7 +99,9 @@ def test_markdown_and_files(result, tmp_path):
 
 def test_targets_on_tiny_run(result):
     status = {t["name"]: t["status"] for t in result.targets}
-    assert len(status) == 16
+    assert len(status) == 18
+    floor = next(t for t in result.targets if "the floor" in t["name"])
+    assert floor["status"] != "n/a" and floor["value"] > 0  # measured at 8 and 32
     flat = [t for t in result.targets if "max/min" in t["name"]]
     assert [t["status"] != "n/a" for t in flat] == [True, True, False, False]  # batch 1: 8-32
     assert all(t["status"] == "n/a" for t in result.targets if "16k" in t["name"] or "128" in
@@ -114,17 +119,20 @@ def _rows(ms: dict) -> list[dict]:
 
 
 def test_targets_pass_and_miss():
-    good = {(1, 128): dict(softmax=10.0, linear=9.0, cosformer=9.5, leap=9.9),
-            (1, 16384): dict(softmax=50.0, linear=10.0, cosformer=10.0, leap=10.5),
+    good = {(1, 128): dict(softmax=10.0, linear=9.0, cosformer=9.5, leap=9.9, floor=8.2),
+            (1, 16384): dict(softmax=50.0, linear=10.0, cosformer=10.0, leap=10.5, floor=8.5),
             (8, 128): dict(softmax=20.0, linear=19.0, cosformer=19.0, leap=19.0),
             (8, 16384): dict(softmax=300.0, linear=21.0, cosformer=22.0, leap=22.5)}
     targets = evaluate_targets(_rows(good))
-    assert [t["status"] for t in targets] == ["PASS"] * 16
+    assert [t["status"] for t in targets] == ["PASS"] * 18
+    assert targets[-1]["name"] == "LeaP step / the floor (no attention), batch 1, worst position"
+    assert targets[-1]["shown"] == "1.24 (at 16k)"  # 10.5 / 8.5 > 9.9 / 8.2
+    assert targets[-2]["shown"] == "1.10 (at 128)"  # LeaP / ReLU linear: 9.9 / 9
     assert targets[1]["shown"] == "1.11 (linear)"  # the worst spread at batch 1: 10 / 9
     assert targets[0]["name"] == "LeaP step time max/min over positions 128-16k, batch 1"
 
-    bad = {(1, 128): dict(softmax=10.0, linear=11.0, cosformer=9.0, leap=9.0),
-           (1, 16384): dict(softmax=50.0, linear=11.0, cosformer=14.0, leap=10.0),
+    bad = {(1, 128): dict(softmax=10.0, linear=11.0, cosformer=9.0, leap=9.0, floor=5.0),
+           (1, 16384): dict(softmax=50.0, linear=11.0, cosformer=14.0, leap=10.0, floor=5.0),
            (8, 128): dict(softmax=20.0, linear=19.0, cosformer=19.0, leap=25.0),
            (8, 16384): dict(softmax=300.0, linear=20.0, cosformer=24.0, leap=26.0)}
     got = {t["name"]: (t["status"], t["value"]) for t in evaluate_targets(_rows(bad))}
@@ -138,6 +146,10 @@ def test_targets_pass_and_miss():
     assert got["linear vs softmax at position 128, batch 1"][0] == "MISS"
     assert got["leap vs softmax at position 128, batch 8"][0] == "MISS"
     assert got["linear vs softmax at position 128, batch 8"][0] == "PASS"
+    assert got["LeaP step / the floor (no attention), batch 1, worst position"] == \
+        ("MISS", pytest.approx(2.0))
+    assert got["LeaP step / ReLU linear's step, batch 1, worst position"] == \
+        ("PASS", pytest.approx(10.0 / 11.0))
 
 
 def test_targets_without_rows():
@@ -204,5 +216,36 @@ def test_compiled_step_rows():
     finally:
         torch.set_num_threads(threads)
     notes = {r["mechanism"]: r["note"] for r in res.rows}
-    assert notes == {"leap": "compiled", "cosformer": "eager"}
+    assert notes == {"leap": "compiled", "cosformer": "eager", "floor": "compiled"}
     assert "compiled fused step" in render_markdown(res)
+
+
+def test_floor_is_the_stack_without_attention():
+    """The floor equals the decoder's step with every attention output replaced by v."""
+    from leapformer.bench.decode_floor import floor_step
+
+    cfg = DecodeConfig(**{**TINY, "mechanisms": ("leap",)})
+    dec = build_decoders(cfg)["leap"]
+    step, how = floor_step(dec, compile=False)
+    assert how == "eager"
+    x = torch.randn(2, 1, 32)
+    mhas = [layer.self_attn for layer in dec.layers]
+    # the same stack, attention patched to return out_proj(v): an independent reference
+    originals = [m.forward for m in mhas]
+    try:
+        for m in mhas:
+            def values(h, *args, m=m, **kwargs):
+                v = torch.nn.functional.linear(h, *m.projection_weights()[2])
+                return m.out_proj(v), None
+            m.forward = values
+        with torch.no_grad():
+            want = dec(x)
+    finally:
+        for m, f in zip(mhas, originals):
+            m.forward = f
+    with torch.no_grad():
+        torch.testing.assert_close(step(x), want)
+    with pytest.raises(ValueError, match="cross-attention"):
+        from leapformer.nn import BlockConfig, Decoder
+        floor_step(Decoder(1, BlockConfig(d_model=8, nhead=2, dim_feedforward=16), "leap",
+                           cross=True))

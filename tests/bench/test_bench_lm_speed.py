@@ -18,7 +18,8 @@ from leapformer.cli import main
 SMALL = {"num_layers": 1, "d_model": 16, "nhead": 2, "dim_feedforward": 32}
 TINY = {"vocab_size": 50, "mechanisms": ("softmax", "linear", "cosformer", "leap"),
             "contexts": (8, 32), "tokens_per_step": 64, "positions": (5, 40), "prefill_chunk": 16,
-            "rounds": 2, "min_reps": 1, "max_reps": 1, "warmup": 1, "target_s": 0.01, "model_overrides": SMALL}
+            "rounds": 2, "min_reps": 1, "max_reps": 1, "warmup": 1, "target_s": 0.01, "model_overrides": SMALL,
+        "compile_step": False}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def test_rows(result):
     for r in rows:
         assert set(r) == set(ROW_KEYS) and r["error"] is None, r
         assert r["reps"] == 2  # one per round
+        assert r["step"] == (None if r["mode"] == "train" else "eager")
         assert r["vs_softmax"] > 0
     by = {(r["mode"], r["context"] or r["position"], r["mechanism"]): r for r in rows}
     for c, batch in ((8, 8), (32, 2)):  # equal tokens per step
@@ -52,6 +54,22 @@ def test_rows(result):
     assert by[("generate", 40, "softmax")]["cache_mb"] > by[("generate", 5, "softmax")]["cache_mb"]
     for m in ("linear", "leap"):
         assert by[("generate", 40, m)]["cache_mb"] == by[("generate", 5, m)]["cache_mb"]
+
+
+def test_generation_times_the_compiled_step_of_generate():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = run_lm_speed(LMSpeedConfig(**{**TINY, "modes": ("generate",), "positions": (6,),
+                                            "mechanisms": ("leap", "cosformer"),
+                                            "compile_step": True}))
+    finally:
+        torch.set_num_threads(threads)
+    steps = {r["mechanism"]: r["step"] for r in res["rows"]}
+    assert steps == {"leap": "compiled", "cosformer": "eager"}  # cosFormer is not covered
+    assert all(r["error"] is None and r["vs_softmax"] is None for r in res["rows"])
+    assert "| 6 | leap |" in render_markdown(res, "cmd") and "| compiled |" in \
+        render_markdown(res, "cmd")
 
 
 def test_targets_markdown_and_files(result, tmp_path):

@@ -184,16 +184,20 @@ def test_tied_output_projection():
 
 def test_presets():
     lite = LMConfig.preset("lite", 10_000, attention="leap")
-    assert (lite.num_layers, lite.d_model, lite.nhead, lite.context_length) == (4, 256, 4, 512)
-    n = count_parameters(lite)
-    assert 2_000_000 < n < 10_000_000
-    assert n == sum(p.numel() for p in CausalLM(lite).parameters())
+    assert (lite.num_layers, lite.d_model, lite.nhead, lite.context_length) == (2, 128, 2, 256)
+    small = LMConfig.preset("small", 10_000, attention="leap")
+    assert (small.num_layers, small.d_model, small.nhead, small.context_length) == \
+        (4, 256, 4, 512)
+    for cfg, low, high in ((lite, 1_000_000, 2_500_000), (small, 2_000_000, 10_000_000)):
+        n = count_parameters(cfg)
+        assert low < n < high
+        assert n == sum(p.numel() for p in CausalLM(cfg).parameters())
     wiki = LMConfig.preset("wikitext103", 267_744)
     assert (wiki.num_layers, wiki.d_model, wiki.dim_feedforward, wiki.dropout) == \
         (16, 1024, 4096, 0.3)
     # 16 layers of 12.6M (meta device: nothing allocated) plus the tied embedding
     assert count_parameters(wiki) == 16 * 12_596_224 + 2 * 1024 + 267_744 * 1024
-    assert set(LM_PRESETS) == {"wikitext103", "lite"}
+    assert set(LM_PRESETS) == {"wikitext103", "lite", "small"}
     with pytest.raises(ValueError, match="unknown LM preset"):
         LMConfig.preset("huge", 100)
 

@@ -214,3 +214,24 @@ def test_errors(tmp_path, capsys):
     assert "error: leapformer lm report: run folder" in err and "broken.json" in err
     assert "nope.json" in err
     assert not out.exists()
+
+
+def test_paired_by_seed(tmp_path, capsys):
+    # unpaired the intervals overlap (the seed moves both); leap is 0.5 lower on every seed
+    _seeds(tmp_path, {"softmax": [20.0, 23.0, 21.0], "leap": [19.5, 22.5, 20.5]})
+    results = collect_lm_results([tmp_path])
+    assert "Paired" not in render_lm_report(results)
+    text = render_lm_report(results, paired="leap")
+    assert "not separated" in text.split("Paired")[0]
+    assert ("- leap - softmax: -0.50 ± 0.00 ppl over 3 paired seeds (leap higher in 0 of 3, "
+            "sign test p = 0.250): separated, leap better") in text
+    with pytest.raises(ValueError, match="--paired must name a mechanism"):
+        render_lm_report(results, paired="cosformer")
+    out = tmp_path / "lm.md"
+    assert main(["lm", "report", "--runs", str(tmp_path), "--out", str(out),
+                 "--paired", "leap"]) == 0
+    assert "leap - softmax: -0.50" in out.read_text()
+    capsys.readouterr()
+    assert main(["lm", "report", "--runs", str(tmp_path), "--out", str(out),
+                 "--paired", "gla"]) != 0
+    assert "--paired must name a mechanism of the runs" in capsys.readouterr().err

@@ -188,3 +188,26 @@ def test_runs_recorded_before_a_field_existed_group_with_newer_ones(tmp_path):
     rows = _rows(render_table(collect([tmp_path])))
     assert set(rows) == {"leap [pair_features=official]", "leap [pair_features=normalized]"}
     assert rows["leap [pair_features=official]"][-5] == "2"  # seeds 0 and 1 together
+
+
+def test_paired_by_seed(tmp_path, capsys):
+    # the seed moves both mechanisms; cosformer is 2 points below leap on every seed
+    _seeds(tmp_path, {"leap": {"text": [0.40, 0.60, 0.50], "listops": [0.3, 0.3, 0.3]},
+                      "cosformer": {"text": [0.38, 0.58, 0.48]}})
+    results = collect([tmp_path])
+    table = render_table(results)
+    assert "- text: not separated: all intervals overlap" in table and "Paired" not in table
+    paired = render_table(results, paired="leap")
+    assert "- text:\n  - leap - cosformer: +2.0 ± 0.0 points over 3 paired seeds" in paired
+    assert "(leap higher in 3 of 3, sign test p = 0.250): separated, leap better" in paired
+    assert "- listops:" not in paired  # nothing to pair with
+    with pytest.raises(ValueError, match="paired must name a mechanism"):
+        render_table(results, paired="softmax")
+    out = tmp_path / "r.md"
+    assert main(["lra-report", "--runs", str(tmp_path), "--out", str(out),
+                 "--paired", "leap"]) == 0
+    assert "leap - cosformer: +2.0" in out.read_text()
+    capsys.readouterr()
+    assert main(["lra-report", "--runs", str(tmp_path), "--paired", "gla"]) != 0
+    err = capsys.readouterr().err
+    assert "--paired must name a mechanism of the runs (cosformer, leap), got 'gla'" in err

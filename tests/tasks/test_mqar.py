@@ -265,3 +265,25 @@ def test_cli_report_and_run(tmp_path, capsys):
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("mqar elu d=16 T=16 kv=2: test accuracy") and "{" not in summary
     assert json.loads((run / "results.json").read_text())["batch_size"] == 256
+
+
+def test_report_paired_by_seed(tmp_path, capsys):
+    # unpaired, leap and linear overlap (the seed moves both); paired, leap is always higher
+    for seed, base in enumerate((0.2, 0.6, 0.4, 0.8)):
+        _result(tmp_path, "leap", 64, 1e-3, seed, base + 0.1, 0.5)
+        _result(tmp_path, "linear", 64, 1e-3, seed, base, 0.5)
+    _result(tmp_path, "cosformer", 64, 1e-3, 9, 0.3, 0.5)
+    results = collect([tmp_path])
+    plain = render_report(results)
+    assert "Paired by seed" not in plain
+    text = render_report(results, paired="leap")
+    assert "- d=64:" in text
+    assert ("  - leap - linear: +10.0 ± 0.0 points over 4 paired seeds (leap higher in 4 of 4, "
+            "sign test p = 0.125): separated, leap better") in text
+    assert "leap - cosformer" not in text  # no shared seed
+    with pytest.raises(ValueError, match="paired must name a mechanism"):
+        render_report(results, paired="softmax")
+    assert _main(["mqar-report", "--runs", str(tmp_path), "--paired", "leap"]) == 0
+    assert "leap - linear: +10.0" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--paired must name a mechanism of the runs"):
+        _main(["mqar-report", "--runs", str(tmp_path), "--paired", "gla"])

@@ -61,6 +61,7 @@ from leapformer.bench._common import (
     machine_info,
     time_interleaved,
 )
+from leapformer.bench.decode_floor import FLOOR
 from leapformer.report.tables import (
     fmt,
     fmt_len,
@@ -100,6 +101,7 @@ class DecodeConfig:
     rounds: int = 6  # passes over all groups (every other one reversed), samples pooled
     seed: int = 0
     compile_step: bool = True  # the compiled fused step (FusedDecoderStep); False: eager
+    floor: bool = True  # also time the stack without attention (bench.decode_floor)
 
     @classmethod
     def quick(cls, **overrides) -> "DecodeConfig":
@@ -221,8 +223,20 @@ def build_steps(cfg: DecodeConfig, decoders: dict) -> dict:
     return {mech: FusedDecoderStep(dec, compile_after=0) for mech, dec in decoders.items()}
 
 
+def build_floor(cfg: DecodeConfig, decoders: dict) -> tuple[Callable, str] | None:
+    """The floor step (:func:`~leapformer.bench.decode_floor.floor_step`) on the weights of
+    LeaP's decoder (else the first one), or None without ``cfg.floor``."""
+    if not cfg.floor:
+        return None
+    from leapformer.bench.decode_floor import floor_step
+
+    source = "leap" if "leap" in decoders else next(iter(decoders))
+    return floor_step(decoders[source], compile=cfg.compile_step)
+
+
 def measure_group(cfg: DecodeConfig, decoders: dict, batch: int, position: int,
-                  steps: dict | None = None) -> dict[str, dict]:
+                  steps: dict | None = None, floor: tuple[Callable, str] | None = None
+                  ) -> dict[str, dict]:
     """Time one (batch, position) group, every mechanism interleaved (``steps``: from
     :func:`build_steps`; made here if None).
 
@@ -238,8 +252,14 @@ def measure_group(cfg: DecodeConfig, decoders: dict, batch: int, position: int,
         caches[mech] = cache
         fns[mech] = _step(decoders[mech], cache, x, step_kwargs(mech, position), fused.get(mech))
         setup[mech] = lambda cache=cache: rewind(cache, position)
+    if floor is not None:
+        def floor_call(fn=floor[0]):
+            with torch.no_grad():
+                return fn(x)
+        fns[FLOOR], notes[FLOOR] = floor_call, floor[1]
     for mech, fn in fns.items():  # one untimed check of the output (compiles the step)
-        setup[mech]()
+        if mech in setup:
+            setup[mech]()
         finite = bool(torch.isfinite(fn()).all())
         if mech in fused:
             notes[mech] = "compiled" if fused[mech].compiled else "eager"
@@ -254,6 +274,8 @@ def measure_group(cfg: DecodeConfig, decoders: dict, batch: int, position: int,
         rewind(cache, position)
         out[mech] = {"samples": samples[mech], "cache_mb": cache.nbytes / 1e6,
                      "note": notes.get(mech, "")}
+    if FLOOR in fns:
+        out[FLOOR] = {"samples": samples[FLOOR], "cache_mb": 0.0, "note": notes[FLOOR]}
     del caches, fns, setup
     gc.collect()  # free this group's caches (softmax: GBs at 16k) before the next
     return out
@@ -264,8 +286,8 @@ def make_rows(cfg: DecodeConfig, measured: dict[tuple[int, int], list[dict]]) ->
     rows = []
     for batch, position in groups(cfg):
         group = []
-        for mech in cfg.mechanisms:
-            parts = [m[mech] for m in measured.get((batch, position), [])]
+        for mech in (*cfg.mechanisms, FLOOR):
+            parts = [m[mech] for m in measured.get((batch, position), []) if mech in m]
             if not parts:
                 continue
             samples = [t for part in parts for t in part["samples"]]
@@ -292,12 +314,13 @@ def run_decode_benchmark(cfg: DecodeConfig | None = None,
     start = time.perf_counter()
     decoders = build_decoders(cfg)
     steps = build_steps(cfg, decoders)
+    floor = build_floor(cfg, decoders)
     tasks = plan(cfg)
     measured: dict[tuple[int, int], list[dict]] = {}
     for batch, position in (progress(tasks) if progress else tasks):
         logger.debug("measuring batch %d at position %d", batch, position)
         measured.setdefault((batch, position), []).append(
-            measure_group(cfg, decoders, batch, position, steps))
+            measure_group(cfg, decoders, batch, position, steps, floor))
     rows = make_rows(cfg, measured)
     return DecodeResult(machine=machine_info(cfg.device), config=dataclasses.asdict(cfg),
                         rows=rows, targets=evaluate_targets(rows),
@@ -346,7 +369,28 @@ def evaluate_targets(rows: list[dict]) -> list[dict]:
             out.append(target(f"{mech} vs softmax at position 128, batch {batch}",
                               ">= 1.0x (no slower)", _get(rows, batch, mech, 128, "vs_softmax"),
                               lambda x: x >= 1.0, "{:.2f}x"))
+    for other, name, want in (("linear", "ReLU linear's step", 1.10),
+                              (FLOOR, "the floor (no attention)", 1.25)):
+        worst, where = worst_ratio(rows, 1, "leap", other)
+        out.append(target(f"LeaP step / {name}, batch 1, worst position", f"<= {want:.2f}",
+                          worst, lambda x, w=want: x <= w, "{:.2f}",
+                          "" if where is None else f"at {fmt_len(where)}"))
     return out
+
+
+def worst_ratio(rows: list[dict], batch: int, mechanism: str, other: str
+                ) -> tuple[float | None, int | None]:
+    """The largest ``ms(mechanism) / ms(other)`` over the positions both have, and where."""
+    ratios = {}
+    for r in rows:
+        if r["batch"] == batch and r["mechanism"] == mechanism and r["ms"]:
+            base = _get(rows, batch, other, r["position"], "ms")
+            if base:
+                ratios[r["position"]] = r["ms"] / base
+    if not ratios:
+        return None, None
+    where = max(ratios, key=ratios.get)
+    return ratios[where], where
 
 
 # --------------------------------------------------------------------------- reporting
@@ -376,10 +420,13 @@ def render_markdown(result: DecodeResult) -> str:
         "- step: " + ("the compiled fused step (`FusedDecoderStep`, torch.compile) where the "
                       "note says `compiled`, the eager modules where it says `eager`"
                       if cfg.get("compile_step", False) else "the eager modules"),
+        "- floor: the same stack (LeaP's weights) without attention: norms, q/k/v and output "
+        "projections, residuals and feed-forward, the attention replaced by v "
+        "(`leapformer.bench.decode_floor`): what every mechanism's step must at least do",
         "",
         *targets_table(result.targets),
     ]
-    order = {name: i for i, name in enumerate(MECHANISMS)}
+    order = {name: i for i, name in enumerate((*MECHANISMS, FLOOR))}
     for batch in sorted({r["batch"] for r in result.rows}):
         rows = [r for r in result.rows if r["batch"] == batch]
         lines += ["", f"## Batch {batch}", "",

@@ -1,5 +1,5 @@
 """LM speed benchmark: training throughput and memory, and generation latency, of the
-causal LM (:class:`~leapformer.models.CausalLM`, ``lite`` preset: 4 layers, width
+causal LM (:class:`~leapformer.models.CausalLM`, ``small`` preset: 4 layers, width
 256, 4 heads, FFN 1024; vocabulary 8192 like the Bible BPE) per mechanism.
 
 - ``train``: one optimisation step (forward, next-token cross-entropy, backward,
@@ -18,6 +18,10 @@ causal LM (:class:`~leapformer.models.CausalLM`, ``lite`` preset: 4 layers, widt
   (:func:`leapformer.bench.decode.rewind`), so every repetition does the same
   work. ``cache_mb`` = the cache's bytes at ``p``. cosFormer gets
   ``target_length = p + 100`` (it needs one; the value does not change the work).
+  The step is the one :func:`~leapformer.models.generate` runs: the compiled
+  whole-stack step (:func:`~leapformer.models.lm_step`, compiled before timing)
+  where it covers the mechanism (``step`` = ``compiled``; cosFormer and the gated
+  mechanisms run ``eager``), or with ``compile_step=False`` the eager modules.
 
 Timing (``leapformer.bench._common.time_interleaved``): per group (a context, or
 a position), the mechanisms are warmed up and timed round-robin in the same
@@ -59,12 +63,12 @@ MODES = ("train", "generate")
 BASELINE = "softmax"
 COSFORMER_MARGIN = 100
 ROW_KEYS = ("mode", "mechanism", "context", "batch", "position", "ms", "tokens_per_s",
-            "vs_softmax", "peak_mb", "cache_mb", "parameters", "reps", "error")
+            "vs_softmax", "peak_mb", "cache_mb", "parameters", "reps", "step", "error")
 
 
 @dataclasses.dataclass
 class LMSpeedConfig:
-    preset: str = "lite"
+    preset: str = "small"
     vocab_size: int = 8192
     mechanisms: tuple[str, ...] = MECHANISMS
     contexts: tuple[int, ...] = (512, 2048)
@@ -79,6 +83,7 @@ class LMSpeedConfig:
     warmup: int = 2
     device: str = "cpu"
     seed: int = 0
+    compile_step: bool = True  # generation: the compiled step of generate (False: eager)
     model_overrides: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -143,8 +148,10 @@ def _train_fn(cfg: LMSpeedConfig, mechanism: str, context: int, device: torch.de
 
 
 def _generate_fn(cfg: LMSpeedConfig, mechanism: str, position: int, device: torch.device):
-    """(step, setup, cache) at ``position`` for one model (prefilled through its cache)."""
+    """(step, setup, cache, fused) at ``position`` for one model (prefilled through its
+    cache); ``fused`` is the compiled step, or None for the eager modules."""
     from leapformer.bench.decode import rewind
+    from leapformer.models import lm_step
 
     model = build_model(cfg, mechanism, max(cfg.contexts), device).eval()
     length = position + COSFORMER_MARGIN if mechanism == "cosformer" else None
@@ -162,11 +169,21 @@ def _generate_fn(cfg: LMSpeedConfig, mechanism: str, position: int, device: torc
             rewind(cache.decoder, position)
             cache.lengths.fill_(position)
 
+    fused = lm_step(model, compile_after=0) if cfg.compile_step else None
+    where = torch.full((1, 1), position + 1, dtype=torch.long, device=device)
+
     def step():
         with torch.inference_mode():
-            model(nxt, target_length=length, cache=cache)
+            if fused is None:
+                model(nxt, target_length=length, cache=cache)
+            else:
+                fused(nxt, cache.decoder, where, owner=model, target_length=length)
 
-    return step, setup, cache
+    if fused is not None:  # compile now, so that the timed warm-up sees the step's own time
+        for _ in range(2):
+            setup()
+            step()
+    return step, setup, cache, fused
 
 
 def _error_row(mode: str, mech: str, err: str, **where) -> dict:
@@ -225,11 +242,11 @@ def run_lm_speed(cfg: LMSpeedConfig, progress=None) -> dict:
             note(f"train context {context}")
     if "generate" in cfg.modes:
         for position in cfg.positions:
-            fns, setups, caches, failed = {}, {}, {}, {}
+            fns, setups, caches, fused, failed = {}, {}, {}, {}, {}
             for mech in cfg.mechanisms:
                 try:
-                    fns[mech], setups[mech], caches[mech] = _generate_fn(cfg, mech, position,
-                                                                         device)
+                    fns[mech], setups[mech], caches[mech], fused[mech] = _generate_fn(
+                        cfg, mech, position, device)
                 except (RuntimeError, ValueError) as err:
                     failed[mech] = f"{type(err).__name__}: {str(err)[:200]}"
                 gc.collect()
@@ -245,8 +262,9 @@ def run_lm_speed(cfg: LMSpeedConfig, progress=None) -> dict:
                     "ms": 1e3 * t, "tokens_per_s": 1 / t,
                     "vs_softmax": None if base is None else base / t,
                     "cache_mb": caches[mech].nbytes / 1e6, "reps": len(samples[mech]),
-                    "error": None})
-            del fns, setups, caches
+                    "step": "compiled" if fused[mech] is not None and fused[mech].compiled
+                    else "eager", "error": None})
+            del fns, setups, caches, fused
             gc.collect()
             note(f"generate position {position}")
     return {"machine": machine_info(device), "config": dataclasses.asdict(cfg), "rows": rows}
@@ -308,17 +326,18 @@ def render_markdown(result: dict, command: str) -> str:
         lines.append("")
     if any(r["mode"] == "generate" for r in rows):
         lines += ["## Generation (batch 1, one token at position p)", "",
-                  "| position | mechanism | ms / token | vs softmax | cache MB |",
-                  "|---:|---|---:|---:|---:|"]
+                  "| position | mechanism | ms / token | vs softmax | cache MB | step |",
+                  "|---:|---|---:|---:|---:|---|"]
         for r in rows:
             if r["mode"] != "generate":
                 continue
             if r["error"]:
                 lines.append(f"| {fmt_len(r['position'])} | {r['mechanism']} | failed: "
-                             f"{r['error']} | | |")
+                             f"{r['error']} | | | |")
                 continue
             lines.append(f"| {fmt_len(r['position'])} | {r['mechanism']} | {fmt(r['ms'])} "
-                         f"| {fmt(r['vs_softmax'])} | {fmt(r['cache_mb'])} |")
+                         f"| {fmt(r['vs_softmax'])} | {fmt(r['cache_mb'])} "
+                         f"| {r.get('step') or '-'} |")
         lines.append("")
     lines += [*targets_table(evaluate_targets(result)), ""]
     return "\n".join(lines)

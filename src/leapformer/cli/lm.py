@@ -327,7 +327,10 @@ def add_lm_bench_arguments(parser: argparse.ArgumentParser, *, out_dir_default=N
     parser.add_argument("--rounds", type=parse_positive, metavar="N",
                         help="interleaved passes, samples pooled (default 3; quick 1)")
     parser.add_argument("--model-option", type=parse_key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help="LMConfig field overriding the lite preset")
+                        metavar="KEY=VALUE", help="LMConfig field overriding the small preset")
+    parser.add_argument("--no-compile-step", action="store_true",
+                        help="generation: time the eager modules instead of the compiled "
+                        "whole-stack step that 'lm generate' runs (default compiled)")
 
 
 def run_lm_bench(args: argparse.Namespace) -> int:
@@ -343,7 +346,8 @@ def run_lm_bench(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {"device": args.device, "model_overrides": dict(args.model_option)}
+    overrides = {"device": args.device, "model_overrides": dict(args.model_option),
+                 "compile_step": not args.no_compile_step}
     for name in ("contexts", "tokens_per_step", "positions", "mechanisms", "modes", "rounds"):
         if getattr(args, name):
             value = getattr(args, name)
@@ -381,7 +385,8 @@ def run_lm_report_command(args: argparse.Namespace) -> int:
         results = collect_lm_results(args.runs)
         evals = load_evals(args.evals)
         speed = load_speed(args.speed) if args.speed is not None else None
-        text = render_lm_report(results, evals, speed, command=command_line(args))
+        text = render_lm_report(results, evals, speed, command=command_line(args),
+                                paired=args.paired)
     except (ValueError, FileNotFoundError) as err:
         return print_error("lm report", err)
     atomic_write_text(args.out, text)
@@ -466,5 +471,8 @@ def register(commands) -> None:
                      "--cosformer-length train/stepping)")
     rep.add_argument("--speed", type=Path, help="JSON of 'lm bench' / benchmarks/lm_speed.py")
     rep.add_argument("--out", type=Path, required=True, help="the markdown file to write")
+    rep.add_argument("--paired", metavar="MECHANISM",
+                     help="also compare this mechanism with every other one seed by seed "
+                     "(mean perplexity difference ± 95%% t interval, wins, sign test)")
     rep.set_defaults(func=run_lm_report_command)
 

@@ -105,6 +105,7 @@ def run_lra_report(args: argparse.Namespace) -> int:
     from leapformer.tasks.lra.report import (
         collect,
         figure1_points,
+        group_cells,
         render_report,
         render_table,
     )
@@ -120,10 +121,16 @@ def run_lra_report(args: argparse.Namespace) -> int:
         if not points:
             raise CommandError("--figure: no mechanism has a run of every task (and a speed "
                                "row); nothing written")
-    table = render_table(results)
+    if args.paired is not None:
+        labels = sorted({label for label, _ in group_cells(results)})
+        if args.paired not in labels:
+            raise CommandError(f"--paired must name a mechanism of the runs "
+                               f"({', '.join(labels)}), got {args.paired!r}")
+    table = render_table(results, args.paired)
     print(table, end="")
     if args.out is not None:
-        atomic_write_text(args.out, render_report(results, speed, command=command_line(args)))
+        atomic_write_text(args.out, render_report(results, speed, command=command_line(args),
+                                                  paired=args.paired))
         print(f"wrote {args.out}")
     if args.figure is not None:
         from leapformer.tasks.lra.figures import plot_accuracy_throughput
@@ -218,6 +225,9 @@ def register(commands) -> None:
                         "bubble = memory) to this PNG")
     report.add_argument("--speed", type=Path, help="throughput and memory from this "
                         "lra-speed JSON (default: from the runs)")
+    report.add_argument("--paired", metavar="MECHANISM",
+                        help="also compare this mechanism with every other one seed by seed "
+                        "(mean difference ± 95%% t interval, wins, sign test)")
     report.set_defaults(func=run_lra_report)
     grid = commands.add_parser("lra-grid", help="train a grid of LRA tasks x mechanisms "
                                "(resumable), then the table and Figure 1")

@@ -144,7 +144,11 @@ def run_mqar_report(args: argparse.Namespace) -> int:
     results = keep_only(results, lrs=args.lrs, seeds=args.seeds)
     if not results:
         raise ValueError("no MQAR result matches --lrs/--seeds")
-    text = render_report(results, command=invocation())
+    names = sorted({r["attention"] for r in results})
+    if args.paired is not None and args.paired not in names:
+        raise ValueError(f"--paired must name a mechanism of the runs ({', '.join(names)}), "
+                         f"got {args.paired!r}")
+    text = render_report(results, command=invocation(), paired=args.paired)
     written = []
     if args.out is not None:
         atomic_write_text(args.out, text)
@@ -232,4 +236,7 @@ def register(commands) -> None:
                         "validation accuracy is reported per seed)")
     report.add_argument("--seeds", type=parse_seed, nargs="+", metavar="S",
                         help="keep only these seeds (default: all)")
+    report.add_argument("--paired", metavar="MECHANISM",
+                        help="also compare this mechanism with every other one seed by seed "
+                        "(mean difference ± 95%% t interval, wins, sign test)")
     report.set_defaults(func=run_mqar_report)

@@ -3,7 +3,7 @@ decoder-only language model with batched generation, and an encoder-decoder
 translation model with greedy and beam search and a simultaneous wait-k agent."""
 
 from leapformer.models.classifier import ClassifierConfig, DualEncoderClassifier, SequenceClassifier
-from leapformer.models.generate import choose_next, cosformer_length_mode, generate
+from leapformer.models.generate import choose_next, cosformer_length_mode, generate, lm_step
 from leapformer.models.lm import (
     LM_PRESETS,
     CausalLM,
@@ -31,7 +31,7 @@ __all__ = [
     "EncoderOutput", "FusedDecoderStep", "Hypothesis", "LMCache", "LMConfig", "Seq2Seq", "Seq2SeqCache",
     "Seq2SeqConfig", "SequenceClassifier", "SimulAgent", "SimulResult", "beam_search",
     "choose_next", "cosformer_length_mode",
-    "count_parameters", "generate", "greedy", "label_smoothed_nll", "max_lengths",
+    "count_parameters", "generate", "lm_step", "greedy", "label_smoothed_nll", "max_lengths",
     "next_token_loss", "reorder_decoder_cache", "simultaneous_greedy",
     "translate_batch",
 ]

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from leapformer.models.fused_step import shared_step
+from leapformer.models.fused_step import COMPILE_AFTER, FusedDecoderStep, shared_step
 from leapformer.models.lm import CausalLM
 from leapformer.nn.mechanisms import CosFormer
 
@@ -137,6 +137,18 @@ def _embed(model: CausalLM, tokens: Tensor, positions: Tensor) -> Tensor:
 def _head(model: CausalLM, hidden: Tensor) -> Tensor:
     """Logits ``[B, V]`` of the last position (the fused step's ``head``)."""
     return model.project(hidden[:, -1])
+
+
+def lm_step(model: CausalLM, *, compile: bool = True,
+            compile_after: int = COMPILE_AFTER) -> FusedDecoderStep:
+    """A new :class:`~leapformer.models.fused_step.FusedDecoderStep` of ``model`` with
+    the embedding and output head :func:`generate` uses: ``step(tokens [B, 1],
+    cache.decoder, positions [B, 1], owner=model, target_length=...)`` returns the
+    logits ``[B, V]`` of the next token (the caller advances ``cache.lengths``).
+    ``generate`` keeps one per model (:func:`~leapformer.models.fused_step.shared_step`);
+    this one is the caller's own, e.g. a benchmark's with ``compile_after=0``."""
+    return FusedDecoderStep(model.decoder, embed=_embed, head=_head, compile=compile,
+                            compile_after=compile_after)
 
 
 def generate(model: CausalLM, prompts: list[list[int]], max_new_tokens: int, *,

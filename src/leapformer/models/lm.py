@@ -58,14 +58,19 @@ POSITIONS = ("learned", "sinusoidal", "none")
 #: embedding of ``vocab x 1024`` the parameter count differs from the ~140M of
 #: docs/math.md §5.2 (it is ~476M for 267,744 words, ~201M of them in the layers):
 #: :func:`count_parameters` gives it for any vocabulary.
-#: ``lite``: 4 layers, 256 wide, 4 heads, FFN 1024, 512 tokens, dropout 0.1 —
-#: 3.2M parameters in the layers plus ``vocab x 256`` (a few million: trains on
-#: a 2-core CPU).
+#: ``lite``: 2 layers, 128 wide, 2 heads, FFN 512, 256 tokens, dropout 0.1 —
+#: 0.4M parameters in the layers plus ``vocab x 128``: a 2000-step run takes
+#: about 15 minutes on one CPU thread, so mechanisms can be compared over seeds.
+#: ``small``: 4 layers, 256 wide, 4 heads, FFN 1024, 512 tokens, dropout 0.1 —
+#: 3.2M parameters in the layers plus ``vocab x 256`` (the model of the LM
+#: speed benchmark; a 2000-step run is about 1.5 hours on one thread).
 LM_PRESETS: dict[str, dict] = {
     "wikitext103": {"num_layers": 16, "d_model": 1024, "nhead": 8, "dim_feedforward": 4096,
                     "dropout": 0.3, "context_length": 512, "positions": "sinusoidal"},
-    "lite": {"num_layers": 4, "d_model": 256, "nhead": 4, "dim_feedforward": 1024,
-             "dropout": 0.1, "context_length": 512, "positions": "sinusoidal"},
+    "lite": {"num_layers": 2, "d_model": 128, "nhead": 2, "dim_feedforward": 512,
+             "dropout": 0.1, "context_length": 256, "positions": "sinusoidal"},
+    "small": {"num_layers": 4, "d_model": 256, "nhead": 4, "dim_feedforward": 1024,
+              "dropout": 0.1, "context_length": 512, "positions": "sinusoidal"},
 }
 
 

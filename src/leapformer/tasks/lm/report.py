@@ -20,6 +20,7 @@ from pathlib import Path
 
 from leapformer.bench.names import canonical_result
 from leapformer.report.intervals import Interval, ranked_verdict, seed_interval
+from leapformer.report.paired import paired_lines
 from leapformer.report.tables import fmt, fmt_len
 from leapformer.tasks._runs import flatten, read_json_object, require_keys
 
@@ -149,12 +150,30 @@ def _mean(runs: list[dict], key: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def render_runs_table(results: list[dict]) -> list[str]:
+def paired_section(groups: dict[str, list[dict]], focus: str) -> list[str]:
+    """Markdown lines: ``focus`` minus every other configuration in test perplexity over
+    the seeds both ran (:mod:`leapformer.report.paired`; lower is better)."""
+    values = {label: {r.get("seed"): float(r["test_ppl"]) for r in runs
+                      if r.get("test_ppl") is not None} for label, runs in groups.items()}
+    pairs = paired_lines(values, focus, scale=1.0, digits=2, unit="ppl",
+                         higher_is_better=False)
+    if not pairs:
+        return []
+    return [(f"Paired by seed ({focus} minus each mechanism, test perplexity; runs with the "
+             "same seed see the same batches; separated = the 95% t interval of the "
+             "differences excludes 0):"), "", *pairs, ""]
+
+
+def render_runs_table(results: list[dict], paired: str | None = None) -> list[str]:
     """Markdown lines: one row per mechanism configuration (means over its seeds; test
-    perplexity with its 95% interval), softmax first, then the verdict."""
+    perplexity with its 95% interval), softmax first, then the verdict (and, with
+    ``paired``, that configuration against each other one seed by seed)."""
     lines = [("| mechanism | seeds | valid ppl | test ppl | test ppl per word | train tokens/s "
               "| peak RSS MB | parameters |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
     groups = group_runs(results)
+    if paired is not None and paired not in groups:
+        raise ValueError(f"--paired must name a mechanism of the runs ({', '.join(groups)}), "
+                         f"got {paired!r}")
     named = {}
     for label, runs in groups.items():
         iv = ppl_interval(runs)
@@ -172,6 +191,8 @@ def render_runs_table(results: list[dict]) -> list[str]:
         lines.append(f"Verdict (lower is better; ranked only where the 95% intervals do not "
                      f"overlap): {ranked_verdict(named, False, 'test ppl')}")
         lines.append("")
+    if paired is not None:
+        lines += paired_section(groups, paired)
     note = "± = 95% interval (t over seeds)"
     if any(len(runs) == 1 for runs in groups.values()):
         note += ("; single run, no interval (perplexity per document is not recorded, so "
@@ -224,7 +245,8 @@ def render_speed_tables(speed: dict) -> list[str]:
 
 
 def render_lm_report(results: list[dict], evals: list[dict] | None = None,
-                     speed: dict | None = None, command: str = "") -> str:
+                     speed: dict | None = None, command: str = "",
+                     paired: str | None = None) -> str:
     """The markdown report: what was run, the run table, the extra evaluations,
     and the speed tables (when given)."""
     evals = evals or []
@@ -237,7 +259,7 @@ def render_lm_report(results: list[dict], evals: list[dict] | None = None,
                f"steps: {_values(results, 'steps')}"),
               (f"- evaluation window / stride: {', '.join(windows)} (tokens read / scored "
                "per window; perplexity of the best checkpoint)"), "",
-              "## Runs", "", *render_runs_table(results), ""]
+              "## Runs", "", *render_runs_table(results, paired), ""]
     if evals:
         lines += ["## Extra evaluations", "",
                   ("`leapformer lm eval` results (cosFormer's length mode: `window` = each "

@@ -29,6 +29,7 @@ import numpy as np
 
 from leapformer.bench.names import canonical_result
 from leapformer.report.intervals import Interval, interval_for, ranked_verdict, seed_interval
+from leapformer.report.paired import paired_lines
 from leapformer.tasks.lra.sets import TASKS
 
 log = logging.getLogger(__name__)
@@ -257,11 +258,32 @@ def verdict_lines(results: list[dict], cells: dict | None = None) -> list[str]:
     return [f"- {ranked_verdict(named, unit=name)}" for name, named in columns if len(named) > 1]
 
 
-def render_table(results: list[dict]) -> str:
+def paired_section(cells: dict, focus: str) -> list[str]:
+    """Markdown lines: per task, ``focus`` minus every other label over the seeds both
+    ran (:mod:`leapformer.report.paired`); [] when ``focus`` shares no seed with any."""
+    lines = []
+    for t in _tasks(cells):
+        values = {label: {r.get("seed"): float(r["test_accuracy"]) for r in c.runs}
+                  for (label, task), c in cells.items() if task == t}
+        pairs = paired_lines(values, focus)
+        if pairs:
+            lines += [f"- {t}:"] + ["  " + p for p in pairs]
+    if not lines:
+        return []
+    return ["", (f"Paired by seed ({focus} minus each mechanism, test accuracy in points; "
+                 "runs with the same seed see the same data; separated = the 95% t "
+                 "interval of the differences excludes 0):"), *lines]
+
+
+def render_table(results: list[dict], paired: str | None = None) -> str:
     """Markdown: test accuracy (%, mean ± 95% interval) per task and mechanism, the
     average over the tasks present, the seed counts, the runs' mean training
-    throughput, peak memory and parameters; then the verdict per column."""
+    throughput, peak memory and parameters; then the verdict per column (and, with
+    ``paired``, that mechanism against each other one seed by seed)."""
     cells = group_cells(results)
+    if paired is not None and paired not in {label for label, _ in cells}:
+        raise ValueError(f"paired must name a mechanism of the runs "
+                         f"({', '.join(_labels(cells))}), got {paired!r}")
     tasks, avgs = averages(results, cells)
     head = ("| mechanism | " + " | ".join(tasks) + " | average | seeds | train tokens/s "
             "| steps/s | peak RSS MB | parameters |")
@@ -283,6 +305,8 @@ def render_table(results: list[dict]) -> str:
     if verdicts:
         lines += ["", ("Verdict (ranked only where the 95% intervals do not overlap; "
                        "braces: not separated):"), *verdicts]
+    if paired is not None:
+        lines += paired_section(cells, paired)
     lines += ["", INTERVAL_NOTE + "."]
     return "\n".join(lines) + "\n"
 
@@ -328,7 +352,8 @@ def figure1_points(results: list[dict], speed: dict | None = None) -> tuple[list
     return points, label
 
 
-def render_report(results: list[dict], speed: dict | None = None, *, command: str = "") -> str:
+def render_report(results: list[dict], speed: dict | None = None, *, command: str = "",
+                  paired: str | None = None) -> str:
     """The whole markdown report: what was run, the accuracy table with its verdict,
     and the speed rows used for Figure 1 (when given)."""
     speed = canonical_result(speed)
@@ -350,7 +375,7 @@ def render_report(results: list[dict], speed: dict | None = None, *, command: st
     elif scopes:
         lines.append("- peak RSS: some runs recorded the whole process's peak (a grid "
                      "runs many runs in one process), so it may not be the run's own")
-    lines += ["", "## Accuracy", "", render_table(results).rstrip("\n"), ""]
+    lines += ["", "## Accuracy", "", render_table(results, paired).rstrip("\n"), ""]
     if speed is not None:
         n = speed["config"]["length"]
         lines += [f"## Training speed at {n} tokens (Figure 1's x axis and bubble size)", "",

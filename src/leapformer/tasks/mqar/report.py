@@ -11,7 +11,9 @@ of right answers ``test_correct_per_sequence``), else none.
 
 :func:`render_report` writes markdown: per cell (``seq_len``, ``num_kv``) a table
 of test accuracy against width (one row per mechanism) with verdicts per width, and
-a table of accuracy against the decoding state per layer; then the target
+a table of accuracy against the decoding state per layer (with ``paired=M``, also
+``M`` minus every other mechanism over the seeds both ran, per width:
+:mod:`leapformer.report.paired`); then the target
 "softmax >= 99% at every cell with width >= 64". :func:`plot_accuracy_vs_width`
 draws Zoology's Fig. 2: accuracy against width, one line per mechanism, one panel
 per cell (matplotlib, Agg backend).
@@ -27,6 +29,7 @@ import numpy as np
 
 from leapformer._io import atomic_open
 from leapformer.report.intervals import Interval, interval_for, verdict
+from leapformer.report.paired import paired_lines
 from leapformer.report.tables import target, targets_table
 from leapformer.tasks._runs import read_json_object, require_keys
 
@@ -120,7 +123,25 @@ def _bytes(n: int | None) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.2f} MiB"
 
 
-def _cell_lines(cell: tuple[int, int], agg: dict[tuple, dict]) -> list[str]:
+def _paired_lines(cell: tuple[int, int], mechs: list[str], widths: list[int],
+                  agg: dict[tuple, dict], focus: str) -> list[str]:
+    T, K = cell
+    lines = []
+    for w in widths:
+        values = {m: {r["seed"]: float(r["test_accuracy"]) for r in agg[(T, K, m, w)]["runs"]}
+                  for m in mechs if (T, K, m, w) in agg}
+        pairs = paired_lines(values, focus)
+        if pairs:
+            lines += [f"- d={w}:"] + ["  " + p for p in pairs]
+    if not lines:
+        return []
+    return [f"Paired by seed ({focus} minus each mechanism, test accuracy in points; each "
+            "seed's best learning rate; separated = the 95% t interval of the differences "
+            "excludes 0):", "", *lines, ""]
+
+
+def _cell_lines(cell: tuple[int, int], agg: dict[tuple, dict],
+                paired: str | None = None) -> list[str]:
     T, K = cell
     keys = [k for k in agg if k[:2] == cell]
     mechs = _mech_sort(k[2] for k in keys)
@@ -139,6 +160,8 @@ def _cell_lines(cell: tuple[int, int], agg: dict[tuple, dict]) -> list[str]:
         if len(named) > 1:
             verdicts.append(f"- d={w}: {verdict(named)}")
     lines += [""] + (verdicts + [""] if verdicts else [])
+    if paired:
+        lines += _paired_lines(cell, mechs, widths, agg, paired)
     lines += ["Accuracy against the decoding state per layer and sequence:", "",
               "| mechanism | width | state per layer | accuracy (%) | lr |",
               "|---|---|---|---|---|"]
@@ -173,10 +196,16 @@ def _settings_line(results: list[dict]) -> str:
             f"{values('seed')}")
 
 
-def render_report(results: list[dict], command: str | None = None) -> str:
-    """The markdown report of MQAR runs (see the module docstring)."""
+def render_report(results: list[dict], command: str | None = None,
+                  paired: str | None = None) -> str:
+    """The markdown report of MQAR runs (see the module docstring); ``paired`` names the
+    mechanism to compare with every other one seed by seed."""
     if not results:
         raise ValueError("no MQAR results to report (no results.json found)")
+    if paired is not None and paired not in {r["attention"] for r in results}:
+        raise ValueError(f"paired must name a mechanism of the runs "
+                         f"({', '.join(_mech_sort(r['attention'] for r in results))}), "
+                         f"got {paired!r}")
     agg = aggregate(results)
     lines = ["# MQAR: recall against model width", "",
              "Multi-query associative recall as in Zoology (Arora et al. 2023, Fig. 2; "
@@ -186,7 +215,7 @@ def render_report(results: list[dict], command: str | None = None) -> str:
         lines.append(f"- command: `{command}`")
     lines += [_settings_line(results), f"- {INTERVAL_NOTE}", ""]
     for cell in sorted({k[:2] for k in agg}):
-        lines += _cell_lines(cell, agg)
+        lines += _cell_lines(cell, agg, paired)
     lines += targets_table([softmax_target(agg)])
     return "\n".join(lines) + "\n"
 
