@@ -260,3 +260,31 @@ def test_a_tier_names_the_pairs_separated_inside_it():
                            "inside; separated pairs: ")
     assert "leap > performer" in text and "linear > performer" in text
     assert "leap > linear" not in text and "elu > performer" not in text
+
+
+def test_block_bootstrap_perplexity_and_paired_ratio():
+    import math
+
+    from leapformer.report.intervals import block_bootstrap
+
+    rng = np.random.default_rng(0)
+    tokens = np.full(200, 128.0)
+    nll = tokens * (4.0 + rng.normal(0, 0.3, 200))  # per-block nats per token around 4
+    iv = block_bootstrap(nll, tokens)
+    assert iv.method == "bootstrap" and iv.n == 200
+    assert iv.mean == pytest.approx(math.exp(nll.sum() / tokens.sum()))
+    assert iv.low < iv.mean < iv.high
+    # the block means have sd 0.3 over 200 blocks: log-ppl se = 0.3 / sqrt(200)
+    assert math.log(iv.high / iv.low) == pytest.approx(2 * 1.96 * 0.3 / math.sqrt(200), rel=0.15)
+    # a second model 1% better on every block: unpaired intervals overlap, the paired
+    # ratio is 1.01 with a narrow interval that excludes 1
+    better = nll - tokens * math.log(1.01)
+    other = block_bootstrap(better, tokens)
+    assert other.high > iv.low
+    ratio = block_bootstrap(nll, tokens, other=(better, tokens))
+    assert ratio.mean == pytest.approx(1.01) and ratio.low > 1.0
+    assert ratio.high - ratio.low < 1e-9
+    with pytest.raises(ValueError, match="same 200 blocks"):
+        block_bootstrap(nll, tokens, other=(better[:10], tokens[:10]))
+    with pytest.raises(ValueError, match="one entry per block"):
+        block_bootstrap(nll, tokens[:5])

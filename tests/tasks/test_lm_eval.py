@@ -71,6 +71,23 @@ def test_batch_size_and_context_change_the_result_as_they_should():
     assert a["ppl_per_word"] is None and a["words"] is None
 
 
+def test_blocks_partition_the_scored_stream():
+    model = _model("leap")
+    ids = torch.randint(3, V, (40,), generator=torch.Generator().manual_seed(2))
+    whole = evaluate_perplexity(model, ids, window=8, stride=2, batch_size=3, bos=1, blocks=6)
+    assert len(whole["block_nll"]) == len(whole["block_tokens"]) == 6  # 20 windows -> 6 runs
+    assert sum(whole["block_tokens"]) == whole["tokens"] == 40
+    assert sorted(whole["block_tokens"]) == [6, 6, 6, 6, 8, 8]  # 4, 4, 3, 3, 3, 3 windows
+    assert sum(whole["block_nll"]) == pytest.approx(whole["nll_sum"], rel=1e-6)
+    # each block is its stretch of the stream: the first block's 8 tokens alone
+    first = evaluate_perplexity(model, ids[:8], window=8, stride=2, batch_size=3, bos=1)
+    assert whole["block_nll"][0] == pytest.approx(first["nll_sum"], rel=1e-5)
+    few = evaluate_perplexity(model, ids[:5], window=8, stride=8, bos=1, blocks=50)
+    assert few["block_tokens"] == [5]  # fewer windows than blocks: one block per window
+    with pytest.raises(ValueError, match="blocks must be a positive int"):
+        evaluate_perplexity(model, ids, window=8, stride=2, bos=1, blocks=0)
+
+
 def test_cosformer_length_modes_run():
     model = _model("cosformer")
     ids = torch.randint(3, V, (20,), generator=torch.Generator().manual_seed(2))

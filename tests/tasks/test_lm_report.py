@@ -96,8 +96,9 @@ def test_tables(runs):
     rows = _rows(text, "| mechanism | seeds")
     assert [r[0] for r in rows] == ["softmax", "cosformer", "leap", "linear"]
     assert rows[2] == ["leap", "1", "21.8", "20.8", "41.6", "1234", "456", "4321"]
-    # single runs: no interval, and the verdict says so
-    assert "single run, no interval" in text
+    # single runs without test blocks: no interval, and the verdict says so
+    assert "single run without test blocks (written before they were recorded), no interval" \
+        in text
     assert ("test ppl: not separated: no interval for softmax, leap, cosformer, linear "
             "(single run)") in text
     ev = _rows(text, "| mechanism | split")
@@ -132,7 +133,26 @@ def test_seeds_are_grouped_with_a_t_interval_and_separated(tmp_path):
          config={"attention": "linear", "seed": 0, "model": {"d_model": 64}})
     text = render_lm_report(collect_lm_results([tmp_path]))
     assert "test ppl: softmax < leap; single run, no interval: linear" in text
-    assert "single run, no interval (perplexity per document is not recorded" in text
+    assert "single run without test blocks" in text
+
+
+def test_single_run_with_test_blocks_gets_a_block_bootstrap(tmp_path):
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    tokens = [128] * 100
+    for mech, level in (("softmax", 3.0), ("leap", 3.2)):
+        nll = [t * (level + rng.normal(0, 0.2)) for t in tokens]
+        _run(tmp_path, mech, math.exp(sum(nll) / sum(tokens)), seed=0,
+             test_blocks={"nll": nll, "tokens": tokens})
+    text = render_lm_report(collect_lm_results([tmp_path]))
+    rows = {r[0]: r for r in _rows(text, "| mechanism | seeds")}
+    low, half = rows["softmax"][3].split(" ± ")
+    assert float(low) == pytest.approx(math.exp(3.0), rel=0.05) and 0 < float(half) < 1.0
+    assert "test ppl: softmax < leap" in text  # exp(3.0) vs exp(3.2), 100 blocks each
+    assert "a bootstrap over blocks of its test stream" in text
 
 
 def test_overlapping_seeds_are_not_separated(tmp_path):

@@ -10,6 +10,12 @@ alone); ``stride = 1`` with ``window = 512`` is
 docs/math.md §5.2's ``--tokens-per-sample 512 --context-window 511`` (one window per
 token, every token predicted from the 512 tokens before it, fewer at the start).
 
+The result also holds the nll and token count of up to ``blocks`` runs of
+consecutive windows (``block_nll``, ``block_tokens``): the units a block
+bootstrap resamples for a confidence interval of one model's perplexity, or of
+the difference between two models scored on the same stream
+(:func:`leapformer.report.intervals.block_bootstrap`).
+
 Windows are batched, right-padded; padded slots are masked
 (``key_padding_mask``), so that a length-dependent mechanism (cosFormer) sees
 each window's own length, and they are never scored. Sums are accumulated in
@@ -42,7 +48,7 @@ COSFORMER_LENGTHS = ("window", "train", "stepping")
 def evaluate_perplexity(model: CausalLM | HFCausalLM, ids, *, window: int, stride: int,
                         batch_size: int = 8, bos: int | None = None, words: int | None = None,
                         cosformer_length: str = "window", amp: bool = False,
-                        dist: DistInfo | None = None, progress=None) -> dict:
+                        dist: DistInfo | None = None, progress=None, blocks: int = 200) -> dict:
     """Next-token negative log-likelihood of the stream ``ids`` (1-D ints) under
     ``model``: a :class:`~leapformer.models.CausalLM` or a ``transformers`` model in a
     :class:`~leapformer.tasks.lm.hf.HFCausalLM`.
@@ -56,10 +62,13 @@ def evaluate_perplexity(model: CausalLM | HFCausalLM, ids, *, window: int, strid
     ``L`` — ``"window"`` (each window's own length, the default), ``"train"``
     (the model's ``context_length``) or ``"stepping"`` (``L = i`` for query
     ``i``). ``progress``: optional callable taking the number of windows done.
+    ``blocks``: how many runs of consecutive windows to report (fewer when there
+    are fewer windows).
 
     Returns ``{"nll_per_token", "ppl", "tokens", "nll_sum", "words",
-    "nll_per_word", "ppl_per_word", "window", "stride"}`` (nll in nats; the
-    per-word entries are None without ``words``). Runs in eval mode without
+    "nll_per_word", "ppl_per_word", "window", "stride", "block_nll",
+    "block_tokens"}`` (nll in nats; the per-word entries are None without
+    ``words``). Runs in eval mode without
     gradients; the model's mode is restored.
     """
     if not isinstance(model, (CausalLM, HFCausalLM)):
@@ -68,6 +77,8 @@ def evaluate_perplexity(model: CausalLM | HFCausalLM, ids, *, window: int, strid
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if words is not None and (not isinstance(words, int) or words < 1):
         raise ValueError(f"words must be None or a positive int, got {words!r}")
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+        raise ValueError(f"blocks must be a positive int, got {blocks!r}")
     if cosformer_length not in COSFORMER_LENGTHS:
         raise ValueError(f"cosformer_length must be one of {COSFORMER_LENGTHS}, got "
                          f"{cosformer_length!r}")
@@ -87,7 +98,7 @@ def evaluate_perplexity(model: CausalLM | HFCausalLM, ids, *, window: int, strid
         else contextlib.nullcontext()
     amp_ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp \
         else contextlib.nullcontext()
-    nll_sum, count = 0.0, 0
+    per_window = np.zeros((2, len(windows)))  # nll, scored tokens
     was_training = model.training
     model.eval()
     try:
@@ -95,21 +106,24 @@ def evaluate_perplexity(model: CausalLM | HFCausalLM, ids, *, window: int, strid
             for b, a in enumerate(range(0, len(windows), batch_size)):
                 group = [windows[k] for k in range(a, min(a + batch_size, len(windows)))]
                 if b % dist.world_size == dist.rank:
-                    s, n = _score(model, group, pad, target_length, device, amp_ctx)
-                    nll_sum += s
-                    count += n
+                    per_window[:, a:a + len(group)] = _score(model, group, pad, target_length,
+                                                             device, amp_ctx)
                 if progress is not None:
                     progress(len(group))
     finally:
         model.train(was_training)
-    nll_sum, count = all_reduce_sum([nll_sum, count], dist)
-    count = int(count)
+    if dist.enabled:
+        per_window = np.asarray(all_reduce_sum(per_window.ravel().tolist(), dist)).reshape(2, -1)
+    nll_sum, count = float(per_window[0].sum()), int(per_window[1].sum())
     if count != windows.n_targets:  # every token exactly once
         raise RuntimeError(f"scored {count} tokens, expected {windows.n_targets}")
     per_token = nll_sum / count
     out = {"nll_per_token": per_token, "ppl": math.exp(per_token), "tokens": count,
            "nll_sum": nll_sum, "words": words, "nll_per_word": None, "ppl_per_word": None,
            "window": window, "stride": stride}
+    groups = np.array_split(np.arange(len(windows)), min(blocks, len(windows)))
+    out["block_nll"] = [round(float(per_window[0, g].sum()), 6) for g in groups]
+    out["block_tokens"] = [int(per_window[1, g].sum()) for g in groups]
     if words is not None:
         out["nll_per_word"] = nll_sum / words
         out["ppl_per_word"] = math.exp(min(nll_sum / words, 700.0))
@@ -119,8 +133,9 @@ def evaluate_perplexity(model: CausalLM | HFCausalLM, ids, *, window: int, strid
 
 
 def _score(model: CausalLM | HFCausalLM, group, pad: int, target_length, device,
-           amp_ctx) -> tuple[float, int]:
-    """Summed nll and count of the scored targets of a list of windows."""
+           amp_ctx) -> np.ndarray:
+    """``[2, len(group)]``: the summed nll and the count of the scored targets of each
+    window of ``group``."""
     width = max(len(w.inputs) for w in group)
     B = len(group)
     inputs = torch.full((B, width), pad, dtype=torch.int64)
@@ -136,8 +151,8 @@ def _score(model: CausalLM | HFCausalLM, group, pad: int, target_length, device,
     mask = padding.to(device) if bool(padding.any()) else None
     with amp_ctx:
         logits = model(inputs, key_padding_mask=mask, target_length=target_length)
-    nll = _token_nll(logits, targets)
-    return float(nll[scored].double().sum()), int(scored.sum())
+    nll = _token_nll(logits, targets).double().masked_fill(~scored, 0.0)
+    return np.stack([nll.sum(1).cpu().numpy(), scored.sum(1).cpu().numpy()])
 
 
 def _token_nll(logits: Tensor, targets: Tensor) -> Tensor:

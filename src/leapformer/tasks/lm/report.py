@@ -7,9 +7,10 @@ recursively under the given folders), optional extra evaluations written by
 ``leapformer lm bench`` / ``benchmarks/lm_speed.py``. :func:`render_lm_report`
 writes the run table (runs that differ only in ``seed`` are grouped: mean test
 perplexity ± a 95% t interval over the seeds, and a verdict that ranks
-mechanisms only where the intervals do not overlap; a single run has no
-interval, as perplexity per document is not recorded), the extra evaluations
-and the speed tables.
+mechanisms only where the intervals do not overlap; a single run gets a
+bootstrap interval over blocks of its test stream when its ``results.json``
+records them, ``test_blocks``, else none), the extra evaluations and the speed
+tables.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from pathlib import Path
 
 from leapformer.bench.names import canonical_result
-from leapformer.report.intervals import Interval, ranked_verdict, seed_interval
+from leapformer.report.intervals import Interval, block_bootstrap, ranked_verdict, seed_interval
 from leapformer.report.paired import paired_lines
 from leapformer.report.tables import fmt, fmt_len
 from leapformer.tasks._runs import flatten, read_json_object, require_keys
@@ -118,9 +119,12 @@ def group_runs(results: list[dict]) -> dict[str, list[dict]]:
 
 
 def ppl_interval(runs: list[dict], key: str = "test_ppl") -> Interval | None:
-    """Mean ± t·SE over the seeds; a single run has no interval (perplexity per
-    document is not recorded, so there is nothing to bootstrap)."""
+    """Mean ± t·SE over the seeds; a single run: a bootstrap over the blocks of its test
+    stream (``test_blocks``, test perplexity only), else no interval."""
     vals = [r[key] for r in runs if r.get(key) is not None]
+    blocks = runs[0].get("test_blocks") if len(runs) == 1 and key == "test_ppl" else None
+    if len(vals) == 1 and isinstance(blocks, dict) and blocks.get("nll"):
+        return block_bootstrap(blocks["nll"], blocks["tokens"])
     return seed_interval(vals) if vals else None
 
 
@@ -194,9 +198,13 @@ def render_runs_table(results: list[dict], paired: str | None = None) -> list[st
     if paired is not None:
         lines += paired_section(groups, paired)
     note = "± = 95% interval (t over seeds)"
-    if any(len(runs) == 1 for runs in groups.values()):
-        note += ("; single run, no interval (perplexity per document is not recorded, so "
-                 "a single run cannot be bootstrapped): run two or more seeds")
+    singles = [runs[0] for runs in groups.values() if len(runs) == 1]
+    if any(r.get("test_blocks") for r in singles):
+        note += ("; a single run: a bootstrap over blocks of its test stream (test-set "
+                 "noise only, not seed-to-seed variation)")
+    if any(not r.get("test_blocks") for r in singles):
+        note += ("; single run without test blocks (written before they were recorded), "
+                 "no interval: run two or more seeds")
     lines.append(note + ".")
     return lines
 
