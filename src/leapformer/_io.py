@@ -1,9 +1,11 @@
 """Atomic file writes: write a fresh temporary sibling, fsync, rename over the
 target. An interrupted write never leaves a half-written file or loses the
-previous one."""
+previous one. Also the checked reading of a JSON result file that every report
+shares (:func:`read_json_object`, :func:`require_keys`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -37,3 +39,23 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_open(path, binary=False) as fh:
         fh.write(text)
     return Path(path)
+
+
+def read_json_object(path: str | Path) -> dict:
+    """The JSON object in ``path``; ValueError naming the file if it is unreadable or
+    not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"could not read {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"could not read {path}: expected a JSON object, got "  # noqa: TRY004
+                         f"{type(data).__name__}")
+    return data
+
+
+def require_keys(data: dict, keys: tuple[str, ...], path: str | Path, what: str) -> None:
+    """ValueError naming ``path`` and the missing keys unless ``data`` has all ``keys``."""
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ValueError(f"{path} is not {what}: missing {', '.join(missing)}")

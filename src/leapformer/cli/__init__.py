@@ -52,6 +52,7 @@ command families:
   tts         text-to-speech (TransformerTTS, MLA spec): train, synth, eval, report
   mqar        multi-query associative recall (mqar-grid, mqar-report)
   linearize   convert a pretrained transformers causal LM to LeaP / linear attention
+              (linearize-report)
   export      export a linear-family LM's one-token decoding step (ONNX)
 
 `leapformer COMMAND --help` describes each command."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from leapformer.cli._args import (
     CommandError,
+    check_writable,
     command_line,
     parse_nonnegative,
     parse_positive,
@@ -202,9 +203,48 @@ def run_linearize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labelled(text: str) -> tuple[str, Path]:
+    label, sep, path = text.rpartition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"expected LABEL=FILE.json, got {text!r}")
+    return label, Path(path)
+
+
+def run_linearize_report(args: argparse.Namespace) -> int:
+    """Markdown table of 'lm eval --out' results with bootstrap and paired intervals."""
+    from leapformer._io import atomic_write_text
+    from leapformer.linearize.report import load_evals, render_linearize_report
+
+    if args.out is not None:
+        check_writable(args.out, "--out")
+    evals = load_evals(args.evals)
+    labels = [label for label, _ in evals]
+    if args.reference is not None and args.reference not in labels:
+        raise CommandError(f"--reference must be one of the labels ({', '.join(labels)}), "
+                           f"got {args.reference!r}")
+    text = render_linearize_report(evals, reference=args.reference,
+                                   command=command_line(args), notes=args.note)
+    print(text, end="")
+    if args.out is not None:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def register(commands) -> None:
-    """``leapformer linearize``."""
+    """``leapformer linearize`` and ``linearize-report``."""
     parser = commands.add_parser("linearize", help="convert a softmax transformers LM into "
                                  "LeaP / ReLU linear attention (attention transfer, then LoRA)")
     add_arguments(parser)
     parser.set_defaults(func=run_linearize)
+    report = commands.add_parser("linearize-report", help="perplexities of a teacher and its "
+                                 "conversions with bootstrap and paired intervals (markdown)")
+    report.add_argument("--evals", type=_labelled, nargs="+", required=True,
+                        metavar="LABEL=FILE.json", help="'leapformer lm eval --out' results, "
+                        "each with a label (e.g. teacher=eval-teacher.json)")
+    report.add_argument("--reference", metavar="LABEL",
+                        help="the row the others are divided by (e.g. teacher)")
+    report.add_argument("--note", action="append", default=[],
+                        help="a line added under the command (repeatable)")
+    report.add_argument("--out", type=Path, help="markdown file to write (default: print only)")
+    report.set_defaults(func=run_linearize_report)

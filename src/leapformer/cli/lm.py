@@ -180,7 +180,7 @@ def run_lm_eval_command(args: argparse.Namespace) -> int:
     res = {"run": str(args.run), "split": args.split, "checkpoint": args.checkpoint,
            "attention": config["attention"], "cosformer_length": args.cosformer_length, **res}
     text = json.dumps(res, indent=2)
-    print(text)
+    print(json.dumps(_shown(res), indent=2))
     if args.out is not None:
         from leapformer._io import atomic_write_text
 
@@ -220,6 +220,12 @@ def _own_tokens(args: argparse.Namespace):
     words = {s: v["words"] for s, v in data_info["splits"].items()}
     return ids, bos, {"words": words, "run": str(args.data), "context_length": None,
                       "pad_id": None}
+
+
+def _shown(res: dict) -> dict:
+    """An evaluation result as printed: the per-block lists (kept in ``--out``) counted."""
+    return {k: (f"[{len(v)} blocks]" if k in ("block_nll", "block_tokens") else v)
+            for k, v in res.items()}
 
 
 def _eval_hf(args: argparse.Namespace, device: str) -> int:
@@ -264,7 +270,7 @@ def _eval_hf(args: argparse.Namespace, device: str) -> int:
            "tokenizer": tokenizer,
            "linearized": (Path(args.hf) / "linearize.json").is_file(), **res}
     text = json.dumps(res, indent=2)
-    print(text)
+    print(json.dumps(_shown(res), indent=2))
     if args.out is not None:
         from leapformer._io import atomic_write_text
 

@@ -1,5 +1,5 @@
-"""Reading a task's run folder and result files: the checks every ``load_*_run`` and
-report shares."""
+"""Reading a task's run folder: the checks every ``load_*_run`` shares (result files:
+:func:`leapformer._io.read_json_object`)."""
 
 from __future__ import annotations
 
@@ -28,26 +28,6 @@ def read_run(run: str | Path, checkpoint: str, *, fmt: str, what: str,
     if not ck_path.is_file():
         raise FileNotFoundError(f"no checkpoint {ck_path} (has the run finished a step?)")
     return run, config, ck_path
-
-
-def read_json_object(path: str | Path) -> dict:
-    """The JSON object in ``path``; ValueError naming the file if it is unreadable or
-    not an object."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"could not read {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"could not read {path}: expected a JSON object, got "  # noqa: TRY004
-                         f"{type(data).__name__}")
-    return data
-
-
-def require_keys(data: dict, keys: tuple[str, ...], path: str | Path, what: str) -> None:
-    """ValueError naming ``path`` and the missing keys unless ``data`` has all ``keys``."""
-    missing = [k for k in keys if k not in data]
-    if missing:
-        raise ValueError(f"{path} is not {what}: missing {', '.join(missing)}")
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -23,7 +23,8 @@ from leapformer.bench.names import canonical_result
 from leapformer.report.intervals import Interval, block_bootstrap, ranked_verdict, seed_interval
 from leapformer.report.paired import paired_lines
 from leapformer.report.tables import fmt, fmt_len
-from leapformer.tasks._runs import flatten, read_json_object, require_keys
+from leapformer._io import read_json_object, require_keys
+from leapformer.tasks._runs import flatten
 
 logger = logging.getLogger(__name__)
 

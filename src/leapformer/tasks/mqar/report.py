@@ -31,7 +31,7 @@ from leapformer._io import atomic_open
 from leapformer.report.intervals import Interval, interval_for, verdict
 from leapformer.report.paired import paired_lines
 from leapformer.report.tables import target, targets_table
-from leapformer.tasks._runs import read_json_object, require_keys
+from leapformer._io import read_json_object, require_keys
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ from pathlib import Path
 from leapformer.nn import AttentionSpec
 from leapformer.report.intervals import Interval, ranked_verdict, seed_interval
 from leapformer.report.tables import fmt
-from leapformer.tasks._runs import flatten, read_json_object, require_keys
+from leapformer._io import read_json_object, require_keys
+from leapformer.tasks._runs import flatten
 
 logger = logging.getLogger(__name__)
 

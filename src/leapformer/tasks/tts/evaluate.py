@@ -29,7 +29,7 @@ import torch
 from leapformer.models.seq2seq_cache import EncoderOutput
 from leapformer.models.tts import TransformerTTS, frames_for_seconds
 from leapformer.nn.length import ConvLength
-from leapformer.tasks._runs import read_json_object
+from leapformer._io import read_json_object
 from leapformer.tasks._skeleton import write_json
 from leapformer.tasks.tts.data import (
     SAMPLE_RATE,
