@@ -119,3 +119,53 @@ def test_normalized_pair_features_refuse_a_training_batch_of_one():
         model(one, one)
     model.eval()  # evaluation uses the running statistics: one pair is fine
     assert model(one, one).shape == (1, 2)
+
+
+def test_sincos2d_positions_code_row_and_column():
+    import math
+
+    from leapformer.models.classifier import sincos2d_table
+
+    table = sincos2d_table(40, 8, width=5)
+    assert table.shape == (40, 8)
+    # pixel 13 of a 5-wide image: row 2, column 3; frequencies 0.2 and 2.0 (2 per part)
+    for j, f in enumerate((0.2, 2.0)):
+        assert table[13, j].item() == pytest.approx(math.sin(2 * f), abs=1e-6)
+        assert table[13, 2 + j].item() == pytest.approx(math.cos(2 * f), abs=1e-6)
+        assert table[13, 4 + j].item() == pytest.approx(math.sin(3 * f), abs=1e-6)
+        assert table[13, 6 + j].item() == pytest.approx(math.cos(3 * f), abs=1e-6)
+    shifted = sincos2d_table(40, 8, width=5, offset=1)
+    assert torch.equal(shifted[0], torch.zeros(8)) and torch.equal(shifted[14], table[13])
+    cfg = ClassifierConfig(vocab_size=10, num_classes=2, max_length=40, d_model=8, nhead=2,
+                           positions="sincos2d", grid_width=5, pooling="cls")
+    model = SequenceClassifier(cfg)
+    assert torch.equal(model.encoder.pos.weight.detach(), shifted)  # CLS takes position 0
+    assert model.encoder.pos.weight.requires_grad  # a start, still trained
+    mean = SequenceClassifier(ClassifierConfig(vocab_size=10, num_classes=2, max_length=40,
+                                               d_model=8, nhead=2, positions="sincos2d",
+                                               grid_width=5))
+    assert torch.equal(mean.encoder.pos.weight.detach(), table)
+    with pytest.raises(ValueError, match="needs grid_width"):
+        ClassifierConfig(vocab_size=10, num_classes=2, max_length=40, positions="sincos2d")
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ClassifierConfig(vocab_size=10, num_classes=2, max_length=40, d_model=6, nhead=2,
+                         positions="sincos2d", grid_width=5)
+    with pytest.raises(ValueError, match="positions must be one of"):
+        ClassifierConfig(vocab_size=10, num_classes=2, max_length=40, positions="rope")
+
+
+def test_padding_inside_the_sequence_is_invisible():
+    """Masked tokens in the middle (the masked Pathfinder background) change nothing: the
+    same tokens with the padding moved to the end give the same output (mean pooling,
+    position-free mechanism: here the positions of the kept tokens are kept too)."""
+    torch.manual_seed(0)
+    for mech in ("softmax", "linear", "leap", "performer"):
+        cfg = ClassifierConfig(vocab_size=10, num_classes=2, max_length=12, d_model=8, nhead=2,
+                               attention=mech, dropout=0.0)
+        model = SequenceClassifier(cfg).eval()
+        a = torch.tensor([[3, 0, 4, 0, 0, 5, 0, 0]])
+        b = torch.tensor([[3, 7, 4, 2, 9, 5, 1, 6]])  # other tokens where a is padded
+        with torch.no_grad():
+            out_a = model(a)
+            out_b = model(b, key_padding_mask=a == 0)
+        torch.testing.assert_close(out_a, out_b, msg=mech)

@@ -108,7 +108,8 @@ def test_pathfinder_lite_stand_in_three_levels_keep_the_label():
     from tests.data.test_pathfinder import _components, _pixel
 
     lite = get_profile("pathfinder", "lite")
-    assert lite.stand_in == "three-level" and get_profile("pathfinder", "paper").stand_in is None
+    assert lite.stand_in == "three-level-masked"
+    assert get_profile("pathfinder", "paper").stand_in is None
     images, labels, info = generate_pathfinder(60, seed=7, size=16, return_info=True,
                                                **pf.GEOMETRY[16])
     out = pf.three_levels(images, info.markers)
@@ -118,8 +119,14 @@ def test_pathfinder_lite_stand_in_three_levels_keep_the_label():
         assert img[_pixel(m[0])] == img[_pixel(m[1])] == pf.MARKER_LEVEL
         comp = _components(img, 1)   # the markers are joined exactly when the label says so
         assert (comp[_pixel(m[0])] == comp[_pixel(m[1])]) == bool(y)
-    data = load_splits("pathfinder", replace(lite, n_train=8, n_valid=4, n_test=4), None, 0)
-    assert {t for seq in data.splits["train"].tokens for t in seq} == {1, 129, 256}
+    small = replace(lite, n_train=8, n_valid=4, n_test=4)
+    plain = load_splits("pathfinder", replace(small, stand_in="three-level"), None, 0)
+    assert {t for seq in plain.splits["train"].tokens for t in seq} == {1, 129, 256}
+    data = load_splits("pathfinder", small, None, 0)  # the background is padding
+    assert {t for seq in data.splits["train"].tokens for t in seq} == {0, 129, 256}
+    for a, b in zip(plain.splits["train"].tokens, data.splits["train"].tokens):
+        assert len(a) == len(b) == 256
+        assert [0 if t == 1 else t for t in a] == list(b)
     with pytest.raises(ValueError, match="stand_in must be one of"):
         load_splits("pathfinder", replace(lite, stand_in="two-level"), None, 0)
 

@@ -28,6 +28,15 @@ official tensors are), ``attention_dropout`` (None: ``dropout``) and ``pooling``
 - ``"cls"``: a learned vector prepended at position 0 (the official code
   prepends token ``vocab_size - 1``), its output pooled; an input that would
   then exceed ``max_length`` loses its last token, as the official one does.
+
+``positions``: ``"learned"`` (default; the table drawn like the token embeddings)
+or ``"sincos2d"`` for images flattened row by row, ``grid_width`` pixels a row:
+the same trainable table, started at a 2-D sinusoidal code of (row, column),
+``[sin(r f), cos(r f), sin(c f), cos(c f)]`` over ``d_model / 4`` frequencies
+``f`` from 0.2 to 2 radians per pixel (geometric), so that attention can express
+"near" and "far" from the first step (a randomly drawn table moves little at the
+learning rates used; the ``lite`` Pathfinder profile, docs/lra.md). With
+``pooling="cls"`` the code is shifted by one position, the CLS vector's.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from torch import Tensor, nn
 from leapformer.nn import AttentionSpec, BlockConfig, Encoder
 
 POOLINGS = ("mean", "mean_padded", "cls")
+POSITIONS = ("learned", "sincos2d")
 
 
 PAIR_FEATURES = ("official", "normalized")
@@ -68,6 +78,8 @@ class ClassifierConfig:
     pad_to: int | None = None
     attention_dropout: float | None = None
     pair_features: str = "official"
+    positions: str = "learned"
+    grid_width: int | None = None
 
     def __post_init__(self):
         for name in ("vocab_size", "num_classes", "max_length", "num_layers"):
@@ -87,6 +99,15 @@ class ClassifierConfig:
         if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(f"attention_dropout must be None or in [0, 1), got "
                              f"{self.attention_dropout!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.positions == "sincos2d":
+            if not isinstance(self.grid_width, int) or self.grid_width < 1:
+                raise ValueError(f"positions='sincos2d' needs grid_width (pixels per row) "
+                                 f"as a positive int, got {self.grid_width!r}")
+            if self.d_model % 4:
+                raise ValueError(f"positions='sincos2d' needs d_model divisible by 4, got "
+                                 f"{self.d_model}")
         if self.pair_features not in PAIR_FEATURES:
             raise ValueError(f"pair_features must be one of {PAIR_FEATURES}, got "
                              f"{self.pair_features!r}")
@@ -119,6 +140,10 @@ class SequenceEncoder(nn.Module):
         if cfg.attention_dropout is not None:
             for layer in self.encoder.layers:
                 layer.self_attn.attention.dropout = cfg.attention_dropout
+        if cfg.positions == "sincos2d":
+            with torch.no_grad():
+                self.pos.weight.copy_(sincos2d_table(cfg.max_length, cfg.d_model, cfg.grid_width,
+                                                     offset=int(cfg.pooling == "cls")))
 
     def forward(self, tokens: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
@@ -151,6 +176,21 @@ class SequenceEncoder(nn.Module):
         if cfg.pooling == "mean_padded":
             return (x * keep).mean(1)
         return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+
+
+def sincos2d_table(length: int, d_model: int, width: int, offset: int = 0) -> Tensor:
+    """``[length, d_model]``: row ``offset + i`` codes pixel ``i`` of an image ``width``
+    pixels wide (row ``i // width``, column ``i % width``) as ``[sin(r f), cos(r f),
+    sin(c f), cos(c f)]`` with ``d_model / 4`` geometric frequencies ``f`` in [0.2, 2];
+    the first ``offset`` rows are zero."""
+    n = d_model // 4
+    freqs = torch.exp(torch.linspace(torch.log(torch.tensor(0.2)), torch.log(torch.tensor(2.0)),
+                                     n, dtype=torch.float64))
+    i = torch.arange(max(0, length - offset), dtype=torch.float64)
+    r, c = (i // width)[:, None] * freqs, (i % width)[:, None] * freqs
+    table = torch.zeros(length, d_model, dtype=torch.float64)
+    table[offset:] = torch.cat([r.sin(), r.cos(), c.sin(), c.cos()], dim=1)
+    return table.float()
 
 
 def _head(d_in: int, d: int, classes: int) -> nn.Sequential:

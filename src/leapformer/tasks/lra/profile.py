@@ -43,8 +43,11 @@ class LRAProfile:
     ``leap_hidden`` (LeaP hidden size; None: the mechanism's step-down 4),
     ``cosformer_length`` ("item": each item's unpadded length; "padded": the
     tensor length), ``linear_attention_dropout`` (cosFormer's and LeaP's
-    attention dropout; None: the model dropout) and ``pair_features`` (Retrieval:
-    ``"official"`` or ``"normalized"``, see :class:`~leapformer.models.ClassifierConfig`).
+    attention dropout; None: the model dropout), ``pair_features`` (Retrieval:
+    ``"official"`` or ``"normalized"``, see :class:`~leapformer.models.ClassifierConfig`),
+    ``positions`` (``"learned"``, or ``"sincos2d"`` for the image tasks: a 2-D
+    sinusoidal start of the position table, ``image_size`` pixels a row) and
+    ``dropout`` (the model dropout; None: the classifier's 0.1).
     """
 
     max_length: int
@@ -77,11 +80,18 @@ class LRAProfile:
     cosformer_length: str = "item"
     linear_attention_dropout: float | None = None
     pair_features: str = "official"  # Retrieval's comparison features (ClassifierConfig)
+    positions: str = "learned"  # or "sincos2d" (image tasks; ClassifierConfig)
+    dropout: float | None = None  # the model dropout; None: ClassifierConfig's default
 
     def __post_init__(self):
         if self.cosformer_length not in COSFORMER_LENGTHS:
             raise ValueError(f"cosformer_length must be one of {COSFORMER_LENGTHS}, got "
                              f"{self.cosformer_length!r}")
+        if self.positions not in ("learned", "sincos2d"):
+            raise ValueError(f"positions must be 'learned' or 'sincos2d', got "
+                             f"{self.positions!r}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be None or in [0, 1), got {self.dropout!r}")
         for name in ("leap_hidden", "pad_to", "eval_examples"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -160,9 +170,13 @@ def classifier_options(attention: str, p: LRAProfile, extra: dict | None = None)
                                 ("init_std", p.init_std, None),
                                 ("pad_to", p.pad_to, None),
                                 ("attention_dropout", dropout, None),
-                                ("pair_features", p.pair_features, "official")):
+                                ("pair_features", p.pair_features, "official"),
+                                ("positions", p.positions, "learned"),
+                                ("dropout", p.dropout, None)):
         if value != default:
             kw[key] = value
+    if p.positions != "learned":
+        kw["grid_width"] = p.image_size
     return kw
 
 
