@@ -53,9 +53,11 @@ def test_paper_profile_is_the_official_recipe(task):
     lite = get_profile(task, "lite")
     # lite's Text and Retrieval use the official embedding init, Retrieval normalised pair
     # features (docs/lra.md, lite tuning)
+    # and Pathfinder a masked background, 2-D positions, CLS pooling and no dropout
     lite_keys = {"max_length", "attention", "mechanism_options"} | (
         {"init_std"} if task in ("text", "retrieval") else set()) | (
-        {"pair_features"} if task == "retrieval" else set())
+        {"pair_features"} if task == "retrieval" else set()) | (
+        {"positions", "grid_width", "pooling", "dropout"} if task == "pathfinder" else set())
     assert "pair_features" not in m  # the paper profile keeps the official features
     assert set(classifier_options("leap", lite)) == lite_keys
     assert classifier_options("leap", lite)["mechanism_options"] == {}
