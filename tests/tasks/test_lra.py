@@ -222,3 +222,21 @@ def test_resume_of_a_run_without_config_checks_the_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="attention: saved 'linear', now 'elu'"):
         run_lra("listops", "elu", profile="lite", out=tmp_path, steps=3, resume=True,
                 progress=False, overrides=TINY)
+
+
+def test_2d_positions_follow_the_loaded_image_width(tmp_path):
+    """The lite Pathfinder profile's 2-D positions assume its 16-pixel stand-in; an official
+    32x32 release given with data_dir gets a 32-pixel grid."""
+    from leapformer.data.pathfinder import generate_pathfinder, save_pathfinder_dir
+    from leapformer.tasks.lra.batching import Split
+    from leapformer.tasks.lra.run import image_width
+
+    assert image_width(Split([[1] * 1024], [0]), 16) == 32
+    assert image_width(Split([[1] * 256], [0]), 16) == 16
+    assert image_width(Split([[1] * 300], [0]), 16) == 16  # not a square: the profile's
+    images, labels = generate_pathfinder(20, seed=5)
+    save_pathfinder_dir(images, labels, tmp_path / "release")
+    tiny = dict(n_train=16, n_valid=8, n_test=8, batch_size=8, eval_every=2)
+    res = run_lra("pathfinder", "softmax", out=tmp_path / "off", steps=1, progress=False,
+                  data_dir=tmp_path / "release", overrides=tiny)
+    assert res["model"]["positions"] == "sincos2d" and res["model"]["grid_width"] == 32

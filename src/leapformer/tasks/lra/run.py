@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -91,6 +92,15 @@ def load_splits(task: str, p: LRAProfile, data_dir: str | Path | None, seed: int
     """The task's official files from ``data_dir``, else its generated / embedded stand-in."""
     data_dir = None if data_dir is None else check_data_dir(data_dir)
     return get_task(task).load(p, data_dir, seed, progress)
+
+
+def image_width(split: Split, default: int) -> int:
+    """The side of the square images of ``split`` (flattened row by row): ``sqrt`` of its
+    first sequence's length when that is a square (a 32x32 official release under a
+    profile whose generated stand-in is 16 wide), else ``default``."""
+    n = len(split.tokens[0])
+    side = math.isqrt(n)
+    return side if side * side == n else default
 
 
 def check_data_dir(data_dir: str | Path) -> Path:
@@ -262,8 +272,10 @@ def _train_and_test(task: str, attention: str, p: LRAProfile, config: dict, *, o
                     p.max_length, profile, ", ".join(f"{k} {n} of {len(splits[k])}"
                                                      for k, n in truncated.items()))
     torch.manual_seed(seed)
-    cfg = ClassifierConfig(vocab_size=data.vocab_size, num_classes=data.num_classes,
-                           **classifier_options(attention, p, mechanism_options))
+    options = classifier_options(attention, p, mechanism_options)
+    if "grid_width" in options:  # 2-D positions: the width of the images actually loaded
+        options["grid_width"] = image_width(splits["train"], options["grid_width"])
+    cfg = ClassifierConfig(vocab_size=data.vocab_size, num_classes=data.num_classes, **options)
     config = {**config, "model": json.loads(json.dumps(asdict(cfg)))}
     if resume:
         if (out / "config.json").is_file():
