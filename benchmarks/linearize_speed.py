@@ -12,8 +12,10 @@ process (interleaved, ``--reps`` steps each, after ``--warmup`` steps) and a row
 reports the median ms per token, the ratio teacher ms / linearised ms (> 1: the
 linearised model is faster) and the cache bytes at ``p`` (keys and values of the
 teacher; the linear states, plus any softmax layer's keys and values, of the
-linearised model). Positions beyond the teacher's training context are fine for
-timing (rotary and learned tables alike are only read, not judged).
+linearised model). Every step adds its token to the caches, so the timed steps sit
+at positions ``p`` to ``p + warmup + reps``. Rotary positions (Llama) work beyond the
+teacher's training context; a learned table (GPT-2's ``n_positions``) must cover
+``p + warmup + reps`` (a clear error otherwise).
 
 Writes ``linearize-speed-cpu.md`` and ``.json`` to ``--out-dir`` (default
 docs/results).
@@ -84,6 +86,10 @@ def measure(teacher, student, positions, reps: int, warmup: int) -> list[dict]:
     from leapformer.linearize import linear_cache
 
     vocab = teacher.config.vocab_size
+    table = getattr(teacher.config, "n_positions", None)  # GPT-2's learned positions
+    if table is not None and max(positions) + warmup + reps > table:
+        raise ValueError(f"--positions: the teacher's learned position table has {table} "
+                         f"rows; position {max(positions)} + warm-up + reps does not fit")
     rows = []
     for p in positions:
         fns, caches = {}, {}
@@ -147,10 +153,14 @@ def main(argv=None) -> int:
 
     teacher = AutoModelForCausalLM.from_pretrained(args.teacher).eval()
     student = load_linearized(args.linearized).eval()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    try:
+        rows = measure(teacher, student, args.positions, args.reps, args.warmup)
+    except ValueError as err:
+        print(f"linearize_speed: error: {err}", file=sys.stderr)
+        return 2
     result = {"machine": machine_info(torch.device("cpu")), "teacher": str(args.teacher),
-              "linearized": str(args.linearized),
-              "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-              "rows": measure(teacher, student, args.positions, args.reps, args.warmup)}
+              "linearized": str(args.linearized), "load": load, "rows": rows}
     command = "python benchmarks/linearize_speed.py " + " ".join(sys.argv[1:] if argv is None
                                                                  else argv)
     text = render(result, command)

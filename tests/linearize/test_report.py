@@ -56,6 +56,12 @@ def test_errors_and_cli(tmp_path, capsys):
                  f"LeaP stage 1={tmp_path / 'b.json'}", "--reference", "a", "--out",
                  str(out)]) == 0
     assert "| LeaP stage 1 | test | 256 / 128 | 12800 |" in out.read_text()
+    odd = tmp_path / "lr=1e-3"
+    odd.mkdir()
+    _eval(odd / "c.json", 4.0, seed=4)  # a path holding "=": the label ends at the first
+    assert main(["linearize-report", "--evals", f"a={tmp_path / 'a.json'}",
+                 f"c={odd / 'c.json'}"]) == 0
+    assert "| c | test |" in capsys.readouterr().out
     capsys.readouterr()
     assert main(["linearize-report", "--evals", f"a={tmp_path / 'a.json'}",
                  "--reference", "zzz"]) != 0

@@ -45,3 +45,12 @@ def test_rows_cache_sizes_and_files(tmp_path, capsys):
     assert script.main(["--teacher", str(tmp_path / "none"), "--linearized",
                         str(tmp_path / "lin")]) == 2
     assert "--teacher" in capsys.readouterr().err
+    # GPT-2's learned position table must hold every timed position
+    gpt2 = tiny("gpt2")
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    save_linearized(linearize(tiny("gpt2"), mechanism="leap"), tmp_path / "gpt2-lin")
+    rows = gpt2.config.n_positions
+    assert script.main(["--teacher", str(tmp_path / "gpt2"), "--linearized",
+                        str(tmp_path / "gpt2-lin"), "--positions", str(rows), "--reps", "1",
+                        "--warmup", "1", "--out-dir", str(tmp_path / "o2")]) == 2
+    assert "learned position table" in capsys.readouterr().err

@@ -288,3 +288,7 @@ def test_block_bootstrap_perplexity_and_paired_ratio():
         block_bootstrap(nll, tokens, other=(better[:10], tokens[:10]))
     with pytest.raises(ValueError, match="one entry per block"):
         block_bootstrap(nll, tokens[:5])
+    with pytest.raises(ValueError, match="token counts differ"):
+        block_bootstrap(nll, tokens, other=(better, tokens + 1))
+    with pytest.raises(ValueError, match="resamples"):
+        block_bootstrap(nll, tokens, resamples=0)

@@ -39,6 +39,13 @@ def test_paired_difference_only_shared_seeds_and_edge_cases():
     assert "one shared seed" in describe(one)
     tie = paired_difference({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5})
     assert tie.ties == 2 and tie.p_sign == 1.0 and not tie.separated
+    # the same difference on every seed: a zero-width interval, not evidence
+    same = paired_difference({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.6, 2: 0.7})
+    assert same.diff.se == pytest.approx(0.0, abs=1e-12) or not same.separated
+    flat = paired_difference({0: 0.5, 1: 0.75}, {0: 0.25, 1: 0.5}, names=("a", "b"))
+    assert flat.diff.se == 0.0 and not flat.separated
+    assert describe(flat).endswith("not separated (the same difference on every seed: no "
+                                   "spread to judge by)")
 
 
 def test_describe_and_lines():

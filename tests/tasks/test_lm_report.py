@@ -237,13 +237,14 @@ def test_errors(tmp_path, capsys):
 
 
 def test_paired_by_seed(tmp_path, capsys):
-    # unpaired the intervals overlap (the seed moves both); leap is 0.5 lower on every seed
-    _seeds(tmp_path, {"softmax": [20.0, 23.0, 21.0], "leap": [19.5, 22.5, 20.5]})
+    # unpaired the intervals overlap (the seed moves both); leap is 0.4-0.6 lower on each seed
+    _seeds(tmp_path, {"softmax": [20.0, 23.0, 21.0], "leap": [19.5, 22.4, 20.6]})
     results = collect_lm_results([tmp_path])
     assert "Paired" not in render_lm_report(results)
     text = render_lm_report(results, paired="leap")
     assert "not separated" in text.split("Paired")[0]
-    assert ("- leap - softmax: -0.50 ± 0.00 ppl over 3 paired seeds (leap higher in 0 of 3, "
+    # differences -0.5, -0.6, -0.4: -0.50 ± 4.303 * 0.1 / sqrt(3) = -0.50 ± 0.25
+    assert ("- leap - softmax: -0.50 ± 0.25 ppl over 3 paired seeds (leap higher in 0 of 3, "
             "sign test p = 0.250): separated, leap better") in text
     with pytest.raises(ValueError, match="--paired must name a mechanism"):
         render_lm_report(results, paired="cosformer")

@@ -270,7 +270,7 @@ def test_cli_report_and_run(tmp_path, capsys):
 def test_report_paired_by_seed(tmp_path, capsys):
     # unpaired, leap and linear overlap (the seed moves both); paired, leap is always higher
     for seed, base in enumerate((0.2, 0.6, 0.4, 0.8)):
-        _result(tmp_path, "leap", 64, 1e-3, seed, base + 0.1, 0.5)
+        _result(tmp_path, "leap", 64, 1e-3, seed, base + 0.1 + 0.01 * seed, 0.5)
         _result(tmp_path, "linear", 64, 1e-3, seed, base, 0.5)
     _result(tmp_path, "cosformer", 64, 1e-3, 9, 0.3, 0.5)
     results = collect([tmp_path])
@@ -278,12 +278,13 @@ def test_report_paired_by_seed(tmp_path, capsys):
     assert "Paired by seed" not in plain
     text = render_report(results, paired="leap")
     assert "- d=64:" in text
-    assert ("  - leap - linear: +10.0 ± 0.0 points over 4 paired seeds (leap higher in 4 of 4, "
+    # differences 10, 11, 12, 13 points: 11.5 ± t(0.975, 3) * sd / 2 = 11.5 ± 2.1
+    assert ("  - leap - linear: +11.5 ± 2.1 points over 4 paired seeds (leap higher in 4 of 4, "
             "sign test p = 0.125): separated, leap better") in text
     assert "leap - cosformer" not in text  # no shared seed
     with pytest.raises(ValueError, match="paired must name a mechanism"):
         render_report(results, paired="softmax")
     assert _main(["mqar-report", "--runs", str(tmp_path), "--paired", "leap"]) == 0
-    assert "leap - linear: +10.0" in capsys.readouterr().out
+    assert "leap - linear: +11.5" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--paired must name a mechanism of the runs"):
         _main(["mqar-report", "--runs", str(tmp_path), "--paired", "gla"])

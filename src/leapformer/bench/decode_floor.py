@@ -63,13 +63,22 @@ def floor_step(decoder, *, compile: bool = True) -> tuple[Callable[[Tensor], Ten
     from leapformer.models.fused_step import DEFAULT_OPTIONS, _compile_errors
 
     compiled = torch.compile(step, fullgraph=True, options=dict(DEFAULT_OPTIONS))
+    state = {"fn": compiled, "how": "compiled"}
+
+    def guarded(x: Tensor) -> Tensor:
+        # a new batch size compiles again; if that fails, time the eager floor from then on
+        try:
+            return state["fn"](x)
+        except _compile_errors() as exc:
+            if state["fn"] is step:
+                raise
+            logger.warning("floor step: torch.compile failed (%s); timing it eagerly",
+                           type(exc).__name__)
+            state["fn"], state["how"] = step, "eager"
+            return step(x)
+
     probe = torch.zeros(1, 1, decoder.layers[0].self_attn.embed_dim,
                         device=next(decoder.parameters()).device)
-    try:
-        with torch.no_grad():
-            compiled(probe)
-    except _compile_errors() as exc:
-        logger.warning("floor step: torch.compile failed (%s); timing it eagerly",
-                       type(exc).__name__)
-        return step, "eager"
-    return compiled, "compiled"
+    with torch.no_grad():
+        guarded(probe)
+    return guarded, state["how"]

@@ -204,7 +204,7 @@ def run_linearize(args: argparse.Namespace) -> int:
 
 
 def _labelled(text: str) -> tuple[str, Path]:
-    label, sep, path = text.rpartition("=")
+    label, sep, path = text.partition("=")  # a path may hold "=", a label may not
     if not sep or not label or not path:
         raise argparse.ArgumentTypeError(f"expected LABEL=FILE.json, got {text!r}")
     return label, Path(path)

@@ -194,6 +194,8 @@ def block_bootstrap(nll: Sequence[float], tokens: Sequence[float],
     blocks for both (a paired comparison: the interval excludes 1 when the test set
     separates them). ``method="bootstrap"``; ``n`` = blocks."""
     _check_confidence(confidence)
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
+        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
     a_nll, a_tok = _as_1d(nll, "nll"), _as_1d(tokens, "tokens")
     if a_nll.size != a_tok.size or (a_tok <= 0).any():
         raise ValueError(f"nll and tokens must have one entry per block and tokens > 0, got "
@@ -204,6 +206,9 @@ def block_bootstrap(nll: Sequence[float], tokens: Sequence[float],
         if b_nll.size != a_nll.size or b_tok.size != a_tok.size or (b_tok <= 0).any():
             raise ValueError(f"other must cover the same {a_nll.size} blocks, got "
                              f"{b_nll.size} and {b_tok.size} entries")
+        if not np.array_equal(a_tok, b_tok):
+            raise ValueError("other must cover the same blocks: its token counts differ "
+                             "(a different split, window, stride or tokenizer)")
         pairs.append((b_nll, b_tok))
 
     def log_ppl(idx=None):

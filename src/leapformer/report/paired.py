@@ -11,7 +11,8 @@ to both mechanisms. The paired difference removes that common part:
 * how often ``a`` was higher, lower or equal, and the two-sided exact sign test
   (binomial, ties dropped) as a check that does not assume normal differences.
 
-A pair is "separated" when the t interval of the differences excludes 0. With
+A pair is "separated" when the t interval of the differences excludes 0 (and has
+a width: identical differences on every seed are not judged). With
 two seeds the t quantile is 12.7, so a pair needs a very consistent difference
 to be separated; a report should say "not separated" rather than read the mean.
 """
@@ -45,8 +46,11 @@ class Paired:
 
     @property
     def separated(self) -> bool:
-        """True when the interval of the differences excludes 0."""
-        return self.diff.has_interval and (self.diff.low > 0 or self.diff.high < 0)
+        """True when the interval of the differences excludes 0 and has a width: equal
+        differences on every seed (no spread, e.g. saturated accuracies) give a
+        zero-width t interval that proves nothing, so they are not called separated."""
+        return (self.diff.has_interval and bool(self.diff.se) and
+                (self.diff.low > 0 or self.diff.high < 0))
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -92,6 +96,8 @@ def describe(pair: Paired, *, scale: float = 100.0, digits: int = 1, unit: str =
               + f", sign test p = {_p(pair.p_sign)}")
     if not d.has_interval:
         verdict = "not separated (one shared seed, no interval)"
+    elif not d.se:
+        verdict = "not separated (the same difference on every seed: no spread to judge by)"
     elif pair.separated:
         better = pair.a if (d.mean > 0) == higher_is_better else pair.b
         verdict = f"separated, {better} better"
