@@ -32,13 +32,10 @@ FLOOR = "floor"
 
 def _values_only(mha, h: Tensor) -> Tensor:
     """``out_proj(v)`` after the q/k/v projections: the attention replaced by v."""
-    (wq, bq), (wk, bk), (wv, bv) = mha.projection_weights()
-    if mha.packed:
-        qkv = F.linear(h, mha.in_proj.weight, mha.in_proj.bias)
-        v = qkv[..., 2 * mha.embed_dim:]
-    else:
-        F.linear(h, wq, bq), F.linear(h, wk, bk)  # the same reads as the real step
-        v = F.linear(h, wv, bv)
+    if mha.packed:  # one GEMM for q, k and v, as the real step; only v is kept
+        v = F.linear(h, mha.in_proj.weight, mha.in_proj.bias)[..., 2 * mha.embed_dim:]
+    else:  # separate projections (not a self-attention layout): v only, a lower floor
+        v = mha.v_proj(h)
     return mha.out_proj(v)
 
 

@@ -162,25 +162,40 @@ def seed_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95
     return Interval(mean, mean - half, mean + half, n, "t", se)
 
 
+def _check_resamples(resamples) -> int:
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
+        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+    return int(resamples)
+
+
+def _resampled(n: int, resamples: int, seed: int, stat) -> np.ndarray:
+    """``stat(idx)`` for ``resamples`` draws of ``n`` indices with replacement, ``idx``
+    ``[draws, n]`` in blocks of at most ``_BLOCK_ELEMENTS`` indices; seeded."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(resamples, dtype=np.float64)
+    block = max(1, min(resamples, _BLOCK_ELEMENTS // n))
+    for start in range(0, resamples, block):
+        stop = min(start + block, resamples)
+        out[start:stop] = stat(rng.integers(0, n, size=(stop - start, n)))
+    return out
+
+
+def _percentiles(stats: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = 1.0 - confidence
+    low, high = np.quantile(stats, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
+
+
 def bootstrap_interval(per_example: Sequence[float] | np.ndarray, confidence: float = 0.95,
                        resamples: int = 2000, seed: int = 0) -> Interval:
     """Percentile bootstrap of the mean over test examples; deterministic given ``seed``."""
     _check_confidence(confidence)
-    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
-        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+    resamples = _check_resamples(resamples)
     x = _as_1d(per_example, "per_example")
-    n, resamples = int(x.size), int(resamples)
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples, dtype=np.float64)
-    block = max(1, min(resamples, _BLOCK_ELEMENTS // n))
-    for start in range(0, resamples, block):
-        stop = min(start + block, resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = x[idx].mean(axis=1)
-    alpha = 1.0 - confidence
-    low, high = np.quantile(means, [alpha / 2.0, 1.0 - alpha / 2.0])
+    means = _resampled(int(x.size), resamples, seed, lambda idx: x[idx].mean(axis=1))
+    low, high = _percentiles(means, confidence)
     se = float(means.std(ddof=1)) if resamples > 1 else None
-    return Interval(float(x.mean()), float(low), float(high), n, "bootstrap", se)
+    return Interval(float(x.mean()), low, high, int(x.size), "bootstrap", se)
 
 
 def block_bootstrap(nll: Sequence[float], tokens: Sequence[float],
@@ -194,13 +209,12 @@ def block_bootstrap(nll: Sequence[float], tokens: Sequence[float],
     blocks for both (a paired comparison: the interval excludes 1 when the test set
     separates them). ``method="bootstrap"``; ``n`` = blocks."""
     _check_confidence(confidence)
-    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
-        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+    resamples = _check_resamples(resamples)
     a_nll, a_tok = _as_1d(nll, "nll"), _as_1d(tokens, "tokens")
     if a_nll.size != a_tok.size or (a_tok <= 0).any():
         raise ValueError(f"nll and tokens must have one entry per block and tokens > 0, got "
                          f"{a_nll.size} and {a_tok.size} entries")
-    pairs = [(a_nll, a_tok)]
+    b_nll = None
     if other is not None:
         b_nll, b_tok = _as_1d(other[0], "other nll"), _as_1d(other[1], "other tokens")
         if b_nll.size != a_nll.size or b_tok.size != a_tok.size or (b_tok <= 0).any():
@@ -209,23 +223,17 @@ def block_bootstrap(nll: Sequence[float], tokens: Sequence[float],
         if not np.array_equal(a_tok, b_tok):
             raise ValueError("other must cover the same blocks: its token counts differ "
                              "(a different split, window, stride or tokenizer)")
-        pairs.append((b_nll, b_tok))
 
-    def log_ppl(idx=None):
-        vals = [(x.sum(-1) if idx is None else x[idx].sum(-1)) for pair in pairs for x in pair]
-        out = vals[0] / vals[1]
-        return out - vals[2] / vals[3] if other is not None else out
+    def log_ppl(idx):  # idx [draws, blocks]; the tokens are the same for both models
+        tokens_ = a_tok[idx].sum(-1)
+        out = a_nll[idx].sum(-1) / tokens_
+        return out if b_nll is None else out - b_nll[idx].sum(-1) / tokens_
 
-    rng = np.random.default_rng(seed)
-    n = a_nll.size
-    stats = np.empty(resamples, dtype=np.float64)
-    block = max(1, min(resamples, _BLOCK_ELEMENTS // n))
-    for start in range(0, resamples, block):
-        stop = min(start + block, resamples)
-        stats[start:stop] = log_ppl(rng.integers(0, n, size=(stop - start, n)))
-    alpha = 1.0 - confidence
-    low, high = np.exp(np.quantile(stats, [alpha / 2.0, 1.0 - alpha / 2.0]))
-    return Interval(float(np.exp(log_ppl())), float(low), float(high), n, "bootstrap",
+    stats = _resampled(int(a_nll.size), resamples, seed, log_ppl)
+    low, high = _percentiles(stats, confidence)
+    point = log_ppl(np.arange(a_nll.size)[None])[0]
+    return Interval(float(np.exp(point)), float(np.exp(low)), float(np.exp(high)),
+                    int(a_nll.size), "bootstrap",
                     float(np.exp(stats).std(ddof=1)) if resamples > 1 else None)
 
 
