@@ -195,3 +195,22 @@ def test_the_cache_is_taken_under_either_name_but_not_twice():
         torch.testing.assert_close(torch.cat([prefix, rest], 1), full)
     with pytest.raises(ValueError, match="cache or past_key_values"):
         model(ids, cache=model.new_cache(2), past_key_values=model.new_cache(2))
+
+
+def test_cache_refuses_rollback_and_outside_updates():
+    """The deliberate limits of the cache: no rollback (assisted decoding) and no filling by
+    transformers' update methods; each is a clear error, a no-op crop is fine."""
+    model = make_hf(ATTENTIONS["hybrid"], seed=3)  # a softmax (KV) and a LeaP (state) layer
+    cache = model.new_cache(1)
+    model(torch.randint(1, V, (1, 5)), **{CACHE_ARGUMENT: cache})
+    zeros = torch.zeros(1, 1, 1, 1)
+    kv, state = cache.layers
+    for layer in (kv, state):
+        layer.crop(0)  # nothing to remove
+        with pytest.raises(NotImplementedError, match="cannot be rolled back"):
+            layer.crop(2)
+    with pytest.raises(NotImplementedError, match="update methods are not used"):
+        kv.update(zeros, zeros)
+    with pytest.raises(NotImplementedError, match="update methods are not used"):
+        state.update_recurrent_state(zeros)
+    assert cache.get_seq_length() == 5
