@@ -3,8 +3,10 @@
 Rows: LeaP through the Triton kernels (``backend="triton"``), through our torch chunk
 form (``backend="torch"``), FLA's ``chunk_linear_attn`` on the expanded features
 ``[phi(x) sin, phi(x) cos]`` with a ones column on the values (the kernel alone, on
-features built beforehand: the comparison the issue's targets name), and softmax
-attention through SDPA restricted to its FlashAttention backend.
+features built beforehand: the comparison the issue's targets name), softmax
+attention through SDPA restricted to its FlashAttention backend, and gated LeaP (GLA's
+decay, ``gated_leap_attention``) through its Triton kernels, causal only, on a log
+decay drawn once outside the timing.
 
 Passes, per head size and length: causal forward, causal forward+backward,
 bidirectional forward, and one decoding step (one token; LeaP reads and updates a
@@ -36,7 +38,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 PASSES = ("fwd", "fwd+bwd", "bidir-fwd", "decode")
-METHODS = ("leap-triton", "leap-torch-chunk", "fla-chunk-expanded", "sdpa-flash")
+METHODS = ("leap-triton", "leap-torch-chunk", "fla-chunk-expanded", "sdpa-flash",
+           "gated-leap-triton")
 
 
 def _length(text: str) -> int:
@@ -177,7 +180,28 @@ def _methods(args, device, dtype, causal, grad):
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     out["sdpa-flash"] = sdpa
+    out["gated-leap-triton"] = _gated_leap(causal) if causal else "causal only"
     return out
+
+
+def _gated_leap(causal):
+    """Gated LeaP through the kernels, on a log decay drawn once per shape (untimed)."""
+    import torch
+
+    from leapformer.ops import gated_leap_attention, gla_log_decay
+
+    cache = {}
+
+    def fn(q, k, v, qp, kp, **kw):
+        key = (tuple(q.shape), q.device)
+        if key not in cache:
+            cache.clear()
+            g = torch.Generator(device=q.device).manual_seed(1)
+            logits = torch.randn(q.shape, generator=g, device=q.device, dtype=torch.float32)
+            cache[key] = gla_log_decay(logits)
+        return gated_leap_attention(q, k, v, cache[key], qp, kp, backend="triton",
+                                    check_proportions=False, **kw)
+    return fn
 
 
 def _bench_cell(timer, fn, inputs, backward):
@@ -215,6 +239,13 @@ def _decode_cells(timer, B, H, N, d, dtype, device) -> dict:
                                initial_state=state, output_final_state=True,
                                backend=backend, check_proportions=False)
         cells[name] = timer(step)
+    gated = _gated_leap(True)
+
+    def gated_step():
+        with torch.no_grad():
+            gated(q, k, v, qp, kp, mode="recurrent", initial_state=state,
+                  output_final_state=True)
+    cells["gated-leap-triton"] = timer(gated_step)
     try:
         kc = torch.randn(B, H, N, d, device=device, dtype=dtype)
         vc = torch.randn(B, H, N, d, device=device, dtype=dtype)

@@ -35,6 +35,9 @@ def test_every_pass_and_method_has_a_cell(result):
     assert timed and all(r["ms"] is not None and r["ms"] > 0 for r in timed)
     fla = [r for r in data["rows"] if r["method"] == "fla-chunk-expanded"]
     assert all(r["ms"] is None and r["error"] for r in fla)  # FLA's kernels need CUDA
+    gated = {r["pass"]: r for r in data["rows"] if r["method"] == "gated-leap-triton"}
+    assert all(gated[p]["ms"] > 0 for p in ("fwd", "fwd+bwd", "decode"))
+    assert gated["bidir-fwd"]["error"] == "causal only"
 
 
 def test_markdown_says_it_is_a_dry_run(result):
@@ -53,13 +56,16 @@ def test_bad_length_is_a_usage_error(tmp_path):
 
 
 def test_compile_check_builds_a_cubin_without_a_gpu():
-    """``--compile-check``: the compiled (not interpreted) kernel goes through Triton's
-    CUDA backend to a cubin here, with its shared memory under sm_90's limit."""
+    """``--compile-check``: the compiled (not interpreted) kernels go through Triton's
+    CUDA backend to a cubin here, with their shared memory under sm_90's limit (the
+    bidirectional gradient kernel and the gated backward, the largest gated kernel)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--compile-check", "--dims", "16",
-                           "--kernels", "grad", "--compile-dtype", "fp32"],
+                           "--kernels", "grad", "gated-bwd", "--compile-dtype", "fp32"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("| grad | 16 |"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert int(cells[4]) > 0 and cells[6] == "yes"
+    for kernel in ("grad", "gated-bwd"):
+        row = next(line for line in proc.stdout.splitlines()
+                   if line.startswith(f"| {kernel} | 16 |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert int(cells[4]) > 0 and cells[6] == "yes"

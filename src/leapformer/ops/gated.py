@@ -21,7 +21,11 @@ Forms (``mode``) as :func:`leapformer.ops.leap_attention`: ``"parallel"`` (the
 quadratic oracle, can return the normalised weights), ``"chunk"`` (training;
 log-space cumulative sums, as FLA's GLA chunk form), ``"recurrent"`` (token by
 token), ``"auto"`` (``recurrent`` for one token, else ``chunk``; ``parallel``
-when weights are requested). Normalisation (``"clamp"``, ``"eps"``, ``"none"``),
+when weights are requested). Backend (``backend``) as there: ``"triton"`` runs the
+fused kernels of :mod:`leapformer.ops.triton.gated_functions` (modes chunk and
+recurrent, feature maps relu/elu/identity; CUDA, or CPU under
+``TRITON_INTERPRET=1``), ``"auto"`` picks them on CUDA when Triton is installed,
+``"torch"`` the forms of :mod:`leapformer.ops.gated_forms`; ``"fla"`` is refused. Normalisation (``"clamp"``, ``"eps"``, ``"none"``),
 padding (``key_padding_mask``: a padded key adds nothing *and decays nothing*:
 its log decay is taken as 0), states (``initial_state``,
 ``output_final_state``), dtypes (float32 computation, float64 for float64
@@ -54,6 +58,7 @@ from leapformer.ops.gated_forms import gated_chunk, gated_parallel, gated_recurr
 from leapformer.ops.linear_step import step_
 from leapformer.ops.proportions import reweighting
 from leapformer.ops.state import LinearAttentionState, check_state
+from leapformer.ops.triton.dispatch import feature_map_name, fused_state, resolve_backend
 
 GLA_TAU = 16.0
 
@@ -82,12 +87,42 @@ def _check_log_decay(log_decay: Tensor, k: Tensor, feature_dim: int) -> None:
                          f"{list(want)} for k {shape(k)}, got {shape(log_decay)}")
 
 
+def _torch_forms(fq, fk, vc, lg, q_prop, k_prop, *, key_padding_mask, s0, form, chunk_size,
+                 output_final_state):
+    """The torch forms on features: ``(num, den, final [B,H,G,D,P] | None, weights | None)``."""
+    B, H, N, D = fk.shape
+    Dv = vc.shape[-1]
+    G = 1 if q_prop is None else 2
+    pad = key_padding_mask
+    if pad is not None:
+        drop = pad[:, None, :, None]
+        fk, vc, lg = fk.masked_fill(drop, 0.0), vc.masked_fill(drop, 0.0), lg.masked_fill(drop, 0.0)
+    if form == "parallel":
+        return gated_parallel(fq, fk, vc, lg, q_prop, k_prop, key_padding_mask=pad, s0=s0,
+                              want_state=output_final_state)
+    wq = wk = None
+    if q_prop is not None:
+        wq = reweighting(q_prop)
+        wk = reweighting(k_prop)
+        if pad is not None:
+            wk = wk.masked_fill(pad[:, None, :, None], 0.0)
+    s0f = None if s0 is None else s0.reshape(B, H, G * D, -1)
+    if form == "chunk":
+        out, final = gated_chunk(fq, fk, augment_values(vc), lg, wq=wq, wk=wk, s0=s0f,
+                                 chunk_size=chunk_size)
+    else:  # channel d's decay for every group (the layout of expand_features)
+        out, final = gated_recurrent(expand_features(fq, wq), expand_features(fk, wk),
+                                     augment_values(vc), lg.repeat(1, 1, 1, G), s0=s0f)
+    num, den = split_output(out, Dv)
+    return num, den, final.view(B, H, G, D, -1), None
+
+
 def _gated(q, k, v, log_decay, q_prop, k_prop, *, feature_map, key_padding_mask, mode,
            normalize, eps, chunk_size, initial_state, output_final_state, return_weights,
-           check_proportions=True):
+           check_proportions=True, backend="auto"):
     check_qkv(q, k, v, causal=True)
     check_mask(key_padding_mask, k)
-    check_options(mode, normalize, chunk_size)
+    check_options(mode, normalize, chunk_size, backend)
     check_proportions_args(q_prop, k_prop, q, k, key_padding_mask, check_proportions)
     if eps is None:
         eps = DEFAULT_EPS[normalize]
@@ -97,14 +132,20 @@ def _gated(q, k, v, log_decay, q_prop, k_prop, *, feature_map, key_padding_mask,
     B, H, N = k.shape[:3]
     Dv = v.shape[-1]
     G = 1 if q_prop is None else 2
-    fq = phi(q.to(cdtype), True)
-    fk = phi(k.to(cdtype), False)
-    if fq.shape[-1] != fk.shape[-1]:
-        raise ValueError(f"feature map gave q features {list(fq.shape)} but k features {list(fk.shape)}")
-    D = fq.shape[-1]
+    if backend == "fla":
+        raise ValueError("backend='fla' has no gated form; use backend='triton' or 'torch'")
+    chosen = resolve_backend(backend, q=q, phi=phi, form=form)
+    if chosen == "triton":  # row-wise feature maps: the kernels apply them in registers
+        fq = fk = None
+        D = q.shape[-1]
+    else:
+        fq = phi(q.to(cdtype), True)
+        fk = phi(k.to(cdtype), False)
+        if fq.shape[-1] != fk.shape[-1]:
+            raise ValueError(f"feature map gave q features {list(fq.shape)} but k features "
+                             f"{list(fk.shape)}")
+        D = fq.shape[-1]
     _check_log_decay(log_decay, k, D)
-    lg = log_decay.to(cdtype)
-    vc = v.to(cdtype)
     if q_prop is not None:
         q_prop = q_prop.to(cdtype)
         k_prop = k_prop.to(cdtype)
@@ -112,31 +153,25 @@ def _gated(q, k, v, log_decay, q_prop, k_prop, *, feature_map, key_padding_mask,
     if initial_state is not None:
         s0 = check_state(initial_state, batch=B, heads=H, groups=G, feature_dim=D,
                          value_dim=Dv, dtype=cdtype, device=q.device)
-    pad = key_padding_mask
-    if pad is not None:
-        drop = pad[:, None, :, None]
-        fk, vc, lg = fk.masked_fill(drop, 0.0), vc.masked_fill(drop, 0.0), lg.masked_fill(drop, 0.0)
     weights = None
-    if form == "parallel":
-        num, den, final, weights = gated_parallel(fq, fk, vc, lg, q_prop, k_prop,
-                                                  key_padding_mask=pad, s0=s0,
-                                                  want_state=output_final_state)
+    if chosen == "triton":
+        from leapformer.ops.triton.gated_functions import triton_gated_forward
+
+        num, den, s, z = triton_gated_forward(
+            q, k, v, log_decay, q_prop, k_prop, feature_map=feature_map_name(phi),
+            key_padding_mask=key_padding_mask, s0=s0)
+        faded = None
+        if s0 is not None:  # the padding columns decay with the state, as in the torch forms
+            lg = log_decay.to(cdtype)
+            if key_padding_mask is not None:
+                lg = lg.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+            faded = s0 * lg.sum(2).exp()[:, :, None, :, None]
+        final = fused_state(s, z, faded)
     else:
-        wq = wk = None
-        if q_prop is not None:
-            wq = reweighting(q_prop)
-            wk = reweighting(k_prop)
-            if pad is not None:
-                wk = wk.masked_fill(pad[:, None, :, None], 0.0)
-        s0f = None if s0 is None else s0.reshape(B, H, G * D, -1)
-        if form == "chunk":
-            out, final = gated_chunk(fq, fk, augment_values(vc), lg, wq=wq, wk=wk, s0=s0f,
-                                     chunk_size=chunk_size)
-        else:  # channel d's decay for every group (the layout of expand_features)
-            out, final = gated_recurrent(expand_features(fq, wq), expand_features(fk, wk),
-                                         augment_values(vc), lg.repeat(1, 1, 1, G), s0=s0f)
-        final = final.view(B, H, G, D, -1)
-        num, den = split_output(out, Dv)
+        num, den, final, weights = _torch_forms(
+            fq, fk, v.to(cdtype), log_decay.to(cdtype), q_prop, k_prop,
+            key_padding_mask=key_padding_mask, s0=s0, form=form, chunk_size=chunk_size,
+            output_final_state=output_final_state)
     if normalize == "clamp":
         div = den.clamp_min(eps).unsqueeze(-1)
     elif normalize == "eps":
@@ -162,6 +197,7 @@ def gated_linear_attention(
     initial_state: LinearAttentionState | None = None,
     output_final_state: bool = False,
     return_weights: bool = False,
+    backend: str = "auto",
 ):
     """Causal gated linear attention (GLA's decay on the project's normalised linear
     attention): ``o_i = sum_{j<=i} w_ij v_j / sum_{j<=i} w_ij`` with
@@ -174,7 +210,8 @@ def gated_linear_attention(
     return _gated(q, k, v, log_decay, None, None, feature_map=feature_map,
                   key_padding_mask=key_padding_mask, mode=mode, normalize=normalize, eps=eps,
                   chunk_size=chunk_size, initial_state=initial_state,
-                  output_final_state=output_final_state, return_weights=return_weights)
+                  output_final_state=output_final_state, return_weights=return_weights,
+                  backend=backend)
 
 
 def gated_leap_attention(
@@ -189,6 +226,7 @@ def gated_leap_attention(
     output_final_state: bool = False,
     return_weights: bool = False,
     check_proportions: bool = True,
+    backend: str = "auto",
 ):
     """Causal gated LeaP attention: the weights of :func:`gated_linear_attention` times
     the re-weighting ``cos(pi/2 (q_prop_i - k_prop_j))`` (docs/math.md §1.3);
@@ -201,7 +239,7 @@ def gated_leap_attention(
                   key_padding_mask=key_padding_mask, mode=mode, normalize=normalize, eps=eps,
                   chunk_size=chunk_size, initial_state=initial_state,
                   output_final_state=output_final_state, return_weights=return_weights,
-                  check_proportions=check_proportions)
+                  check_proportions=check_proportions, backend=backend)
 
 
 def gated_step_(f: Tensor, v: Tensor, s: Tensor, log_decay: Tensor, props: Tensor | None = None,

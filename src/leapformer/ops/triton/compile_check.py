@@ -20,9 +20,10 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from leapformer.ops.triton import _bidirectional, _causal
-from leapformer.ops.triton.functions import ROWS, _acc, _chunk_rows, _warps
+from leapformer.ops.triton import _bidirectional, _causal, _gated
 from leapformer.ops.triton._common import block
+from leapformer.ops.triton.functions import ROWS, _acc, _chunk_rows, _warps
+from leapformer.ops.triton.gated_functions import ROWS as GATED_ROWS
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ _TYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32",
           torch.float64: "fp64"}
 _INPUTS = ("Q", "K", "V", "X", "Y", "DY", "DQ", "DK", "DV", "DX")
 _SCALARS = ("H", "N", "M", "D", "E")
-KERNELS = ("fwd", "bwd", "reduce", "read", "grad")
+KERNELS = ("fwd", "bwd", "reduce", "read", "grad", "gated-fwd", "gated-bwd")
 
 
 def _signature(kernel, consts: dict, dtype: torch.dtype) -> dict:
@@ -71,11 +72,16 @@ def compile_kernels(*, arch: int = 90, dtype: torch.dtype = torch.bfloat16,
                 "bwd": (_causal.bwd_kernel, dict(HAS_S0=True, HAS_DFINAL=True, BT=bt)),
                 "reduce": (_bidirectional.reduce_kernel, dict(HAS_C=True, BN=ROWS)),
                 "read": (_bidirectional.read_kernel, dict(WRITE_DEN=True, BM=ROWS)),
-                "grad": (_bidirectional.grad_kernel, dict(HAS_DC=True, BM=ROWS))}
+                "grad": (_bidirectional.grad_kernel, dict(HAS_DC=True, BM=ROWS)),
+                "gated-fwd": (_gated.gated_fwd_kernel, dict(HAS_S0=True, BT=GATED_ROWS)),
+                "gated-bwd": (_gated.gated_bwd_kernel,
+                              dict(HAS_S0=True, HAS_DFINAL=True, BT=GATED_ROWS))}
         for name in kernels:
             kernel, extra = jobs[name]
-            consts = {**common, **extra}
-            row = {"kernel": name, "d": d, "rows": bt if name in ("fwd", "bwd") else ROWS,
+            params = inspect.signature(kernel.fn).parameters
+            consts = {key: value for key, value in {**common, **extra}.items() if key in params}
+            chunk_rows = {"fwd": bt, "bwd": bt, "gated-fwd": GATED_ROWS, "gated-bwd": GATED_ROWS}
+            row = {"kernel": name, "d": d, "rows": chunk_rows.get(name, ROWS),
                    "warps": warps, "limit": limit}
             start = time.perf_counter()
             try:
