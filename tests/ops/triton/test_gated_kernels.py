@@ -130,6 +130,36 @@ def test_float32():
                      values_and_grads(_fn("torch", True, mode="chunk", **kw), inputs), **F32)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_inputs(dtype):
+    """16-bit inputs (float32 inside, the log decay in float32): output and gradients in
+    the input dtype, equal to the torch forms up to the final rounding."""
+    q, k, v, logits, qp, kp = (t.detach() for t in _inputs(1, 2, 40, 8, 8, seed=15,
+                                                            dtype=torch.float32))
+    q, k, v = (t.to(dtype).requires_grad_() for t in (q, k, v))
+    inputs = (q, k, v, logits.requires_grad_(), qp.requires_grad_(), kp.requires_grad_())
+    kw = dict(key_padding_mask=_mask(40, [35]))
+    got = values_and_grads(_fn("triton", True, **kw), inputs)
+    want = values_and_grads(_fn("torch", True, mode="chunk", **kw), inputs)
+    assert got[0].dtype == dtype and all(g.dtype == dtype for g in got[1][:3])
+    assert_close_all(got, want, rtol=2e-2, atol=2e-2)
+
+
+def test_padded_positions_do_not_leak():
+    """NaN and inf in padded keys, values, proportions and log decays are never read."""
+    q, k, v, logits, qp, kp = (t.detach() for t in _inputs(2, 1, 20, 4, 3, seed=16))
+    mask = _mask(20, [20, 9])
+    ld = gla_log_decay(logits, 2.0)
+    dirty = [t.clone() for t in (k, v, kp, ld)]
+    for t in dirty:
+        t[1, :, 9:] = float("nan")
+    dirty[1][1, :, 9:] = float("inf")
+    got = gated_leap_attention(q, dirty[0], dirty[1], dirty[3], qp, dirty[2], backend="triton",
+                               key_padding_mask=mask, check_proportions=False)
+    want = gated_leap_attention(q, k, v, ld, qp, kp, backend="torch", key_padding_mask=mask)
+    torch.testing.assert_close(got, want, **F64)
+
+
 def test_recurrent_mode_is_the_kernel_on_few_tokens():
     inputs = [t.detach() for t in _inputs(2, 1, 3, 4, 4, seed=12)]
     got = _fn("triton", True, mode="recurrent")(*inputs)
