@@ -288,3 +288,30 @@ def test_report_paired_by_seed(tmp_path, capsys):
     assert "leap - linear: +11.5" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--paired must name a mechanism of the runs"):
         _main(["mqar-report", "--runs", str(tmp_path), "--paired", "gla"])
+
+
+def test_report_focus_says_where_leap_stands(tmp_path, capsys):
+    """The focus table: difference of the means per cell and width, "better"/"worse" only
+    when the intervals do not overlap, "-" where the other mechanism did not run."""
+    for seed in range(3):
+        _result(tmp_path, "leap", 64, 1e-3, seed, 0.90 + 0.01 * seed, 0.5)
+        _result(tmp_path, "linear", 64, 1e-3, seed, 0.50 + 0.01 * seed, 0.5)  # far below
+        _result(tmp_path, "cosformer", 64, 1e-3, seed, 0.89 + 0.03 * seed, 0.5)  # overlaps
+        _result(tmp_path, "softmax", 64, 1e-3, seed, 1.00, 0.5)  # always 100%: above leap
+    _result(tmp_path, "leap", 128, 1e-3, 0, 0.95, 0.5)
+    results = collect([tmp_path])
+    text = render_report(results)
+    assert "## Where leap stands" in text
+    row = next(line for line in text.splitlines() if line.startswith("| (64, 4) | 64 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4:] == ["-9.0 worse", "+40.0 better", "-1.0 n.s."]  # softmax, linear, cosformer
+    wide = next(line for line in text.splitlines() if line.startswith("| (64, 4) | 128 |"))
+    assert wide.rstrip().endswith("| - | - | - |")
+    assert ("vs linear: 1 better, 0 worse, 0 not separated; "
+            "vs cosformer: 0 better, 0 worse, 1 not separated") in text
+    assert "Where linear stands" in render_report(results, focus="linear")
+    assert "Where" not in render_report(results, focus=None)
+    assert _main(["mqar-report", "--runs", str(tmp_path), "--focus", "cosformer"]) == 0
+    assert "## Where cosformer stands" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--focus must name a mechanism of the runs"):
+        _main(["mqar-report", "--runs", str(tmp_path), "--focus", "gla"])

@@ -145,10 +145,12 @@ def run_mqar_report(args: argparse.Namespace) -> int:
     if not results:
         raise ValueError("no MQAR result matches --lrs/--seeds")
     names = sorted({r["attention"] for r in results})
-    if args.paired is not None and args.paired not in names:
-        raise ValueError(f"--paired must name a mechanism of the runs ({', '.join(names)}), "
-                         f"got {args.paired!r}")
-    text = render_report(results, command=invocation(), paired=args.paired)
+    for flag, value in (("--paired", args.paired), ("--focus", args.focus)):
+        if value is not None and value not in names:
+            raise ValueError(f"{flag} must name a mechanism of the runs ({', '.join(names)}), "
+                             f"got {value!r}")
+    focus = args.focus if args.focus is not None else ("leap" if "leap" in names else None)
+    text = render_report(results, command=invocation(), paired=args.paired, focus=focus)
     written = []
     if args.out is not None:
         atomic_write_text(args.out, text)
@@ -239,4 +241,7 @@ def register(commands) -> None:
     report.add_argument("--paired", metavar="MECHANISM",
                         help="also compare this mechanism with every other one seed by seed "
                         "(mean difference ± 95%% t interval, wins, sign test)")
+    report.add_argument("--focus", metavar="MECHANISM",
+                        help="summarise where this mechanism stands against every other one "
+                        "at each cell and width (default: leap, when the runs have it)")
     report.set_defaults(func=run_mqar_report)

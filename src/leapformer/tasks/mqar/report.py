@@ -11,7 +11,8 @@ of right answers ``test_correct_per_sequence``), else none.
 
 :func:`render_report` writes markdown: per cell (``seq_len``, ``num_kv``) a table
 of test accuracy against width (one row per mechanism) with verdicts per width, and
-a table of accuracy against the decoding state per layer (with ``paired=M``, also
+a table of accuracy against the decoding state per layer (first, with ``focus=M``,
+``M``'s standing against each other mechanism at every cell and width; with ``paired=M``, also
 ``M`` minus every other mechanism over the seeds both ran, per width:
 :mod:`leapformer.report.paired`); then the target
 "softmax >= 99% at every cell with width >= 64". :func:`plot_accuracy_vs_width`
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from leapformer._io import atomic_open
-from leapformer.report.intervals import Interval, interval_for, verdict
+from leapformer.report.intervals import Interval, interval_for, separated, verdict
 from leapformer.report.paired import paired_lines
 from leapformer.report.tables import target, targets_table
 from leapformer._io import read_json_object, require_keys
@@ -174,6 +175,46 @@ def _cell_lines(cell: tuple[int, int], agg: dict[tuple, dict],
     return lines + [""]
 
 
+def focus_lines(agg: dict[tuple, dict], focus: str) -> list[str]:
+    """Where ``focus`` stands against every other mechanism, per cell and width (rows in
+    order of cell and width, with ``focus``'s state size): the difference of the means in
+    points, marked "better" / "worse" only when the two intervals do not overlap (the
+    rule of the verdicts), "n.s." (not separated) otherwise. Empty without ``focus``."""
+    keys = sorted(k for k in agg if k[2] == focus)
+    others = [m for m in _mech_sort(k[2] for k in agg) if m != focus]
+    if not keys or not others:
+        return []
+    lines = [f"## Where {focus} stands", "",
+             f"{focus} minus each mechanism, test accuracy in points (best learning rate per "
+             "seed, mean over seeds); better / worse = the 95% intervals do not overlap, "
+             "n.s. = not separated; - = not run:", "",
+             f"| cell | width | {focus} state | {focus} (%) | " + " | ".join(others) + " |",
+             "|---|---|---|---|" + "---|" * len(others)]
+    for T, K, _, w in keys:
+        mine = agg[(T, K, focus, w)]["interval"]
+        cells = []
+        for m in others:
+            other = agg.get((T, K, m, w))
+            if other is None:
+                cells.append("-")
+                continue
+            theirs = other["interval"]
+            diff = 100 * (mine.mean - theirs.mean)
+            mark = ("better" if diff > 0 else "worse") if separated(mine, theirs) else "n.s."
+            cells.append(f"{diff:+.1f} {mark}")
+        lines.append(f"| ({T}, {K}) | {w} | {_bytes(agg[(T, K, focus, w)]['state_bytes'])} | "
+                     f"{mine.format(1)} | " + " | ".join(cells) + " |")
+    counts = {m: [0, 0, 0] for m in others}
+    for T, K, _, w in keys:
+        for m in others:
+            if (T, K, m, w) in agg:
+                a, b = agg[(T, K, focus, w)]["interval"], agg[(T, K, m, w)]["interval"]
+                counts[m][0 if not separated(a, b) else (1 if a.mean > b.mean else 2)] += 1
+    summary = "; ".join(f"vs {m}: {c[1]} better, {c[2]} worse, {c[0]} not separated"
+                        for m, c in counts.items() if sum(c))
+    return lines + ["", f"Over the points both ran: {summary}.", ""]
+
+
 def softmax_target(agg: dict[tuple, dict]) -> dict:
     """Target row: softmax >= 99% test accuracy at every cell with width >= 64."""
     rows = [(k, a["interval"].mean) for k, a in agg.items() if k[2] == "softmax" and k[3] >= 64]
@@ -197,9 +238,11 @@ def _settings_line(results: list[dict]) -> str:
 
 
 def render_report(results: list[dict], command: str | None = None,
-                  paired: str | None = None) -> str:
+                  paired: str | None = None, focus: str | None = "leap") -> str:
     """The markdown report of MQAR runs (see the module docstring); ``paired`` names the
-    mechanism to compare with every other one seed by seed."""
+    mechanism to compare with every other one seed by seed; ``focus`` the mechanism whose
+    standing against each other one is summarised first (:func:`focus_lines`; skipped
+    when the runs lack it)."""
     if not results:
         raise ValueError("no MQAR results to report (no results.json found)")
     if paired is not None and paired not in {r["attention"] for r in results}:
@@ -214,6 +257,8 @@ def render_report(results: list[dict], command: str | None = None,
     if command:
         lines.append(f"- command: `{command}`")
     lines += [_settings_line(results), f"- {INTERVAL_NOTE}", ""]
+    if focus is not None:
+        lines += focus_lines(agg, focus)
     for cell in sorted({k[:2] for k in agg}):
         lines += _cell_lines(cell, agg, paired)
     lines += targets_table([softmax_target(agg)])
