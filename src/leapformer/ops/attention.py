@@ -187,9 +187,11 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
         fk = expand_features(fk, wk)
         s0f = None if s0 is None else s0.reshape(B, H, G * D, -1)
         forward = chunk_forward if form == "chunk" else recurrent_forward
-        kwargs = {"chunk_size": chunk_size} if form == "chunk" else {}
+        kwargs = ({"chunk_size": chunk_size, "want_state": output_final_state}
+                  if form == "chunk" else {})
         out, final = forward(fq, fk, augment_values(vc), causal=causal, s0=s0f, **kwargs)
-        final = final.view(B, H, G, D, -1)
+        if final is not None:
+            final = final.view(B, H, G, D, -1)
         num, den = split_output(out, Dv)
     div = _divisor(den, normalize, eps)
     result = [(num if div is None else num / div).to(q.dtype)]

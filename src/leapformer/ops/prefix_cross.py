@@ -246,7 +246,7 @@ def prefix_cross_attention(
     T = N + M
     out, _ = chunk_forward(_place(fq, qpos, T), _place(fk, kpos, T),
                            _place(augment_values(vc), kpos, T), causal=True, s0=None,
-                           chunk_size=chunk_size)
+                           chunk_size=chunk_size, want_state=False)
     out = out.gather(2, qpos[:, None, :, None].expand(B, H, M, out.shape[-1]))
     num, den = split_output(out, Dv)
     div = _divisor(den, normalize, eps)

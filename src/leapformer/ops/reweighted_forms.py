@@ -267,9 +267,20 @@ def _chunked(x: Tensor, start: int, stop: int, C: int) -> Tensor:
     return x[:, :, start:stop].unflatten(2, ((stop - start) // C, C))
 
 
+def _inter_chunks(start: int, stop: int, T: int, C: int) -> tuple[int, int]:
+    """``(first, w)`` for the block ``start:stop`` of a causal call without initial or
+    final state: the first chunk whose state is not empty (1 in the first block: nothing
+    precedes the first chunk) and the number of chunks whose key sums a later chunk reads
+    (all but the last chunk of the sequence). Skipping the rest leaves every result
+    unchanged: a read of an empty state adds zeros, an unread sum is never used."""
+    n = (stop - start) // C
+    return (1 if start == 0 else 0), (n - 1 if stop == T else n)
+
+
 def causal_forward(phi, q, k, v, q_prop, k_prop, pad, cdtype, with_den, chunk_size
-                   ) -> tuple[Tensor, list[Tensor]]:
-    """``-> (out [B,H,T,P], per block the states before each of its chunks [B,H,n,2F,P])``."""
+                   ) -> tuple[Tensor, list[Tensor | None]]:
+    """``-> (out [B,H,T,P], per block the states before each of its chunks [B,H,n,2F,P],
+    or None for a block that reads no state)``."""
     B, H, T, _ = q.shape
     out = None
     prevs = []
@@ -283,8 +294,21 @@ def causal_forward(phi, q, k, v, q_prop, k_prop, pad, cdtype, with_den, chunk_si
         a = (qc @ kc.transpose(-1, -2)).mul_(wqc @ wkc.transpose(-1, -2)).tril_()
         o = a @ vc
         del a
-        prev, s = chunk_states(doubled(kc, wkc).transpose(-1, -2) @ vc, s)
-        _acc_matmul(o, doubled(qc, wqc), prev)
+        n = L // C
+        first, w = _inter_chunks(start, stop, T, C)
+        prev = None
+        if w > 0:
+            kv = doubled(kc[:, :, :w], wkc[:, :, :w]).transpose(-1, -2) @ vc[:, :, :w]
+            prev, s = chunk_states(kv, s)
+            if w < n:  # the state before the last chunk: all the sums
+                prev = torch.cat((prev, s.unsqueeze(2)), dim=2)
+        elif s is not None:
+            prev = s.unsqueeze(2)
+        if prev is not None and first < n:
+            if first == 0:
+                _acc_matmul(o, doubled(qc, wqc), prev)
+            else:
+                o[:, :, first:] += doubled(qc[:, :, first:], wqc[:, :, first:]) @ prev[:, :, first:]
         if out is None:
             out = o.new_empty(B, H, T, o.shape[-1])
         out[:, :, start:stop] = o.flatten(2, 3)
@@ -343,14 +367,32 @@ def causal_backward(phi, q, k, v, q_prop, k_prop, pad, cdtype, with_den, prevs, 
         gwk = e.transpose(-1, -2) @ wqc if need_kp else None
         del e, ga
         # across chunks: the reads of the previous states, then the writes that built them
-        _, gwq_s = split_grad(gc @ prev.transpose(-1, -2), qc, wqc, need_qp, acc=gfq)
-        gkv, g_s = _reverse_scan_(doubled(qc, wqc).transpose(-1, -2) @ gc, g_s)
-        _acc_matmul(gv1, doubled(kc, wkc), gkv)
-        _, gwk_s = split_grad(vc @ gkv.transpose(-1, -2), kc, wkc, need_kp, acc=gfk)
-        del gkv
-        flat = [None if x is None else x.flatten(2, 3)
-                for x in (gfq, gfk, gv1, None if gwq is None else gwq + gwq_s,
-                          None if gwk is None else gwk + gwk_s)]
+        # (only those :func:`causal_forward` made)
+        n = L // C
+        first, w = _inter_chunks(start, stop, T, C)
+        gwq_s = gwk_s = None
+        if prev is not None and first < n:
+            _, gwq_s = split_grad(gc[:, :, first:] @ prev[:, :, first:].transpose(-1, -2),
+                                  qc[:, :, first:], wqc[:, :, first:], need_qp,
+                                  acc=gfq[:, :, first:])
+            gprev = doubled(qc[:, :, first:], wqc[:, :, first:]).transpose(-1, -2) \
+                @ gc[:, :, first:]
+            if first:
+                gprev = torch.cat((torch.zeros_like(gprev[:, :, :first]), gprev), dim=2)
+            gkv, g_s = _reverse_scan_(gprev, g_s)
+        elif w > 0:  # nothing read here; the state still reaches later blocks
+            gkv = g_s.unsqueeze(2).expand(*g_s.shape[:2], w, *g_s.shape[2:])
+        if w > 0:
+            gkv = gkv[:, :, :w]
+            gv1[:, :, :w] += doubled(kc[:, :, :w], wkc[:, :, :w]) @ gkv
+            _, gwk_s = split_grad(vc[:, :, :w] @ gkv.transpose(-1, -2), kc[:, :, :w],
+                                  wkc[:, :, :w], need_kp, acc=gfk[:, :, :w])
+            del gkv
+        if gwq is not None and gwq_s is not None:
+            gwq[:, :, first:] += gwq_s
+        if gwk is not None and gwk_s is not None:
+            gwk[:, :, :w] += gwk_s
+        flat = [None if x is None else x.flatten(2, 3) for x in (gfq, gfk, gv1, gwq, gwk)]
         _store_query_grads(grads, start, stop, phi, xq, fq, wq, flat[0], flat[3])
         _store_key_grads(grads, start, stop, phi, xk, fk, wk_raw, pb, flat[1], flat[2],
                          flat[4], v.shape[-1])
