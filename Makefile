@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# The demo: MQAR recall (seq_len 64, 4 pairs, width 64) for softmax, ReLU linear,
+# The demo: MQAR recall (seq_len 256, 16 pairs, width 64, lr 1e-2) for softmax, ReLU linear,
 # cosFormer and LeaP, two runs side by side on one thread each, with 95% intervals
 # and a verdict; then attention time and decoding memory of softmax vs LeaP at
 # 1k/4k/16k tokens. Interrupted? Run it again: finished runs are reused.
