@@ -99,3 +99,25 @@ def test_auto_uses_an_exact_form():
     for causal in (False, True):
         ref = leap_attention(q, k, v, qp, kp, causal=causal, mode="parallel")
         torch.testing.assert_close(leap_attention(q, k, v, qp, kp, causal=causal), ref)
+
+
+@pytest.mark.parametrize("T,C", [(5, 8), (8, 8), (16, 8), (19, 8)])
+def test_chunk_forward_without_final_state(T, C):
+    """``want_state=False`` gives the same output (to the bit) and no state; with an initial
+    state the first chunk reads it, and the final state, when wanted, includes it."""
+    from leapformer.ops.linear_chunk import chunk_forward
+
+    g = torch.Generator().manual_seed(T)
+    fq, fk = (torch.rand(2, 3, T, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    v1 = torch.randn(2, 3, T, 5, generator=g, dtype=torch.float64)
+    s0 = torch.rand(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    for init in (None, s0):
+        full, final = chunk_forward(fq, fk, v1, causal=True, s0=init, chunk_size=C)
+        lean, none = chunk_forward(fq, fk, v1, causal=True, s0=init, chunk_size=C,
+                                   want_state=False)
+        assert none is None and torch.equal(full, lean)
+        a = torch.tril(fq @ fk.transpose(-1, -2))
+        want = a @ v1 + (0 if init is None else fq @ init)
+        torch.testing.assert_close(full, want, rtol=1e-12, atol=1e-12)
+        want_final = fk.transpose(-1, -2) @ v1 + (0 if init is None else init)
+        torch.testing.assert_close(final, want_final, rtol=1e-12, atol=1e-12)

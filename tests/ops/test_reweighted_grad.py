@@ -190,3 +190,18 @@ def test_non_contiguous_inputs(causal):
     go = torch.randn(2, 9, 3, 4, dtype=torch.float64, generator=g).transpose(1, 2)
     assert not (q.is_contiguous() or go.is_contiguous())
     _compare((q, k, v, qp, kp), go, causal=causal, chunk_size=4)
+
+
+@pytest.mark.parametrize("T", [2, 4, 8, 9])
+def test_blocks_of_one_chunk(monkeypatch, T):
+    """Every block one chunk (what MQAR's batches give on CPU): the first block reads no
+    state, the last forms no key sums; a first block that is not the last, a last full
+    block with no ragged rest (T = 4, 8), a ragged one (T = 9) and a single chunk (T = 2)."""
+    from leapformer.ops import reweighted_forms
+
+    monkeypatch.setattr(reweighted_forms, "CPU_BLOCK_ROWS", 4)  # 4 slices: one chunk a block
+    q, k, v, qp, kp, mask = make_inputs(2, 2, T, T, 3, 2, seed=30 + T, grad=True,
+                                        pad_lengths=[T, max(1, T - 3)])
+    go = torch.randn(2, 2, T, 2, dtype=torch.float64)
+    _compare((q, k, v, qp, kp), go, mask, causal=True, chunk_size=2)
+    assert all(stop - start <= 2 for start, stop, _ in reweighted_forms._segments(T, 2, 4, q.device))

@@ -75,8 +75,9 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
 def test_seed_note_cites_the_multi_seed_result_of_the_demo_cell_only():
     from leapformer.tasks.demo import DEMO_CELL
 
-    demo_cell = {k: DEMO_CELL[k] for k in ("seq_len", "num_kv", "d_model", "lr")}
-    text = render_demo({"leap": _result([2] * 10, **demo_cell)}, COST)
+    text = render_demo({"leap": _result([2] * 10, **DEMO_CELL)}, COST)
     assert "docs/results/mqar-256.md" in text and "8 of 9 seeds" in text
     other = render_demo({"leap": _result([2] * 10)}, COST)  # (64, 4) at 3e-3
     assert "mqar-256" not in other and "repeat over seeds" in other
+    short = render_demo({"leap": _result([2] * 10, **{**DEMO_CELL, "steps": 50})}, COST)
+    assert "mqar-256" not in short  # `make demo STEPS=50` is not the 1000-step result

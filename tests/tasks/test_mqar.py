@@ -311,6 +311,12 @@ def test_report_focus_says_where_leap_stands(tmp_path, capsys):
             "vs cosformer: 0 better, 0 worse, 1 not separated") in text
     assert "Where linear stands" in render_report(results, focus="linear")
     assert "Where" not in render_report(results, focus=None)
+    with pytest.raises(ValueError, match="focus must name a mechanism of the runs"):
+        render_report(results, focus="gla")
+    lone = collect([tmp_path])
+    lone = [r for r in lone if r["attention"] == "leap" and r["d_model"] == 128] + [
+        r for r in lone if r["attention"] == "linear"]  # no shared (cell, width)
+    assert "No other mechanism ran at leap's cells and widths." in render_report(lone)
     assert _main(["mqar-report", "--runs", str(tmp_path), "--focus", "cosformer"]) == 0
     assert "## Where cosformer stands" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--focus must name a mechanism of the runs"):

@@ -149,8 +149,8 @@ def run_mqar_report(args: argparse.Namespace) -> int:
         if value is not None and value not in names:
             raise ValueError(f"{flag} must name a mechanism of the runs ({', '.join(names)}), "
                              f"got {value!r}")
-    focus = args.focus if args.focus is not None else ("leap" if "leap" in names else None)
-    text = render_report(results, command=invocation(), paired=args.paired, focus=focus)
+    text = render_report(results, command=invocation(), paired=args.paired,
+                         focus=args.focus if args.focus is not None else "auto")
     written = []
     if args.out is not None:
         atomic_write_text(args.out, text)

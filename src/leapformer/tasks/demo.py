@@ -170,8 +170,8 @@ def render_demo(recall: dict[str, dict], cost: dict, *, command: str | None = No
 
 def _seed_note(run: dict) -> str:
     """What one seed can and cannot say, with the multi-seed result of the same cell."""
-    cell = tuple(run.get(k) for k in ("seq_len", "num_kv", "d_model", "lr"))
-    if cell == tuple(DEMO_CELL[k] for k in ("seq_len", "num_kv", "d_model", "lr")):
+    keys = ("seq_len", "num_kv", "d_model", "lr", "steps", "seed")
+    if tuple(run.get(k) for k in keys) == tuple(DEMO_CELL[k] for k in keys):
         return ("(One seed: the intervals cover test sequences, not seeds. Over seeds 0-8 of "
                 "this cell, paired by seed, LeaP recalls more than ReLU linear on 8 of 9 seeds "
                 "(+23.3 ± 16.0 points) and more than cosFormer on 9 of 9 (+27.2 ± 23.0): "

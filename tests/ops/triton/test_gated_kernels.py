@@ -86,8 +86,8 @@ def test_state_in_and_out_with_gradients(leap):
     B, H, N, D, Dv = 2, 2, 30, 4, 3
     G = 2 if leap else 1
     g = torch.Generator().manual_seed(7)
-    s0 = torch.zeros(B, H, G, D, padded_width(Dv), dtype=torch.float64)
-    s0[..., :Dv + 1] = torch.randn(B, H, G, D, Dv + 1, generator=g, dtype=torch.float64).abs()
+    # padding columns non-zero too: they decay with the state, so they reach the log decay
+    s0 = torch.randn(B, H, G, D, padded_width(Dv), generator=g, dtype=torch.float64).abs()
     s0[..., Dv] += 1.0  # a positive denominator state
 
     def run(backend):
@@ -106,6 +106,36 @@ def test_state_in_and_out_with_gradients(leap):
     inputs = [*_inputs(B, H, N, D, Dv, seed=8), s0.requires_grad_()]
     assert_close_all(values_and_grads(run("triton"), inputs),
                      values_and_grads(run("torch"), inputs), **F64)
+
+
+def test_loss_on_the_final_state_alone():
+    """Gradients that reach k, v, the key proportions and the log decay only through the
+    final state (the exp(B_last) term of the log decay's gradient)."""
+    def run(backend):
+        def fn(q, k, v, logits, qp, kp):
+            _, final = gated_leap_attention(q, k, v, gla_log_decay(logits, 2.0), qp, kp,
+                                            backend=backend, output_final_state=True,
+                                            key_padding_mask=_mask(19, [19, 13]))
+            return final.s
+        return fn
+
+    q, k, v, logits, qp, kp = _inputs(2, 1, 19, 4, 3, seed=17)
+    inputs = (q.detach(), k, v, logits, qp.detach(), kp)  # the state does not read queries
+    assert_close_all(values_and_grads(run("triton"), inputs),
+                     values_and_grads(run("torch"), inputs), **F64)
+
+
+def test_odd_head_size_and_broadcast_proportions():
+    """D = 20 (register block 32), Dv = 1, proportions shared by the heads ``[B,1,N]``,
+    non-contiguous q and k."""
+    q, k, v, logits, qp, kp = (t.detach() for t in _inputs(2, 3, 37, 20, 1, seed=18))
+    q = q.transpose(2, 3).contiguous().transpose(2, 3).requires_grad_()  # non-contiguous
+    k = k.transpose(2, 3).contiguous().transpose(2, 3).requires_grad_()
+    qp, kp = qp[:, :1].clone().requires_grad_(), kp[:, :1].clone().requires_grad_()
+    inputs = (q, k, v.requires_grad_(), logits.requires_grad_(), qp, kp)
+    kw = dict(key_padding_mask=_mask(37, [37, 30]))
+    assert_close_all(values_and_grads(_fn("triton", True, **kw), inputs),
+                     values_and_grads(_fn("torch", True, mode="parallel", **kw), inputs), **F64)
 
 
 def test_prefix_state_continues():

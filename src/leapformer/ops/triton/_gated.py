@@ -9,12 +9,13 @@ float32 registers, as :mod:`._causal` does for the ungated form. Inside a chunk,
 
 - the intra-chunk weights are ``A_ij = c_ij sum_d fq_id fk_jd exp(b_id - b_jd)``
   (``j <= i``), computed as one ``BT x BT x D`` product in registers where every
-  exponent is ``<= 0`` (the upper triangle is ``exp(-inf) = 0``), so nothing overflows
-  however strong the decay; ``c_ij = cos(pi/2 (p_i - p_j))`` from the four sin/cos
+  exponent is ``<= 0`` for a decay (``g <= 0``; the upper triangle is
+  ``exp(-inf) = 0``), so nothing overflows however strong the decay (a positive
+  ``g``, a growth, is computed the same way without that guarantee); ``c_ij = cos(pi/2 (p_i - p_j))`` from the four sin/cos
   vectors, as in the ungated kernels;
 - queries read the previous chunks' state through ``fq exp(b)`` and keys enter the
   state through ``fk exp(b_last - b)``; the state fades by ``exp(b_last)``: again
-  exponents ``<= 0``.
+  exponents ``<= 0`` for a decay.
 
 The gradient of the log decay: with ``B`` the cumulative log decay over the whole
 sequence, every term of the outputs and of the final state carries ``exp(B_i)`` on
@@ -184,6 +185,9 @@ def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
         tl.store(DQ + bh * N * D + offs_t[:, None] * D + offs_d[None, :],
                  tl.where(valid[:, None], dfq * dphi(qx, FMAP), 0.0), mask=rows)
         tl.store(DB + bh * N * D + offs_t[:, None] * D + offs_d[None, :], fq * dfq, mask=rows)
+
+    # every thread's fq * dfq rows are in DB before any thread reads them back below
+    tl.debug_barrier()
 
     # backward sweep: dk, dv, dk_prop, dL/dB, carrying dS from the final state's gradient
     ds_sin = tl.zeros((BK, BV), ACC)

@@ -212,6 +212,8 @@ def focus_lines(agg: dict[tuple, dict], focus: str) -> list[str]:
                 counts[m][0 if not separated(a, b) else (1 if a.mean > b.mean else 2)] += 1
     summary = "; ".join(f"vs {m}: {c[1]} better, {c[2]} worse, {c[0]} not separated"
                         for m, c in counts.items() if sum(c))
+    if not summary:
+        return lines + ["", f"No other mechanism ran at {focus}'s cells and widths.", ""]
     return lines + ["", f"Over the points both ran: {summary}.", ""]
 
 
@@ -238,17 +240,20 @@ def _settings_line(results: list[dict]) -> str:
 
 
 def render_report(results: list[dict], command: str | None = None,
-                  paired: str | None = None, focus: str | None = "leap") -> str:
+                  paired: str | None = None, focus: str | None = "auto") -> str:
     """The markdown report of MQAR runs (see the module docstring); ``paired`` names the
     mechanism to compare with every other one seed by seed; ``focus`` the mechanism whose
-    standing against each other one is summarised first (:func:`focus_lines`; skipped
-    when the runs lack it)."""
+    standing against each other one is summarised first (:func:`focus_lines`; ``"auto"``:
+    LeaP when the runs have it; None: no summary)."""
     if not results:
         raise ValueError("no MQAR results to report (no results.json found)")
-    if paired is not None and paired not in {r["attention"] for r in results}:
-        raise ValueError(f"paired must name a mechanism of the runs "
-                         f"({', '.join(_mech_sort(r['attention'] for r in results))}), "
-                         f"got {paired!r}")
+    names = {r["attention"] for r in results}
+    if focus == "auto":
+        focus = "leap" if "leap" in names else None
+    for label, value in (("paired", paired), ("focus", focus)):
+        if value is not None and value not in names:
+            raise ValueError(f"{label} must name a mechanism of the runs "
+                             f"({', '.join(_mech_sort(names))}), got {value!r}")
     agg = aggregate(results)
     lines = ["# MQAR: recall against model width", "",
              "Multi-query associative recall as in Zoology (Arora et al. 2023, Fig. 2; "
