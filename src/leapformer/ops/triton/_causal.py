@@ -27,7 +27,17 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from leapformer.ops.triton._common import HALF_PI, dphi, mm, phi, sequence_rows
+from leapformer.ops.triton._common import (
+    HALF_PI,
+    dphi,
+    load_output_grads,
+    load_state,
+    mm,
+    phi,
+    sequence_rows,
+    state_offsets,
+    store_state,
+)
 
 
 @triton.jit
@@ -76,21 +86,9 @@ def fwd_kernel(Q, K, V, QP, KP, MASK, CU, S0, Z0, NUM, DEN, SF, ZF, H, N, D, E,
     """``NUM [B,H,N,E]``, ``DEN [B,H,N]``, states ``[B*H,G,D,E]`` / ``[B*H,G,D]`` contiguous."""
     sid, b, h, bos, eos = sequence_rows(tl.program_id(0), CU, H, N, VARLEN)
     bh = b * H + h
-    offs_d = tl.arange(0, BK)
-    offs_e = tl.arange(0, BV)
-    smask = (offs_d[:, None] < D) & (offs_e[None, :] < E)
-    sbase = sid * G * D * E + offs_d[:, None] * E + offs_e[None, :]
-    zbase = sid * G * D + offs_d
-    s_sin = tl.zeros((BK, BV), ACC)
-    s_cos = tl.zeros((BK, BV), ACC)
-    z_sin = tl.zeros((BK,), ACC)
-    z_cos = tl.zeros((BK,), ACC)
-    if HAS_S0:
-        s_cos += tl.load(S0 + sbase + (G - 1) * D * E, mask=smask, other=0.0).to(ACC)
-        z_cos += tl.load(Z0 + zbase + (G - 1) * D, mask=offs_d < D, other=0.0).to(ACC)
-        if REWEIGHT:
-            s_sin += tl.load(S0 + sbase, mask=smask, other=0.0).to(ACC)
-            z_sin += tl.load(Z0 + zbase, mask=offs_d < D, other=0.0).to(ACC)
+    offs_d, offs_e, smask, sbase, zbase = state_offsets(sid, D, E, G, BK, BV)
+    s_sin, s_cos, z_sin, z_cos = load_state(S0, Z0, sbase, zbase, smask, offs_d < D, D, E,
+                                            HAS_S0, REWEIGHT, G, ACC, BK, BV)
     tri = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
     for start in range(bos, eos, BT):
         offs_t = start + tl.arange(0, BT)
@@ -120,11 +118,8 @@ def fwd_kernel(Q, K, V, QP, KP, MASK, CU, S0, Z0, NUM, DEN, SF, ZF, H, N, D, E,
                  mask=valid[:, None] & (offs_e[None, :] < E))
         tl.store(DEN + bh * N + offs_t, den, mask=valid)
     if STORE_FINAL:
-        tl.store(SF + sbase + (G - 1) * D * E, s_cos, mask=smask)
-        tl.store(ZF + zbase + (G - 1) * D, z_cos, mask=offs_d < D)
-        if REWEIGHT:
-            tl.store(SF + sbase, s_sin, mask=smask)
-            tl.store(ZF + zbase, z_sin, mask=offs_d < D)
+        store_state(SF, ZF, sbase, zbase, smask, offs_d < D, D, E, s_sin, s_cos, z_sin,
+                    z_cos, REWEIGHT, G)
 
 
 @triton.jit
@@ -139,33 +134,19 @@ def bwd_kernel(Q, K, V, QP, KP, MASK, CU, S0, Z0, DNUM, DDEN, DSF, DZF,
     """``DNUM [B,H,N,E]``, ``DDEN [B,H,N]`` and all outputs contiguous."""
     sid, b, h, bos, eos = sequence_rows(tl.program_id(0), CU, H, N, VARLEN)
     bh = b * H + h
-    offs_d = tl.arange(0, BK)
-    offs_e = tl.arange(0, BV)
-    smask = (offs_d[:, None] < D) & (offs_e[None, :] < E)
-    sbase = sid * G * D * E + offs_d[:, None] * E + offs_e[None, :]
-    zbase = sid * G * D + offs_d
+    offs_d, offs_e, smask, sbase, zbase = state_offsets(sid, D, E, G, BK, BV)
     tri = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
 
     # forward sweep: dq, dq_prop
-    s_sin = tl.zeros((BK, BV), ACC)
-    s_cos = tl.zeros((BK, BV), ACC)
-    z_sin = tl.zeros((BK,), ACC)
-    z_cos = tl.zeros((BK,), ACC)
-    if HAS_S0:
-        s_cos += tl.load(S0 + sbase + (G - 1) * D * E, mask=smask, other=0.0).to(ACC)
-        z_cos += tl.load(Z0 + zbase + (G - 1) * D, mask=offs_d < D, other=0.0).to(ACC)
-        if REWEIGHT:
-            s_sin += tl.load(S0 + sbase, mask=smask, other=0.0).to(ACC)
-            z_sin += tl.load(Z0 + zbase, mask=offs_d < D, other=0.0).to(ACC)
+    s_sin, s_cos, z_sin, z_cos = load_state(S0, Z0, sbase, zbase, smask, offs_d < D, D, E,
+                                            HAS_S0, REWEIGHT, G, ACC, BK, BV)
     for start in range(bos, eos, BT):
         offs_t = start + tl.arange(0, BT)
         qx, kx, fq, fk, v, qs, qc, ks, kc, valid, keep = _chunk(
             Q, K, V, QP, KP, MASK, b, h, offs_t, offs_d, offs_e, eos, D, E,
             sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn, smb,
             FMAP, REWEIGHT, HAS_MASK, ACC)
-        do = tl.load(DNUM + bh * N * E + offs_t[:, None] * E + offs_e[None, :],
-                     mask=valid[:, None] & (offs_e[None, :] < E), other=0.0).to(ACC)
-        dd = tl.load(DDEN + bh * N + offs_t, mask=valid, other=0.0).to(ACC)
+        do, dd = load_output_grads(DNUM, DDEN, bh, N, E, offs_t, offs_e, valid, ACC)
         pm = mm(do, tl.trans(v), DOT, PREC, ACC) + dd[:, None]
         pm = tl.where(tri, pm, 0.0)
         if REWEIGHT:
@@ -196,16 +177,8 @@ def bwd_kernel(Q, K, V, QP, KP, MASK, CU, S0, Z0, DNUM, DDEN, DSF, DZF,
                  mask=valid[:, None] & (offs_d[None, :] < D))
 
     # backward sweep: dk, dv, dk_prop, carrying dS from the final state's gradient
-    ds_sin = tl.zeros((BK, BV), ACC)
-    ds_cos = tl.zeros((BK, BV), ACC)
-    dz_sin = tl.zeros((BK,), ACC)
-    dz_cos = tl.zeros((BK,), ACC)
-    if HAS_DFINAL:
-        ds_cos += tl.load(DSF + sbase + (G - 1) * D * E, mask=smask, other=0.0).to(ACC)
-        dz_cos += tl.load(DZF + zbase + (G - 1) * D, mask=offs_d < D, other=0.0).to(ACC)
-        if REWEIGHT:
-            ds_sin += tl.load(DSF + sbase, mask=smask, other=0.0).to(ACC)
-            dz_sin += tl.load(DZF + zbase, mask=offs_d < D, other=0.0).to(ACC)
+    ds_sin, ds_cos, dz_sin, dz_cos = load_state(DSF, DZF, sbase, zbase, smask, offs_d < D, D,
+                                                E, HAS_DFINAL, REWEIGHT, G, ACC, BK, BV)
     n_chunks = tl.cdiv(eos - bos, BT)
     for i in range(0, n_chunks):
         start = bos + (n_chunks - 1 - i) * BT
@@ -214,9 +187,7 @@ def bwd_kernel(Q, K, V, QP, KP, MASK, CU, S0, Z0, DNUM, DDEN, DSF, DZF,
             Q, K, V, QP, KP, MASK, b, h, offs_t, offs_d, offs_e, eos, D, E,
             sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn, smb,
             FMAP, REWEIGHT, HAS_MASK, ACC)
-        do = tl.load(DNUM + bh * N * E + offs_t[:, None] * E + offs_e[None, :],
-                     mask=valid[:, None] & (offs_e[None, :] < E), other=0.0).to(ACC)
-        dd = tl.load(DDEN + bh * N + offs_t, mask=valid, other=0.0).to(ACC)
+        do, dd = load_output_grads(DNUM, DDEN, bh, N, E, offs_t, offs_e, valid, ACC)
         pm = mm(do, tl.trans(v), DOT, PREC, ACC) + dd[:, None]
         pm = tl.where(tri, pm, 0.0)
         kk = mm(fq, tl.trans(fk), DOT, PREC, ACC)
@@ -254,8 +225,5 @@ def bwd_kernel(Q, K, V, QP, KP, MASK, CU, S0, Z0, DNUM, DDEN, DSF, DZF,
         tl.store(DV + bh * N * E + offs_t[:, None] * E + offs_e[None, :],
                  tl.where(keep[:, None], dv, 0.0), mask=valid[:, None] & (offs_e[None, :] < E))
     if HAS_S0:
-        tl.store(DS0 + sbase + (G - 1) * D * E, ds_cos, mask=smask)
-        tl.store(DZ0 + zbase + (G - 1) * D, dz_cos, mask=offs_d < D)
-        if REWEIGHT:
-            tl.store(DS0 + sbase, ds_sin, mask=smask)
-            tl.store(DZ0 + zbase, dz_sin, mask=offs_d < D)
+        store_state(DS0, DZ0, sbase, zbase, smask, offs_d < D, D, E, ds_sin, ds_cos, dz_sin,
+                    dz_cos, REWEIGHT, G)

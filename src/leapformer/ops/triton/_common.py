@@ -67,6 +67,59 @@ def sequence_rows(sid, CU, H, N, VARLEN: tl.constexpr):
     return sid, b, h, bos, eos
 
 
+@triton.jit
+def state_offsets(sid, D, E, G: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """``(offs_d [BK], offs_e [BV], smask, sbase [BK, BV], zbase [BK])``: the feature and
+    value offsets of a program and where its state ``[.., G, D, E]`` / ``[.., G, D]``
+    (state index ``sid``) lies."""
+    offs_d = tl.arange(0, BK)
+    offs_e = tl.arange(0, BV)
+    smask = (offs_d[:, None] < D) & (offs_e[None, :] < E)
+    sbase = sid * G * D * E + offs_d[:, None] * E + offs_e[None, :]
+    zbase = sid * G * D + offs_d
+    return offs_d, offs_e, smask, sbase, zbase
+
+
+@triton.jit
+def load_state(S, Z, sbase, zbase, smask, zmask, D, E, HAS: tl.constexpr,
+               REWEIGHT: tl.constexpr, G: tl.constexpr, ACC: tl.constexpr,
+               BK: tl.constexpr, BV: tl.constexpr):
+    """``(s_sin, s_cos [BK, BV], z_sin, z_cos [BK])`` in registers: a state (or state
+    gradient) ``[.., G, D, E]`` / ``[.., G, D]`` read at ``sbase`` / ``zbase`` when
+    ``HAS``, zeros otherwise; group ``G - 1`` is cos, group 0 sin (re-weighted only)."""
+    s_sin = tl.zeros((BK, BV), ACC)
+    s_cos = tl.zeros((BK, BV), ACC)
+    z_sin = tl.zeros((BK,), ACC)
+    z_cos = tl.zeros((BK,), ACC)
+    if HAS:
+        s_cos += tl.load(S + sbase + (G - 1) * D * E, mask=smask, other=0.0).to(ACC)
+        z_cos += tl.load(Z + zbase + (G - 1) * D, mask=zmask, other=0.0).to(ACC)
+        if REWEIGHT:
+            s_sin += tl.load(S + sbase, mask=smask, other=0.0).to(ACC)
+            z_sin += tl.load(Z + zbase, mask=zmask, other=0.0).to(ACC)
+    return s_sin, s_cos, z_sin, z_cos
+
+
+@triton.jit
+def store_state(S, Z, sbase, zbase, smask, zmask, D, E, s_sin, s_cos, z_sin, z_cos,
+                REWEIGHT: tl.constexpr, G: tl.constexpr):
+    """Write what :func:`load_state` reads."""
+    tl.store(S + sbase + (G - 1) * D * E, s_cos, mask=smask)
+    tl.store(Z + zbase + (G - 1) * D, z_cos, mask=zmask)
+    if REWEIGHT:
+        tl.store(S + sbase, s_sin, mask=smask)
+        tl.store(Z + zbase, z_sin, mask=zmask)
+
+
+@triton.jit
+def load_output_grads(DNUM, DDEN, bh, N, E, offs_t, offs_e, valid, ACC: tl.constexpr):
+    """Gradients of the numerator ``[BT, BV]`` and denominator ``[BT]`` rows of a chunk."""
+    do = tl.load(DNUM + bh * N * E + offs_t[:, None] * E + offs_e[None, :],
+                 mask=valid[:, None] & (offs_e[None, :] < E), other=0.0).to(ACC)
+    dd = tl.load(DDEN + bh * N + offs_t, mask=valid, other=0.0).to(ACC)
+    return do, dd
+
+
 def block(n: int, least: int = 16) -> int:
     """Register block for a dimension of size ``n`` (a power of two, at least ``least``:
     ``tl.dot`` needs 16)."""

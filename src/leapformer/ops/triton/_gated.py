@@ -42,7 +42,15 @@ import triton
 import triton.language as tl
 
 from leapformer.ops.triton._causal import _chunk
-from leapformer.ops.triton._common import HALF_PI, dphi, mm
+from leapformer.ops.triton._common import (
+    HALF_PI,
+    dphi,
+    load_output_grads,
+    load_state,
+    mm,
+    state_offsets,
+    store_state,
+)
 
 
 @triton.jit
@@ -69,21 +77,9 @@ def gated_fwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, NUM, DEN, SF, ZF, H, N, 
     bh = tl.program_id(0)
     b = bh // H
     h = bh % H
-    offs_d = tl.arange(0, BK)
-    offs_e = tl.arange(0, BV)
-    smask = (offs_d[:, None] < D) & (offs_e[None, :] < E)
-    sbase = bh * G * D * E + offs_d[:, None] * E + offs_e[None, :]
-    zbase = bh * G * D + offs_d
-    s_sin = tl.zeros((BK, BV), ACC)
-    s_cos = tl.zeros((BK, BV), ACC)
-    z_sin = tl.zeros((BK,), ACC)
-    z_cos = tl.zeros((BK,), ACC)
-    if HAS_S0:
-        s_cos += tl.load(S0 + sbase + (G - 1) * D * E, mask=smask, other=0.0).to(ACC)
-        z_cos += tl.load(Z0 + zbase + (G - 1) * D, mask=offs_d < D, other=0.0).to(ACC)
-        if REWEIGHT:
-            s_sin += tl.load(S0 + sbase, mask=smask, other=0.0).to(ACC)
-            z_sin += tl.load(Z0 + zbase, mask=offs_d < D, other=0.0).to(ACC)
+    offs_d, offs_e, smask, sbase, zbase = state_offsets(bh, D, E, G, BK, BV)
+    s_sin, s_cos, z_sin, z_cos = load_state(S0, Z0, sbase, zbase, smask, offs_d < D, D, E,
+                                            HAS_S0, REWEIGHT, G, ACC, BK, BV)
     tri = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
     for start in range(0, N, BT):
         offs_t = start + tl.arange(0, BT)
@@ -110,11 +106,8 @@ def gated_fwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, NUM, DEN, SF, ZF, H, N, 
         tl.store(NUM + bh * N * E + offs_t[:, None] * E + offs_e[None, :], num,
                  mask=valid[:, None] & (offs_e[None, :] < E))
         tl.store(DEN + bh * N + offs_t, den, mask=valid)
-    tl.store(SF + sbase + (G - 1) * D * E, s_cos, mask=smask)
-    tl.store(ZF + zbase + (G - 1) * D, z_cos, mask=offs_d < D)
-    if REWEIGHT:
-        tl.store(SF + sbase, s_sin, mask=smask)
-        tl.store(ZF + zbase, z_sin, mask=offs_d < D)
+    store_state(SF, ZF, sbase, zbase, smask, offs_d < D, D, E, s_sin, s_cos, z_sin,
+                z_cos, REWEIGHT, G)
 
 
 @triton.jit
@@ -130,24 +123,12 @@ def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
     bh = tl.program_id(0)
     b = bh // H
     h = bh % H
-    offs_d = tl.arange(0, BK)
-    offs_e = tl.arange(0, BV)
-    smask = (offs_d[:, None] < D) & (offs_e[None, :] < E)
-    sbase = bh * G * D * E + offs_d[:, None] * E + offs_e[None, :]
-    zbase = bh * G * D + offs_d
+    offs_d, offs_e, smask, sbase, zbase = state_offsets(bh, D, E, G, BK, BV)
     tri = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
 
     # forward sweep: dq, dq_prop and fq * dfq
-    s_sin = tl.zeros((BK, BV), ACC)
-    s_cos = tl.zeros((BK, BV), ACC)
-    z_sin = tl.zeros((BK,), ACC)
-    z_cos = tl.zeros((BK,), ACC)
-    if HAS_S0:
-        s_cos += tl.load(S0 + sbase + (G - 1) * D * E, mask=smask, other=0.0).to(ACC)
-        z_cos += tl.load(Z0 + zbase + (G - 1) * D, mask=offs_d < D, other=0.0).to(ACC)
-        if REWEIGHT:
-            s_sin += tl.load(S0 + sbase, mask=smask, other=0.0).to(ACC)
-            z_sin += tl.load(Z0 + zbase, mask=offs_d < D, other=0.0).to(ACC)
+    s_sin, s_cos, z_sin, z_cos = load_state(S0, Z0, sbase, zbase, smask, offs_d < D, D, E,
+                                            HAS_S0, REWEIGHT, G, ACC, BK, BV)
     for start in range(0, N, BT):
         offs_t = start + tl.arange(0, BT)
         qx, kx, fq, fk, v, qs, qc, ks, kc, valid, keep = _chunk(
@@ -155,9 +136,7 @@ def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
             sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn, smb,
             FMAP, REWEIGHT, HAS_MASK, ACC)
         cum, total, e3 = _decay(LG, b, h, offs_t, offs_d, keep, D, slb, slh, sln, tri, ACC)
-        do = tl.load(DNUM + bh * N * E + offs_t[:, None] * E + offs_e[None, :],
-                     mask=valid[:, None] & (offs_e[None, :] < E), other=0.0).to(ACC)
-        dd = tl.load(DDEN + bh * N + offs_t, mask=valid, other=0.0).to(ACC)
+        do, dd = load_output_grads(DNUM, DDEN, bh, N, E, offs_t, offs_e, valid, ACC)
         pm = tl.where(tri, mm(do, tl.trans(v), DOT, PREC, ACC) + dd[:, None], 0.0)
         eq = tl.exp(cum)
         qh = fq * eq
@@ -190,16 +169,8 @@ def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
     tl.debug_barrier()
 
     # backward sweep: dk, dv, dk_prop, dL/dB, carrying dS from the final state's gradient
-    ds_sin = tl.zeros((BK, BV), ACC)
-    ds_cos = tl.zeros((BK, BV), ACC)
-    dz_sin = tl.zeros((BK,), ACC)
-    dz_cos = tl.zeros((BK,), ACC)
-    if HAS_DFINAL:
-        ds_cos += tl.load(DSF + sbase + (G - 1) * D * E, mask=smask, other=0.0).to(ACC)
-        dz_cos += tl.load(DZF + zbase + (G - 1) * D, mask=offs_d < D, other=0.0).to(ACC)
-        if REWEIGHT:
-            ds_sin += tl.load(DSF + sbase, mask=smask, other=0.0).to(ACC)
-            dz_sin += tl.load(DZF + zbase, mask=offs_d < D, other=0.0).to(ACC)
+    ds_sin, ds_cos, dz_sin, dz_cos = load_state(DSF, DZF, sbase, zbase, smask, offs_d < D, D,
+                                                E, HAS_DFINAL, REWEIGHT, G, ACC, BK, BV)
     n_chunks = tl.cdiv(N, BT)
     for i in range(0, n_chunks):
         start = (n_chunks - 1 - i) * BT
@@ -209,9 +180,7 @@ def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
             sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn, smb,
             FMAP, REWEIGHT, HAS_MASK, ACC)
         cum, total, e3 = _decay(LG, b, h, offs_t, offs_d, keep, D, slb, slh, sln, tri, ACC)
-        do = tl.load(DNUM + bh * N * E + offs_t[:, None] * E + offs_e[None, :],
-                     mask=valid[:, None] & (offs_e[None, :] < E), other=0.0).to(ACC)
-        dd = tl.load(DDEN + bh * N + offs_t, mask=valid, other=0.0).to(ACC)
+        do, dd = load_output_grads(DNUM, DDEN, bh, N, E, offs_t, offs_e, valid, ACC)
         pm = tl.where(tri, mm(do, tl.trans(v), DOT, PREC, ACC) + dd[:, None], 0.0)
         kk = tl.sum(fq[:, None, :] * fk[None, :, :] * e3, 2)
         if REWEIGHT:
@@ -252,8 +221,5 @@ def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
         tl.store(DV + bh * N * E + offs_t[:, None] * E + offs_e[None, :],
                  tl.where(keep[:, None], dv, 0.0), mask=valid[:, None] & (offs_e[None, :] < E))
     if HAS_S0:
-        tl.store(DS0 + sbase + (G - 1) * D * E, ds_cos, mask=smask)
-        tl.store(DZ0 + zbase + (G - 1) * D, dz_cos, mask=offs_d < D)
-        if REWEIGHT:
-            tl.store(DS0 + sbase, ds_sin, mask=smask)
-            tl.store(DZ0 + zbase, dz_sin, mask=offs_d < D)
+        store_state(DS0, DZ0, sbase, zbase, smask, offs_d < D, D, E, ds_sin, ds_cos, dz_sin,
+                    dz_cos, REWEIGHT, G)

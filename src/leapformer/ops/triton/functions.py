@@ -83,6 +83,30 @@ def _zeros_like_grad(g: Tensor | None, shape, dtype, device) -> Tensor:
     return torch.zeros(shape, dtype=dtype, device=device) if g is None else g.to(dtype).contiguous()
 
 
+def causal_grad_buffers(q, k, v, reweight: bool, states: int, has_s0: bool, g_num, g_den,
+                        g_sf, g_zf):
+    """The incoming gradients of a causal backward with None made zeros, and empty buffers
+    for the outgoing ones: ``(g_num, g_den, g_sf, g_zf, dq, dk, dv, dqp, dkp, ds0, dz0)``;
+    ``g_sf``, ``g_zf`` stay None when neither was given (no final-state gradient), the
+    proportion and initial-state buffers are None where the call has none."""
+    B, H, N, D = q.shape
+    E = v.shape[-1]
+    G = 2 if reweight else 1
+    acc = _acc(q.dtype)[0]
+    dev = q.device
+    g_num = _zeros_like_grad(g_num, (B, H, N, E), acc, dev)
+    g_den = _zeros_like_grad(g_den, (B, H, N), acc, dev)
+    if g_sf is not None or g_zf is not None:
+        g_sf = _zeros_like_grad(g_sf, (states, H, G, D, E), acc, dev)
+        g_zf = _zeros_like_grad(g_zf, (states, H, G, D), acc, dev)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dqp = torch.empty(B, H, N, dtype=acc, device=dev) if reweight else None
+    dkp = torch.empty(B, H, N, dtype=acc, device=dev) if reweight else None
+    ds0 = torch.empty(states, H, G, D, E, dtype=acc, device=dev) if has_s0 else None
+    dz0 = torch.empty(states, H, G, D, dtype=acc, device=dev) if has_s0 else None
+    return g_num, g_den, g_sf, g_zf, dq, dk, dv, dqp, dkp, ds0, dz0
+
+
 def launch_chunked(kernel, grid, rows: int, *args, **kwargs) -> int:
     """Launch a causal kernel with ``BT = rows``, halving the rows (down to 16) while the
     device lacks the shared memory for them (``OutOfResources``: float32 on an A100 needs
@@ -144,19 +168,10 @@ class CausalAttention(torch.autograd.Function):
         S = B if cu is None else cu.shape[0] - 1
         reweight = qp is not None
         G = 2 if reweight else 1
-        acc, kc = _acc(q.dtype)
-        dev = q.device
-        g_num = _zeros_like_grad(g_num, (B, H, N, E), acc, dev)
-        g_den = _zeros_like_grad(g_den, (B, H, N), acc, dev)
-        has_dfinal = g_sf is not None or g_zf is not None
-        if has_dfinal:
-            g_sf = _zeros_like_grad(g_sf, (S, H, G, D, E), acc, dev)
-            g_zf = _zeros_like_grad(g_zf, (S, H, G, D), acc, dev)
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        dqp = torch.empty(B, H, N, dtype=acc, device=dev) if reweight else None
-        dkp = torch.empty(B, H, N, dtype=acc, device=dev) if reweight else None
-        ds0 = torch.empty(S, H, G, D, E, dtype=acc, device=dev) if s0 is not None else None
-        dz0 = torch.empty(S, H, G, D, dtype=acc, device=dev) if s0 is not None else None
+        kc = _acc(q.dtype)[1]
+        g_num, g_den, g_sf, g_zf, dq, dk, dv, dqp, dkp, ds0, dz0 = causal_grad_buffers(
+            q, k, v, reweight, S, s0 is not None, g_num, g_den, g_sf, g_zf)
+        has_dfinal = g_sf is not None
         m, smb = _mask_u8(mask, q)
         fill = g_num
         launch_chunked(

@@ -23,7 +23,7 @@ from leapformer.ops.triton.functions import (
     _mask_u8,
     _prop_strides,
     _warps,
-    _zeros_like_grad,
+    causal_grad_buffers,
 )
 
 ROWS = 16  # rows per chunk: the intra-chunk product is ROWS x ROWS x head size in registers
@@ -71,19 +71,10 @@ class GatedCausalAttention(torch.autograd.Function):
         reweight = qp is not None
         G = 2 if reweight else 1
         acc, kc = _acc(q.dtype)
-        dev = q.device
-        g_num = _zeros_like_grad(g_num, (B, H, N, E), acc, dev)
-        g_den = _zeros_like_grad(g_den, (B, H, N), acc, dev)
-        has_dfinal = g_sf is not None or g_zf is not None
-        if has_dfinal:
-            g_sf = _zeros_like_grad(g_sf, (B, H, G, D, E), acc, dev)
-            g_zf = _zeros_like_grad(g_zf, (B, H, G, D), acc, dev)
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        dqp = torch.empty(B, H, N, dtype=acc, device=dev) if reweight else None
-        dkp = torch.empty(B, H, N, dtype=acc, device=dev) if reweight else None
-        db = torch.empty(B, H, N, D, dtype=acc, device=dev)
-        ds0 = torch.empty(B, H, G, D, E, dtype=acc, device=dev) if s0 is not None else None
-        dz0 = torch.empty(B, H, G, D, dtype=acc, device=dev) if s0 is not None else None
+        g_num, g_den, g_sf, g_zf, dq, dk, dv, dqp, dkp, ds0, dz0 = causal_grad_buffers(
+            q, k, v, reweight, B, s0 is not None, g_num, g_den, g_sf, g_zf)
+        has_dfinal = g_sf is not None
+        db = torch.empty(B, H, N, D, dtype=acc, device=q.device)
         m, smb = _mask_u8(mask, q)
         fill = g_num
         gated_bwd_kernel[(B * H,)](
