@@ -63,7 +63,7 @@ from leapformer.ops.linear_blocked import blocked_bidirectional
 from leapformer.ops.linear_chunk import chunk_forward
 from leapformer.ops.linear_parallel import parallel_forward
 from leapformer.ops.linear_recurrent import recurrent_forward
-from leapformer.ops.proportions import cosformer_proportions, reweighting
+from leapformer.ops.proportions import cosformer_proportions, group_weights
 from leapformer.ops.reweighted_grad import SUPPORTED_FEATURE_MAPS, ReweightedAttention
 from leapformer.ops.state import LinearAttentionState, check_state
 from leapformer.ops.triton.dispatch import resolve_backend, run_backend
@@ -177,12 +177,7 @@ def _reweighted_attention(q, k, v, q_prop, k_prop, *, feature_map, causal, key_p
             fq, fk, vc, q_prop, k_prop, causal=causal, key_padding_mask=pad, s0=s0,
             want_state=output_final_state)
     else:
-        wq = wk = None
-        if q_prop is not None:
-            wq = reweighting(q_prop)
-            wk = reweighting(k_prop)
-            if pad is not None:
-                wk = wk.masked_fill(pad[:, None, :, None], 0.0)
+        wq, wk = group_weights(q_prop, k_prop, pad)
         fq = expand_features(fq, wq)
         fk = expand_features(fk, wk)
         s0f = None if s0 is None else s0.reshape(B, H, G * D, -1)

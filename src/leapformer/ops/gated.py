@@ -56,7 +56,7 @@ from leapformer.ops.attention import DEFAULT_EPS, _resolve_mode
 from leapformer.ops.feature_maps import FeatureMap, get_feature_map
 from leapformer.ops.gated_forms import gated_chunk, gated_parallel, gated_recurrent
 from leapformer.ops.linear_step import step_
-from leapformer.ops.proportions import reweighting
+from leapformer.ops.proportions import group_weights
 from leapformer.ops.state import LinearAttentionState, check_state
 from leapformer.ops.triton.dispatch import feature_map_name, fused_state, resolve_backend
 
@@ -100,12 +100,7 @@ def _torch_forms(fq, fk, vc, lg, q_prop, k_prop, *, key_padding_mask, s0, form, 
     if form == "parallel":
         return gated_parallel(fq, fk, vc, lg, q_prop, k_prop, key_padding_mask=pad, s0=s0,
                               want_state=output_final_state)
-    wq = wk = None
-    if q_prop is not None:
-        wq = reweighting(q_prop)
-        wk = reweighting(k_prop)
-        if pad is not None:
-            wk = wk.masked_fill(pad[:, None, :, None], 0.0)
+    wq, wk = group_weights(q_prop, k_prop, pad)
     s0f = None if s0 is None else s0.reshape(B, H, G * D, -1)
     if form == "chunk":
         out, final = gated_chunk(fq, fk, augment_values(vc), lg, wq=wq, wk=wk, s0=s0f,

@@ -26,6 +26,18 @@ def reweighting(prop: Tensor) -> Tensor:
     return torch.stack((torch.sin(angle), torch.cos(angle)), dim=-1)
 
 
+def group_weights(q_prop: Tensor | None, k_prop: Tensor | None,
+                  key_padding_mask: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """:func:`reweighting` of both sides, the key weights zeroed at padded keys
+    (``key_padding_mask [B, N]``, True = pad); ``(None, None)`` without re-weighting."""
+    if q_prop is None:
+        return None, None
+    wk = reweighting(k_prop)
+    if key_padding_mask is not None:
+        wk = wk.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+    return reweighting(q_prop), wk
+
+
 def cosformer_proportions(
     length: int,
     max_length: int | Tensor | None = None,

@@ -111,6 +111,24 @@ def gated_fwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, NUM, DEN, SF, ZF, H, N, 
 
 
 @triton.jit
+def _bwd_rows(Q, K, V, QP, KP, LG, MASK, DNUM, DDEN, b, h, bh, offs_t, offs_d, offs_e, tri,
+              N, D, E, sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn,
+              slb, slh, sln, smb, FMAP: tl.constexpr, REWEIGHT: tl.constexpr,
+              HAS_MASK: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr,
+              PREC: tl.constexpr):
+    """One chunk for either sweep of the backward: what :func:`._causal._chunk` and
+    :func:`_decay` load, the output gradients ``do``, ``dd`` and ``pm = tril(do v^T + dd)``."""
+    qx, kx, fq, fk, v, qs, qc, ks, kc, valid, keep = _chunk(
+        Q, K, V, QP, KP, MASK, b, h, offs_t, offs_d, offs_e, N, D, E,
+        sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn, smb,
+        FMAP, REWEIGHT, HAS_MASK, ACC)
+    cum, total, e3 = _decay(LG, b, h, offs_t, offs_d, keep, D, slb, slh, sln, tri, ACC)
+    do, dd = load_output_grads(DNUM, DDEN, bh, N, E, offs_t, offs_e, valid, ACC)
+    pm = tl.where(tri, mm(do, tl.trans(v), DOT, PREC, ACC) + dd[:, None], 0.0)
+    return qx, kx, fq, fk, v, qs, qc, ks, kc, valid, keep, cum, total, e3, do, dd, pm
+
+
+@triton.jit
 def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
                      DQ, DK, DV, DQP, DKP, DB, DS0, DZ0, H, N, D, E,
                      sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn,
@@ -131,13 +149,11 @@ def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
                                             HAS_S0, REWEIGHT, G, ACC, BK, BV)
     for start in range(0, N, BT):
         offs_t = start + tl.arange(0, BT)
-        qx, kx, fq, fk, v, qs, qc, ks, kc, valid, keep = _chunk(
-            Q, K, V, QP, KP, MASK, b, h, offs_t, offs_d, offs_e, N, D, E,
-            sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn, smb,
-            FMAP, REWEIGHT, HAS_MASK, ACC)
-        cum, total, e3 = _decay(LG, b, h, offs_t, offs_d, keep, D, slb, slh, sln, tri, ACC)
-        do, dd = load_output_grads(DNUM, DDEN, bh, N, E, offs_t, offs_e, valid, ACC)
-        pm = tl.where(tri, mm(do, tl.trans(v), DOT, PREC, ACC) + dd[:, None], 0.0)
+        (qx, kx, fq, fk, v, qs, qc, ks, kc, valid, keep, cum, total, e3, do, dd,
+         pm) = _bwd_rows(Q, K, V, QP, KP, LG, MASK, DNUM, DDEN, b, h, bh, offs_t, offs_d,
+                         offs_e, tri, N, D, E, sqb, sqh, sqn, svb, svh, svn, spb, sph, spn,
+                         skpb, skph, skpn, slb, slh, sln, smb, FMAP, REWEIGHT, HAS_MASK, ACC,
+                         DOT, PREC)
         eq = tl.exp(cum)
         qh = fq * eq
         d_cos = mm(do, tl.trans(s_cos), DOT, PREC, ACC) + dd[:, None] * z_cos[None, :]
@@ -175,13 +191,11 @@ def gated_bwd_kernel(Q, K, V, QP, KP, LG, MASK, S0, Z0, DNUM, DDEN, DSF, DZF,
     for i in range(0, n_chunks):
         start = (n_chunks - 1 - i) * BT
         offs_t = start + tl.arange(0, BT)
-        qx, kx, fq, fk, v, qs, qc, ks, kc, valid, keep = _chunk(
-            Q, K, V, QP, KP, MASK, b, h, offs_t, offs_d, offs_e, N, D, E,
-            sqb, sqh, sqn, svb, svh, svn, spb, sph, spn, skpb, skph, skpn, smb,
-            FMAP, REWEIGHT, HAS_MASK, ACC)
-        cum, total, e3 = _decay(LG, b, h, offs_t, offs_d, keep, D, slb, slh, sln, tri, ACC)
-        do, dd = load_output_grads(DNUM, DDEN, bh, N, E, offs_t, offs_e, valid, ACC)
-        pm = tl.where(tri, mm(do, tl.trans(v), DOT, PREC, ACC) + dd[:, None], 0.0)
+        (qx, kx, fq, fk, v, qs, qc, ks, kc, valid, keep, cum, total, e3, do, dd,
+         pm) = _bwd_rows(Q, K, V, QP, KP, LG, MASK, DNUM, DDEN, b, h, bh, offs_t, offs_d,
+                         offs_e, tri, N, D, E, sqb, sqh, sqn, svb, svh, svn, spb, sph, spn,
+                         skpb, skph, skpn, slb, slh, sln, smb, FMAP, REWEIGHT, HAS_MASK, ACC,
+                         DOT, PREC)
         kk = tl.sum(fq[:, None, :] * fk[None, :, :] * e3, 2)
         if REWEIGHT:
             cm = qs[:, None] * ks[None, :] + qc[:, None] * kc[None, :]
