@@ -110,7 +110,10 @@ def run_lra_report(args: argparse.Namespace) -> int:
         render_table,
     )
 
-    for path, option in ((args.out, "--out"), (args.figure, "--figure")):
+    if args.curves_figure is not None and args.curves is None:
+        raise CommandError("--curves-figure needs --curves TASK")
+    for path, option in ((args.out, "--out"), (args.figure, "--figure"),
+                         (args.curves_figure, "--curves-figure")):
         if path is not None:
             check_writable(path, option)
     speed = _read_speed(args.speed)
@@ -126,12 +129,23 @@ def run_lra_report(args: argparse.Namespace) -> int:
         if args.paired not in labels:
             raise CommandError(f"--paired must name a mechanism of the runs "
                                f"({', '.join(labels)}), got {args.paired!r}")
+    curves = curve_lines = None
+    if args.curves is not None:
+        from leapformer.tasks.lra.curves import learning_curves, render_curves
+
+        curves = learning_curves(results, args.curves)
+        curve_lines = render_curves(curves, args.curves)
     table = render_table(results, args.paired)
     print(table, end="")
     if args.out is not None:
         atomic_write_text(args.out, render_report(results, speed, command=command_line(args),
-                                                  paired=args.paired))
+                                                  paired=args.paired, curves=curve_lines))
         print(f"wrote {args.out}")
+    if args.curves_figure is not None:
+        from leapformer.tasks.lra.curves import plot_curves
+
+        plot_curves(curves, args.curves_figure, task=args.curves)
+        print(f"wrote {args.curves_figure}")
     if args.figure is not None:
         from leapformer.tasks.lra.figures import plot_accuracy_throughput
 
@@ -211,6 +225,8 @@ def run_heatmap(args: argparse.Namespace) -> int:
 
 
 def register(commands) -> None:
+    from leapformer.tasks.lra import TASKS
+
     lra = commands.add_parser("lra", help="train and evaluate one Long-Range Arena task")
     add_lra_arguments(lra)
     lra.set_defaults(func=run_lra_command)
@@ -228,6 +244,11 @@ def register(commands) -> None:
     report.add_argument("--paired", metavar="MECHANISM",
                         help="also compare this mechanism with every other one seed by seed "
                         "(mean difference ± 95%% t interval, wins, sign test)")
+    report.add_argument("--curves", metavar="TASK", choices=TASKS,
+                        help="add this task's learning curves (training loss, validation "
+                        "accuracy per step, mean over seeds) to --out's report")
+    report.add_argument("--curves-figure", type=Path, metavar="PNG",
+                        help="and draw them to this PNG")
     report.set_defaults(func=run_lra_report)
     grid = commands.add_parser("lra-grid", help="train a grid of LRA tasks x mechanisms "
                                "(resumable), then the table and Figure 1")

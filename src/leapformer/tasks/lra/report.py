@@ -353,9 +353,11 @@ def figure1_points(results: list[dict], speed: dict | None = None) -> tuple[list
 
 
 def render_report(results: list[dict], speed: dict | None = None, *, command: str = "",
-                  paired: str | None = None) -> str:
+                  paired: str | None = None, curves: list[str] | None = None) -> str:
     """The whole markdown report: what was run, the accuracy table with its verdict,
-    and the speed rows used for Figure 1 (when given)."""
+    the learning-curve section ``curves`` (markdown lines from
+    :func:`leapformer.tasks.lra.curves.render_curves`, when given) and the speed rows
+    used for Figure 1 (when given)."""
     speed = canonical_result(speed)
     tasks, avgs = averages(results)
     profiles = sorted({str(r.get("profile", "?")) for r in results})
@@ -376,6 +378,8 @@ def render_report(results: list[dict], speed: dict | None = None, *, command: st
         lines.append("- peak RSS: some runs recorded the whole process's peak (a grid "
                      "runs many runs in one process), so it may not be the run's own")
     lines += ["", "## Accuracy", "", render_table(results, paired).rstrip("\n"), ""]
+    if curves:
+        lines += list(curves)
     if speed is not None:
         n = speed["config"]["length"]
         lines += [f"## Training speed at {n} tokens (Figure 1's x axis and bubble size)", "",
