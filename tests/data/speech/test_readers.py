@@ -2,6 +2,8 @@
 here (wav files + yaml/txt/csv), with every error naming its file and line; global
 CMVN over a manifest."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -293,3 +295,18 @@ def test_mustc_one_line_fast_path_agrees_with_pyyaml(tmp_path, entry):
     assert fast is None or fast == slow
     if "spk.1" in entry or "1.5e+3" in entry:
         assert fast is not None  # the official form takes the fast path
+
+
+def test_manifest_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """Items read from (or built under) a relative folder hold working-directory-relative
+    paths; writing them next to the audio and reading back finds the same files (a build
+    with ``--out runs/x`` once wrote ``runs/x/wav/..`` into ``runs/x``'s manifests)."""
+    monkeypatch.chdir(tmp_path)
+    _wav(tmp_path / "build" / "wav" / "a.wav", 800, seed=3)
+    item = SpeechItem("u1", Path("build") / "wav" / "a.wav", 0, 800, "a", "b")
+    path = write_manifest([item], Path("build") / "m.tsv")
+    assert "\twav/a.wav\t" in path.read_text(encoding="utf-8")
+    back = read_manifest(Path("build") / "m.tsv")
+    assert back[0].audio.resolve() == (tmp_path / "build" / "wav" / "a.wav").resolve()
+    again = read_manifest(write_manifest(back, Path("build") / "copy.tsv"))
+    assert again[0].audio.resolve() == back[0].audio.resolve()

@@ -108,8 +108,10 @@ def read_manifest(path: str | Path) -> list[SpeechItem]:
 
 
 def write_manifest(items: Iterable[SpeechItem], path: str | Path) -> Path:
-    """Write ``items`` as a manifest TSV (atomically). Audio paths under the manifest's
-    folder are written relative to it. Raises ``ValueError`` for an empty list, a
+    """Write ``items`` as a manifest TSV (atomically). An item's audio path is a path
+    like any other (a relative one is relative to the working directory, as
+    :func:`read_manifest` returns them); those under the manifest's folder are written
+    relative to it, the others absolute. Raises ``ValueError`` for an empty list, a
     repeated or empty id, or a field holding a tab or line break."""
     path = Path(path)
     root = path.parent.resolve()
@@ -120,8 +122,7 @@ def write_manifest(items: Iterable[SpeechItem], path: str | Path) -> Path:
         if it.id in seen:
             raise ValueError(f"items[{i}]: id {it.id!r} appears twice")
         seen.add(it.id)
-        audio = Path(it.audio)
-        resolved = audio.resolve() if audio.is_absolute() else (path.parent / audio).resolve()
+        resolved = Path(it.audio).resolve()
         try:
             audio_text = resolved.relative_to(root).as_posix()
         except ValueError:
