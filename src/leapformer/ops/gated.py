@@ -104,12 +104,12 @@ def _torch_forms(fq, fk, vc, lg, q_prop, k_prop, *, key_padding_mask, s0, form, 
     s0f = None if s0 is None else s0.reshape(B, H, G * D, -1)
     if form == "chunk":
         out, final = gated_chunk(fq, fk, augment_values(vc), lg, wq=wq, wk=wk, s0=s0f,
-                                 chunk_size=chunk_size)
+                                 chunk_size=chunk_size, want_state=output_final_state)
     else:  # channel d's decay for every group (the layout of expand_features)
         out, final = gated_recurrent(expand_features(fq, wq), expand_features(fk, wk),
                                      augment_values(vc), lg.repeat(1, 1, 1, G), s0=s0f)
     num, den = split_output(out, Dv)
-    return num, den, final.view(B, H, G, D, -1), None
+    return num, den, None if final is None else final.view(B, H, G, D, -1), None
 
 
 def _gated(q, k, v, log_decay, q_prop, k_prop, *, feature_map, key_padding_mask, mode,

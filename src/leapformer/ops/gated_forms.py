@@ -110,18 +110,22 @@ def _pad_length(t: Tensor, extra: int) -> Tensor:
 
 
 def gated_chunk(fq: Tensor, fk: Tensor, v1: Tensor, log_decay: Tensor, *, wq: Tensor | None,
-                wk: Tensor | None, s0: Tensor | None,
-                chunk_size: int) -> tuple[Tensor, Tensor]:
+                wk: Tensor | None, s0: Tensor | None, chunk_size: int,
+                want_state: bool = True) -> tuple[Tensor, Tensor | None]:
     """Causal chunk form: features ``fq, fk [B,H,T,D]`` (not expanded), group weights
     ``wq, wk [B,H,T,G]`` (``[sin, cos](pi/2 p)``; None for G = 1), ``v1 [B,H,T,P]``,
-    ``log_decay [B,H,T,D]``, ``s0 [B,H,G*D,P]`` -> ``(out [B,H,T,P], final [B,H,G*D,P])``.
+    ``log_decay [B,H,T,D]``, ``s0 [B,H,G*D,P]`` -> ``(out [B,H,T,P], final [B,H,G*D,P]``,
+    or None with ``want_state=False``).
 
     Inside a chunk the weights are computed on the ``D`` features and multiplied by
     ``wq_i . wk_j = cos(pi/2 (p_i - p_j))`` (the decay is shared by the groups), so
     the element-wise decay work does not double with re-weighting; across chunks
     the state holds the expanded features. A ragged last chunk is padded with zero
     features and zero log decay (no key, no decay: the state and the real outputs
-    are unchanged); so is an input shorter than a chunk, to whole sub-chunks."""
+    are unchanged); so is an input shorter than a chunk, to whole sub-chunks. As in
+    :func:`leapformer.ops.linear_chunk.chunk_forward`, work no result reads is skipped:
+    without ``s0`` the first chunk reads no state, and without ``want_state`` the last
+    chunk's keys are not summed."""
     B, H, T, D = fq.shape
     P = v1.shape[-1]
     C = min(chunk_size, T)
@@ -141,18 +145,28 @@ def gated_chunk(fq: Tensor, fk: Tensor, v1: Tensor, log_decay: Tensor, *, wq: Te
         wq, wk = chunks(wq.expand(B, H, T, -1)), chunks(wk.expand(B, H, T, -1))
         a = a * (wq @ wk.transpose(-1, -2))
     out = a @ v
-    last = b[:, :, :, -1:, :]  # [B,H,n,1,D]
-    kv = expand_features(k * (last - b).exp(), wk).transpose(-1, -2) @ v  # keys at chunk end
     G = 1 if wq is None else wq.shape[-1]
-    fade = last.squeeze(3).exp().repeat(1, 1, 1, G).unsqueeze(-1)  # [B,H,n,G*D,1]
-    s = fq.new_zeros(B, H, G * D, P) if s0 is None else s0
+    w = n if want_state else n - 1  # chunks whose keys a later chunk (or the caller) reads
+    s = s0
+    if w > 0:
+        last = b[:, :, :w, -1:, :]  # [B,H,w,1,D]
+        kw = None if wk is None else wk[:, :, :w]
+        kv = expand_features(k[:, :, :w] * (last - b[:, :, :w]).exp(), kw).transpose(-1, -2) \
+            @ v[:, :, :w]  # keys at chunk end
+        fade = last.squeeze(3).exp().repeat(1, 1, 1, G).unsqueeze(-1)  # [B,H,w,G*D,1]
     prev = []
     for i in range(n):
         prev.append(s)
-        s = fade[:, :, i] * s + kv[:, :, i]
-    out = out + expand_features(q * b.exp(), wq) @ torch.stack(prev, dim=2)
+        if i < w:
+            s = kv[:, :, i] if s is None else fade[:, :, i] * s + kv[:, :, i]
+    first = 1 if s0 is None else 0  # nothing precedes the first chunk
+    if first < n:
+        qw = None if wq is None else wq[:, :, first:]
+        read = expand_features(q[:, :, first:] * b[:, :, first:].exp(), qw) \
+            @ torch.stack(prev[first:], dim=2)
+        out = torch.cat((out[:, :, :first], out[:, :, first:] + read), dim=2)
     out = out.reshape(B, H, n * C, P)
-    return (out if extra == 0 else out[:, :, :T]), s
+    return (out if extra == 0 else out[:, :, :T]), (s if want_state else None)
 
 
 def gated_recurrent(fq: Tensor, fk: Tensor, v1: Tensor, log_decay: Tensor, *,
