@@ -309,6 +309,7 @@ def test_report_focus_says_where_leap_stands(tmp_path, capsys):
     assert wide.rstrip().endswith("| - | - | - |")
     assert ("vs linear: 1 better, 0 worse, 0 not separated; "
             "vs cosformer: 0 better, 0 worse, 1 not separated") in text
+    assert "relative to leap's at the same point: softmax 1.00x, linear 1.00x" in text
     assert "Where linear stands" in render_report(results, focus="linear")
     assert "Where" not in render_report(results, focus=None)
     with pytest.raises(ValueError, match="focus must name a mechanism of the runs"):

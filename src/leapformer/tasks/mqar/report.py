@@ -214,7 +214,28 @@ def focus_lines(agg: dict[tuple, dict], focus: str) -> list[str]:
                         for m, c in counts.items() if sum(c))
     if not summary:
         return lines + ["", f"No other mechanism ran at {focus}'s cells and widths.", ""]
-    return lines + ["", f"Over the points both ran: {summary}.", ""]
+    return lines + ["", f"Over the points both ran: {summary}.",
+                    _state_ratios(agg, focus, keys, others), ""]
+
+
+def _state_ratios(agg: dict[tuple, dict], focus: str, keys: list[tuple],
+                  others: list[str]) -> str:
+    """One line: each mechanism's decoding state relative to ``focus``'s at the same cell
+    and width (the comparison above is at equal width, not at equal state)."""
+    parts = []
+    for m in others:
+        ratios = [agg[(T, K, m, w)]["state_bytes"] / agg[(T, K, focus, w)]["state_bytes"]
+                  for T, K, _, w in keys
+                  if (T, K, m, w) in agg and agg[(T, K, m, w)].get("state_bytes")
+                  and agg[(T, K, focus, w)].get("state_bytes")]
+        if ratios:
+            lo, hi = min(ratios), max(ratios)
+            parts.append(f"{m} {lo:.2f}x" if hi - lo < 0.005 else f"{m} {lo:.2f}-{hi:.2f}x")
+    if not parts:
+        return ""
+    return (f"The comparison is at equal width, not equal state: each mechanism's decoding "
+            f"state per layer relative to {focus}'s at the same point: {', '.join(parts)} "
+            "(state against accuracy: the per-cell tables below).")
 
 
 def softmax_target(agg: dict[tuple, dict]) -> dict:
