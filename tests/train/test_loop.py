@@ -237,3 +237,22 @@ def test_write_errors_name_the_checkpoint(tmp_path, monkeypatch):
     (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match=r"cut.pt: it is truncated or not a checkpoint"):
         load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_resume_with_more_steps_follows_the_longer_schedule(tmp_path):
+    """A finished cosine run (rate 0 at its end) resumed with more steps trains at the new
+    schedule's rate from the first resumed step, not at the checkpoint's stale rate."""
+    _trainer(_model(), tmp_path, steps=4, checkpoint_every=0).fit()
+    tr = _trainer(_model(), tmp_path, steps=8)
+    used = []
+    batches = tr.get_batch
+
+    def recording(i):
+        used.append(tr.optimizer.param_groups[0]["lr"])
+        return batches(i)
+
+    tr.get_batch = recording
+    tr.fit(resume=True)
+    f = lr_lambda("cosine", warmup_steps=2, total_steps=8)
+    assert used[0] == pytest.approx(1e-2 * f(4)) and used[0] > 0
+    assert used == pytest.approx([1e-2 * f(s) for s in range(4, 8)])

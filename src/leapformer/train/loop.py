@@ -40,6 +40,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -209,6 +210,7 @@ class Trainer:
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
+        self._apply_schedule()
         self.step, self.best, self.history = ck["step"], ck["best"], ck.get("history", [])
         ranks = ck.get("rng_ranks") or [ck["rng"]]
         if len(ranks) == self.dist.world_size:  # same number of processes: exact resume
@@ -220,6 +222,18 @@ class Trainer:
         if self.dist.is_main:
             self._truncate_metrics()
         log.info("resumed from %s at step %d", self.out_dir / "last.pt", self.step)
+
+    def _apply_schedule(self) -> None:
+        """Set the optimizer's rates (and OneCycle's momentum) to this run's schedule at the
+        loaded step. The checkpoint holds the rates of the schedule it was trained with;
+        a run resumed with more ``steps`` follows the new, longer schedule from here on
+        (same steps: the same rates, to the bit)."""
+        with warnings.catch_warnings():  # get_lr outside step() warns; here it is meant
+            warnings.simplefilter("ignore", UserWarning)
+            lrs = self.scheduler.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self.scheduler._last_lr = list(lrs)
 
     def _truncate_metrics(self) -> None:
         """Drop JSONL records written after the checkpoint (an interrupted run)."""
