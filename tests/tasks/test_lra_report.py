@@ -166,8 +166,15 @@ def test_correctness_encoding_round_trips_and_is_checked(tmp_path):
 def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         collect([tmp_path / "missing"])
-    with pytest.raises(ValueError, match="no results.json"):
+    with pytest.raises(ValueError, match="no LRA results.json"):
         collect([tmp_path])
+    (tmp_path / "m").mkdir()  # another task's results are not LRA results
+    (tmp_path / "m" / "results.json").write_text(json.dumps(
+        {"task": "mqar", "attention": "leap", "test_accuracy": 0.5}))
+    with pytest.raises(ValueError, match=r"no LRA results.json under .* \(1 of other tasks\)"):
+        collect([tmp_path])
+    _write(tmp_path, "listops", "leap", 0.40, seed=0)
+    assert [r["task"] for r in collect([tmp_path])] == ["listops"]
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "results.json").write_text("{broken")
     with pytest.raises(ValueError, match="could not read"):

@@ -127,6 +127,13 @@ def test_refuses_existing_run_folder(tmp_path):
                  **{**TINY, "lr": 2e-3})
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         run_mqar("linear", steps=2, out=tmp_path / "none", resume=True, progress=False, **TINY)
+    # a short run extended: its warm-up (capped at steps - 1) grows with it
+    longer = run_mqar("linear", steps=4, eval_every=2, out=out, progress=False, resume=True,
+                      **TINY)
+    assert longer["steps"] == 4
+    with pytest.raises(ValueError, match=r"differ in \['warmup_steps'\]"):
+        run_mqar("linear", steps=6, eval_every=2, out=out, progress=False, resume=True,
+                 warmup_steps=2, **TINY)
 
 
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):

@@ -75,8 +75,9 @@ def decode_correct(obj, where: str = "test_correct") -> np.ndarray:
 
 # -- reading ------------------------------------------------------------------
 def collect(run_dirs: list[str | Path]) -> list[dict]:
-    """Every ``results.json`` under the given folders (searched recursively)."""
-    found = []
+    """Every LRA ``results.json`` under the given folders (searched recursively); the
+    results of other tasks (MQAR, LM, ...) are skipped, with a note in the log."""
+    found, other = [], 0
     for root in map(Path, run_dirs):
         if not root.exists():
             raise FileNotFoundError(f"run folder {root} does not exist")
@@ -84,12 +85,18 @@ def collect(run_dirs: list[str | Path]) -> list[dict]:
         for path in paths:
             try:
                 res = json.loads(path.read_text())
-                res["_path"] = str(path)
-                found.append(res)
             except (json.JSONDecodeError, OSError) as err:
                 raise ValueError(f"could not read {path}: {err}") from err
+            if not isinstance(res, dict) or res.get("task") not in TASKS:
+                other += 1
+                continue
+            res["_path"] = str(path)
+            found.append(res)
+    if other:
+        log.info("lra report: skipped %d results.json of other tasks", other)
     if not found:
-        raise ValueError(f"no results.json under {[str(r) for r in run_dirs]}")
+        extra = f" ({other} of other tasks)" if other else ""
+        raise ValueError(f"no LRA results.json under {[str(r) for r in run_dirs]}{extra}")
     return found
 
 

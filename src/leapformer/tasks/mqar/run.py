@@ -123,8 +123,10 @@ def _prior_seconds(history: list[dict]) -> float:
 _RUN_KEYS = ("attention", "seed", "batch_size")
 
 
-def _check_saved_config(out: Path, config: dict) -> None:
-    """Refuse to resume a run saved with other settings (``steps`` may grow)."""
+def _check_saved_config(out: Path, config: dict, warmup_steps: int | None = None) -> None:
+    """Refuse to resume a run saved with other settings (``steps`` may grow). The saved
+    warm-up is the requested ``warmup_steps`` capped at ``steps - 1``; a warm-up that
+    differs only through that cap (a short run extended) is not a different setting."""
     path = out / "config.json"
     if path.is_file():
         old = json.loads(path.read_text())
@@ -132,7 +134,11 @@ def _check_saved_config(out: Path, config: dict) -> None:
         for key in ("run", "model", "data", "train"):
             a = old.get(key, {}) if key != "run" else {k: old.get(k) for k in _RUN_KEYS}
             b = config[key] if key != "run" else {k: config[k] for k in _RUN_KEYS}
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "steps")
+            same = {"steps"}
+            if key == "train" and warmup_steps is not None and isinstance(a.get("steps"), int) \
+                    and a.get("warmup_steps") == min(warmup_steps, a["steps"] - 1):
+                same.add("warmup_steps")
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in same)
             if diff:
                 raise ValueError(f"cannot resume {out}: its {key} settings differ in {diff} "
                                  f"(saved {[a.get(k) for k in diff]}, now "
@@ -197,7 +203,7 @@ def run_mqar(attention: str, *, d_model: int, seq_len: int, num_kv: int,
               "train": asdict(train_cfg)}
     with open_run(out, resume=resume, overwrite=overwrite) as out:
         if resume:
-            _check_saved_config(out, config)
+            _check_saved_config(out, config, warmup_steps)
         seeds = data_cfg["seeds"]
         t0 = time.perf_counter()
         train = tuple(a.astype(np.int32) for a in make_mqar(n_train, seq_len, num_kv, vocab,
