@@ -186,6 +186,11 @@ def test_resume_continues_the_run(data, tmp_path):
     assert steps == [1, 2, 3]
     assert json.loads((run / "results.json").read_text())["steps"] == 3
     assert _run([*base, "--steps", "4", "--resume", "--loss", "l2"]) == 2  # settings differ
+    # the spec as results.json writes it is the same spec
+    long_spec = [a if a != "leap" else "enc=leap,dec=leap,cross=leap" for a in base]
+    assert _run([*long_spec, "--steps", "4", "--resume"]) == 0
+    assert _run([*base, "--steps", "5", "--resume", "--spec", "enc=leap,dec=linear,cross=leap"]
+                ) == 2
 
 
 def test_resume_reuses_the_saved_front_end_and_cmvn(data, tmp_path, capsys):

@@ -109,6 +109,8 @@ def test_build_three_verses_then_resume(tmp_path):
     assert (third["synthesised"], third["reused"]) == (0, 3)
     with pytest.raises(ValueError, match=r"other settings \(rate 175 -> 200\)"):
         build_spoken_bible(out, max_verses=3, rate=200)
+    with pytest.raises(ValueError, match=r"other settings \(max_chars None -> 80\)"):
+        build_spoken_bible(out, max_verses=3, max_chars=80)  # other verses: other splits
 
 
 def test_cli_spoken_bible(tmp_path, capsys):

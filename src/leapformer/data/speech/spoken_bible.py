@@ -161,7 +161,9 @@ def _write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
         sf.write(fh, samples, sample_rate, format="WAV", subtype="PCM_16")
 
 
-def _check_settings(out_dir: Path, settings: dict) -> None:
+def _check_settings(out_dir: Path, settings: dict, max_chars: int | None = None) -> None:
+    """Refuse a folder built with other voice settings, or with another ``max_chars``
+    (which verses qualify: the splits would be rebuilt from other verses)."""
     path = out_dir / INFO
     if not path.is_file():
         return
@@ -174,6 +176,8 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
         raise ValueError(f"{path}: not a spoken-Bible build (format {old.get('format')!r})")
     diff = {k: (old.get("settings", {}).get(k), v) for k, v in settings.items()
             if old.get("settings", {}).get(k) != v}
+    if "max_chars" in old and old["max_chars"] != max_chars:
+        diff["max_chars"] = (old["max_chars"], max_chars)
     if diff:
         what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise ValueError(f"out_dir {out_dir} holds a build with other settings ({what}): "
@@ -201,7 +205,7 @@ def build_spoken_bible(out_dir: str | Path, *, max_verses: int | None = DEFAULT_
     selection = select_verses(max_verses, seed=seed, max_chars=max_chars, data_dir=data_dir)
     settings = {"voice": voice, "rate": rate, "pitch": pitch, "rate_jitter": rate_jitter,
                 "pitch_jitter": pitch_jitter, "sample_rate": sample_rate, "seed": seed}
-    _check_settings(out_dir, settings)
+    _check_settings(out_dir, settings, max_chars)
     synthesize("check", voice=voice)  # an unknown voice fails here, before any file
     info = {"format": SPOKEN_BIBLE_FORMAT, "settings": settings, "max_verses": max_verses,
             "max_chars": max_chars, "espeak_ng": espeak_version(), "complete": False}

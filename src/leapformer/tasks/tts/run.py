@@ -30,6 +30,7 @@ import torch
 
 from leapformer.data.speech import GlobalCMVN, compute_cmvn
 from leapformer.models.tts import TTS_PRESETS, TransformerTTS, TTSConfig
+from leapformer.nn import AttentionSpec
 from leapformer.tasks._runs import read_run
 from leapformer.tasks._skeleton import capped_warmup, check_resume, runs_in_folder, write_json
 from leapformer.tasks.tts.data import TextFrontend, collate, load_items, mel_batches, utterance_mel
@@ -96,7 +97,7 @@ def check_settings(spec: str, preset: str, front_end: str, loss: str,
     """ValueError for settings that would fail only after the features are computed."""
     from leapformer.models.target_length import LENGTH_PREDICTORS
     from leapformer.models.tts import TTS_LOSSES
-    from leapformer.nn import MECHANISMS, AttentionSpec
+    from leapformer.nn import MECHANISMS
     from leapformer.tasks.tts.data import DATA_FORMATS, FRONT_ENDS
 
     parsed = AttentionSpec.parse(spec)
@@ -149,7 +150,10 @@ def _train(*, data: str | Path, fmt: str, spec: str, out: Path,
     if resume:
         old = json.loads((out / "config.json").read_text())
         keys = [k for k in _RESUME_KEYS if k != "warmup_steps" or k in old]  # older runs
-        check_resume(out, settings, keys, saved=old)
+        # one spec written two ways ('leap' and 'enc=leap,dec=leap,cross=leap') is one spec
+        saved = {**old, "spec": str(AttentionSpec.parse(old["spec"]))} if "spec" in old else old
+        check_resume(out, {**settings, "spec": str(AttentionSpec.parse(spec))}, keys,
+                     saved=saved)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     train_items = load_items(data, fmt, "train", max_items=max_items)
