@@ -258,6 +258,14 @@ def test_errors_name_the_argument(tmp_path, capfd):
                                 "--no-progress"])
     assert args.func(args) == 2
     assert "error: leapformer translate simul:" in capfd.readouterr().err
+    other = tmp_path / "other-run"  # a run folder of another command
+    other.mkdir()
+    (other / "config.json").write_text('{"format": "leapformer-st-run"}')
+    (other / "best.pt").write_bytes(b"")
+    args = parser().parse_args(["translate", "eval", "--run", str(other), "--no-progress"])
+    assert args.func(args) == 2
+    assert "is not a translation run config (format 'leapformer-st-run')" in \
+        capfd.readouterr().err
     write_fixture(tmp_path / "data", n=(20, 4, 4))
     with pytest.raises(ValueError, match="bad attention spec 'enc=bogus'"):
         train(tmp_path, tmp_path / "r", 2, spec="enc=bogus")
