@@ -108,6 +108,15 @@ def test_eval_writes_bleu_and_hypotheses(trained):
     assert json.loads((tmp / "ev" / "results.json").read_text())["BLEU"] == res["BLEU"]
 
 
+def test_eval_records_absolute_paths(trained, monkeypatch):
+    """Paths in an eval's results.json do not depend on the caller's working directory."""
+    tmp, _ = trained
+    monkeypatch.chdir(tmp)
+    res = run_translate_eval("run", max_sentences=2, out="ev-rel")
+    assert res["run"] == str((tmp / "run").resolve())
+    assert res["hypotheses"] == str((tmp / "ev-rel" / "hyp.txt").resolve())
+
+
 def test_offline_cosformer_eval_with_each_length_predictor(trained):
     tmp, _ = trained
     run = tmp / "cos"

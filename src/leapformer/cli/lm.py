@@ -177,7 +177,7 @@ def run_lm_eval_command(args: argparse.Namespace) -> int:
                                       progress=bar.update)
     except (ValueError, TypeError, FileNotFoundError) as err:
         return print_error("lm eval", err)
-    res = {"run": str(args.run), "split": args.split, "checkpoint": args.checkpoint,
+    res = {"run": str(Path(args.run).resolve()), "split": args.split, "checkpoint": args.checkpoint,
            "attention": config["attention"], "cosformer_length": args.cosformer_length, **res}
     text = json.dumps(res, indent=2)
     print(json.dumps(_shown(res), indent=2))

@@ -144,10 +144,11 @@ def run_st_eval(run: str | Path, *, split: str = "test", beam: int = 5,
             progress(len(rows))
     wall = time.perf_counter() - t0
     refs = data.refs[split][:n]
-    res = {"run": str(run), "task": config["task"], "split": split, "checkpoint": checkpoint,
+    res = {"run": str(Path(run).resolve()),
+           "task": config["task"], "split": split, "checkpoint": checkpoint,
            "utterances": n, "beam": beam, "spec": config["spec"], "waitk_trained": config["waitk"],
            "causal_encoder": config["causal_encoder"], **_quality(config, hyps, refs),
-           "target_tokens": tokens, "wall_s": wall, "hypotheses": str(out / "hyp.txt")}
+           "target_tokens": tokens, "wall_s": wall, "hypotheses": str((out / "hyp.txt").resolve())}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "hyp.txt", "".join(h + "\n" for h in hyps))
     atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")
@@ -197,7 +198,8 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
     unit = {"latency_unit": "spm", "spm_model": (Path(run) / "spm.tgt.model").resolve()}
     write_instances(out / "instances.log", records, source_type="speech", **unit)
     scores = write_scores(out / "scores.json", records, bleu=quality.get("BLEU"), **unit)
-    res = {"run": str(run), "task": config["task"], "split": split, "checkpoint": checkpoint,
+    res = {"run": str(Path(run).resolve()),
+           "task": config["task"], "split": split, "checkpoint": checkpoint,
            "utterances": n, "k": k, "ratio": ratio, "encoder": encoder, "spec": config["spec"],
            "waitk_trained": config["waitk"], "causal_encoder": config["causal_encoder"],
            **quality, **scores, "latency_unit": "ms of source audio (delays); spm (|Y*|)",
@@ -206,6 +208,7 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
            "target_tokens": tokens, "audio_s": audio_ms / 1000, "encoder_s": enc_s,
            "decoder_s": dec_s, "feature_s": feat_s,
            "decoder_ms_per_token": 1000 * dec_s / tokens if tokens else None,
-           "instances": str(out / "instances.log"), "scores": str(out / "scores.json")}
+           "instances": str((out / "instances.log").resolve()),
+           "scores": str((out / "scores.json").resolve())}
     atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res

@@ -124,7 +124,8 @@ def run_translate_eval(run: str | Path, *, split: str = "test", beam: int = 5,
     bleu = corpus_bleu(hyps, refs, tgt_lang)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "hyp.txt", "".join(h + "\n" for h in hyps))
-    res = {"run": str(run), "split": split, "checkpoint": checkpoint, "sentences": n,
+    res = {"run": str(Path(run).resolve()),
+           "split": split, "checkpoint": checkpoint, "sentences": n,
            "beam": beam, "length_penalty": length_penalty, "max_len_a": max_len_a,
            "max_len_b": max_len_b, "spec": config["spec"], "waitk_trained": config["waitk"],
            "causal_encoder": config["causal_encoder"],
@@ -135,7 +136,7 @@ def run_translate_eval(run: str | Path, *, split: str = "test", beam: int = 5,
            "bleu_signature": bleu.signature, "bleu_bp": bleu.bp,
            "bleu_precisions": list(bleu.precisions), "target_tokens": tokens,
            "wall_s": wall, "target_tokens_per_s": tokens / wall if wall > 0 else None,
-           "hypotheses": str(out / "hyp.txt")}
+           "hypotheses": str((out / "hyp.txt").resolve())}
     atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res
 
@@ -215,7 +216,8 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
     unit = {"latency_unit": "spm", "spm_model": (Path(run) / "spm.tgt.model").resolve()}
     write_instances(out / "instances.log", records, **unit)
     scores = write_scores(out / "scores.json", records, bleu=bleu.score, **unit)
-    res = {"run": str(run), "split": split, "checkpoint": checkpoint, "sentences": n, "k": k,
+    res = {"run": str(Path(run).resolve()),
+           "split": split, "checkpoint": checkpoint, "sentences": n, "k": k,
            "encoder": encoder, "batch_size": batch_size, "compile_step": compile_step,
            "spec": config["spec"], "waitk_trained": config["waitk"],
            "causal_encoder": config["causal_encoder"], **scores,
@@ -225,6 +227,7 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
            "oracle": sorted(oracle), "target_tokens": tokens, "decoder_steps": steps,
            "decoder_s": dec_s, "encoder_s": enc_s,
            "decoder_tokens_per_s": tokens / dec_s if dec_s > 0 else None,
-           "instances": str(out / "instances.log"), "scores": str(out / "scores.json")}
+           "instances": str((out / "instances.log").resolve()),
+           "scores": str((out / "scores.json").resolve())}
     atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res

@@ -207,7 +207,8 @@ def run_tts_eval(run: str | Path, *, split: str = "test", max_items: int = 20,
         predicted["stop" if r == "stop" else f"stop@{r}"] = stop_lengths[r]
     t, m = _encode_text_ids(texts[0])
     result = {
-        "run": str(run), "spec": str(model.spec), "split": split, "utterances": len(items),
+        "run": str(Path(run).resolve()),
+        "spec": str(model.spec), "split": split, "utterances": len(items),
         "mcd": {r: float(np.mean(v)) for r, v in mcds.items()},
         "length_error": length_errors(predicted, true),
         "decoder_rtf": decode_s / max(audio_s, 1e-9),
