@@ -150,7 +150,7 @@ CASES = [
     ("report-missing-runs", ["lra-report", "--runs", "{root}/nope"], "lra-report",
      "run folder {root}/nope does not exist", None),
     ("report-no-results", ["lra-report", "--runs", "{root}/empty"], "lra-report",
-     "no results.json under", None),
+     "no LRA results.json under", None),
     ("report-broken-results", ["lra-report", "--runs", "{root}/broken-results"], "lra-report",
      "could not read {root}/broken-results/r/results.json", None),
     ("report-out-under-a-file", ["lra-report", "--runs", "{root}/grid", "--out",

@@ -65,6 +65,8 @@ def test_cli_curves(tmp_path, capsys):
     assert main(["lra-report", "--runs", str(tmp_path), "--out", str(out), "--curves", "image",
                  "--curves-figure", str(fig)]) == 0
     assert "## Learning curves: image" in out.read_text() and fig.is_file()
+    assert main(["lra-report", "--runs", str(tmp_path), "--curves", "image"]) == 0
+    assert "## Learning curves: image" in capsys.readouterr().out  # printed without --out
     assert main(["lra-report", "--runs", str(tmp_path), "--curves-figure", str(fig)]) == 2
     assert "--curves-figure needs --curves TASK" in capsys.readouterr().err
     assert main(["lra-report", "--runs", str(tmp_path), "--out", str(out),

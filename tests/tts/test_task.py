@@ -93,8 +93,21 @@ def test_train_eval_synth_report(data, tmp_path, capsys):
     report = tmp_path / "report.md"
     assert _run(["tts", "report", "--runs", str(run), "--out", str(report)]) == 0
     text = report.read_text()
-    assert "| enc=cosformer,dec=cosformer,cross=cosformer | ratio |" in text
+    assert "| enc=cosformer,dec=cosformer,cross=cosformer | test | ratio |" in text
     assert "| enc=cosformer,dec=cosformer,cross=cosformer | 0.1 | 9 |" in text
+    # an eval written under another name (--out) is found in its folder; the split shows
+    assert _run(["tts", "eval", "--run", str(run), "--split", "dev", "--max-items", "1",
+                 "--rtf-seconds", "0.05", "--griffin-lim-iters", "2",
+                 "--out", str(tmp_path / "evals" / "dev.json")]) == 0
+    assert _run(["tts", "report", "--runs", str(tmp_path / "evals"), str(run),
+                 "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "| dev | ratio |" in text and "| test | ratio |" in text
+    # the data folder of the run has moved: the message says so and what to pass
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data": str(tmp_path / "gone")}))
+    assert _run(["tts", "eval", "--run", str(run), "--max-items", "1"]) == 2
+    assert "is gone: pass --data DIR" in capsys.readouterr().err
 
 
 def _ref(data):

@@ -160,7 +160,7 @@ def register(commands) -> argparse._SubParsersAction:
     pathfinder.add_argument("--overwrite", action="store_true")
     pathfinder.set_defaults(func=run_data_pathfinder)
     spoken = datasets.add_parser(
-        "spoken-bible", help="English WEB verses spoken by espeak-ng: 16 kHz wavs and "
+        "spoken-bible", help="English WEB verses spoken by espeak-ng: wavs (16 kHz by default) and "
         "speech->ja / speech->en manifests (resumable)")
     add_data_spoken_bible_arguments(spoken)
     spoken.set_defaults(func=run_data_spoken_bible)

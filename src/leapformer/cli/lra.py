@@ -137,6 +137,8 @@ def run_lra_report(args: argparse.Namespace) -> int:
         curve_lines = render_curves(curves, args.curves)
     table = render_table(results, args.paired)
     print(table, end="")
+    if curve_lines and args.out is None:
+        print("\n" + "\n".join(curve_lines), end="")
     if args.out is not None:
         atomic_write_text(args.out, render_report(results, speed, command=command_line(args),
                                                   paired=args.paired, curves=curve_lines))
@@ -246,7 +248,8 @@ def register(commands) -> None:
                         "(mean difference ± 95%% t interval, wins, sign test)")
     report.add_argument("--curves", metavar="TASK", choices=TASKS,
                         help="add this task's learning curves (training loss, validation "
-                        "accuracy per step, mean over seeds) to --out's report")
+                        "accuracy per step, mean over seeds) to the report (--out, or the "
+                        "printed table)")
     report.add_argument("--curves-figure", type=Path, metavar="PNG",
                         help="and draw them to this PNG")
     report.set_defaults(func=run_lra_report)

@@ -102,10 +102,9 @@ def run_tts_eval_command(args: argparse.Namespace) -> int:
 def run_tts_report_command(args: argparse.Namespace) -> int:
     from leapformer._io import atomic_write_text
     from leapformer.tasks.tts import run_tts_report
+    from leapformer.tasks.tts.evaluate import find_tts_evals
 
-    files = []
-    for p in args.runs:
-        files += sorted(p.rglob("eval_*.json")) if p.is_dir() else [p]
+    files = find_tts_evals(args.runs)
     text = run_tts_report(files)
     if args.out is None:
         print(text, end="")
@@ -201,6 +200,6 @@ def register(commands) -> None:
 
     p = sub.add_parser("report", help="markdown tables over tts eval results")
     p.add_argument("--runs", type=Path, nargs="+", required=True,
-                   help="eval_*.json files or folders searched for them")
+                   help="tts eval result files, or folders searched for them")
     p.add_argument("--out", type=Path, help="markdown file (default: print it)")
     p.set_defaults(func=run_tts_report_command)

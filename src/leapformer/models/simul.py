@@ -160,8 +160,8 @@ class SimulAgent:
             raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {encoder!r}")
         if encoder == "incremental" and not model.encoder.causal:
             raise ValueError("encoder='incremental' needs a model with a causal encoder "
-                             "(Seq2Seq(..., causal_encoder=True)); use encoder='reencode' for "
-                             "a bidirectional encoder")
+                             "(Seq2Seq(..., causal_encoder=True)); use encoder='reencode' "
+                             "(--encoder reencode) for a bidirectional encoder")
         for name, v in (("max_len_a", max_len_a), ("max_len_b", max_len_b)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}")

@@ -112,8 +112,8 @@ class SpeechSimulAgent:
             raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {encoder!r}")
         if encoder == "incremental" and not model.encoder.causal:
             raise ValueError("encoder='incremental' needs a causal encoder (SpeechSeq2Seq(..., "
-                             "causal_encoder=True)); use encoder='reencode' for a "
-                             "bidirectional one")
+                             "causal_encoder=True)); use encoder='reencode' (--encoder reencode) "
+                             "for a bidirectional one")
         cos = [n for n, m in model.named_modules() if isinstance(m, CosFormer)
                and (n.startswith("decoder") or encoder == "incremental")]
         if cos:

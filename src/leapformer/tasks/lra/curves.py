@@ -133,7 +133,8 @@ def plot_curves(curves: dict[str, dict], path: str | Path, *, task: str) -> Path
         for ax, series, scale in ((ax_loss, c["train"], 1.0), (ax_acc, c["valid"], 100.0)):
             steps = sorted(series)
             mean = [scale * series[s][0] for s in steps]
-            ax.plot(steps, mean, color=color, label=f"{label} ({len(c['seeds'])} seeds)")
+            ax.plot(steps, mean, color=color, label=f"{label} ({len(c['seeds'])} seeds)",
+                    marker="o" if len(steps) < 30 else None, markersize=3)
             if len(c["seeds"]) > 1:
                 ax.fill_between(steps, [scale * series[s][1] for s in steps],
                                 [scale * series[s][2] for s in steps], color=color, alpha=0.15)

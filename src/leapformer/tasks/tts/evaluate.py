@@ -18,6 +18,7 @@ error per predictor, real-time factor), and the markdown report over runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -142,6 +143,9 @@ def run_tts_eval(run: str | Path, *, split: str = "test", max_items: int = 20,
     model, front, cmvn, config = load_tts_run(run)
     run = Path(run)
     stats = read_json_object(run / "length_stats.json")
+    if data is None and not Path(config["data"]).is_dir():
+        raise FileNotFoundError(f"the data folder this run was trained on, {config['data']}, "
+                                f"is gone: pass --data DIR (a {config['format_data']} folder)")
     items = load_items(data or config["data"], config["format_data"], split,
                        max_items=max_items)
     refs = [utterance_audio(it) for it in items]
@@ -220,29 +224,52 @@ def run_tts_eval(run: str | Path, *, split: str = "test", max_items: int = 20,
     return result
 
 
+_EVAL_KEYS = ("spec", "mcd", "length_error", "rtf_vs_length", "utterances")
+
+
+def find_tts_evals(paths: list[Path]) -> list[Path]:
+    """The tts eval results among ``paths``: files as given, and in folders every JSON file
+    (searched recursively) that holds one (whatever ``tts eval --out`` named it)."""
+    found = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            found.append(p)
+            continue
+        for f in sorted(p.rglob("*.json")):
+            try:
+                r = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(r, dict) and all(k in r for k in _EVAL_KEYS):
+                found.append(f)
+    return found
+
+
 def run_tts_report(evals: list[Path]) -> str:
-    """Markdown tables (MCD, length error, real-time factor) over ``eval_*.json`` files."""
+    """Markdown tables (MCD, length error, real-time factor) over tts eval result files
+    (:func:`find_tts_evals`), one row per evaluation, split and length source."""
     if not evals:
-        raise ValueError("no TTS eval_*.json files given (run leapformer tts eval first)")
+        raise ValueError("no TTS eval results given (run leapformer tts eval first)")
     rows_mcd, rows_len, rows_rtf = [], [], []
     for path in evals:
         r = read_json_object(path)
-        for key in ("spec", "mcd", "length_error", "rtf_vs_length", "utterances"):
+        for key in _EVAL_KEYS:
             if key not in r:
                 raise ValueError(f"{path}: not a tts eval result (no {key!r})")
+        split = r.get("split", "?")
         for name, v in r["mcd"].items():
-            rows_mcd.append([r["spec"], name, f"{v:.2f}", r["utterances"]])
+            rows_mcd.append([r["spec"], split, name, f"{v:.2f}", r["utterances"]])
         for name, v in r["length_error"].items():
-            rows_len.append([r["spec"], name, f"{100 * v['rel']:.1f}",
+            rows_len.append([r["spec"], split, name, f"{100 * v['rel']:.1f}",
                              f"{v['abs_frames']:.1f}", f"{100 * v['bias']:+.1f}"])
         for s, v in r["rtf_vs_length"].items():
             rows_rtf.append([r["spec"], s, v["frames"], f"{v['rtf']:.3f}",
                              f"{v['ms_per_frame']:.2f}"])
     return "\n".join([
         "## MCD (dB, Griffin-Lim, DTW)", "",
-        markdown_table(["spec", "length from", "MCD", "utterances"], rows_mcd), "",
+        markdown_table(["spec", "split", "length from", "MCD", "utterances"], rows_mcd), "",
         "## Length error", "",
-        markdown_table(["spec", "predictor", "rel. error %", "abs. frames", "bias %"],
+        markdown_table(["spec", "split", "predictor", "rel. error %", "abs. frames", "bias %"],
                        rows_len), "",
         "## Decoder real-time factor (batch 1)", "",
         markdown_table(["spec", "audio s", "frames", "RTF", "ms / frame"], rows_rtf), ""])
