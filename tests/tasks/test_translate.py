@@ -115,6 +115,9 @@ def test_eval_records_absolute_paths(trained, monkeypatch):
     res = run_translate_eval("run", max_sentences=2, out="ev-rel")
     assert res["run"] == str((tmp / "run").resolve())
     assert res["hypotheses"] == str((tmp / "ev-rel" / "hyp.txt").resolve())
+    # and which training step the evaluated (best) checkpoint is from
+    assert res["checkpoint_step"] == json.loads((tmp / "run" / "results.json").read_text())[
+        "best_step"]
 
 
 def test_offline_cosformer_eval_with_each_length_predictor(trained):

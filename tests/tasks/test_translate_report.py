@@ -185,3 +185,19 @@ def _rows(text, header):
             break
         out.append([c.strip() for c in line.strip("|").split("|")])
     return out
+
+
+def test_evals_of_a_replaced_checkpoint_are_left_out(tmp_path):
+    """A run resumed and trained on after its evaluation: the old evaluation's checkpoint
+    step is not the run's best step any more, so the report leaves it out and says so."""
+    run = write_run(tmp_path, "cos", "cosformer", waitk=None, valid={250: 6.5, 500: 6.0},
+                    evals=[("oracle", 8.0), ("ratio", 7.0)], length_predictor="conv")
+    for pred, step in (("oracle", 500), ("ratio", 250)):
+        path = run / f"eval-test-{pred}" / "results.json"
+        res = json.loads(path.read_text())
+        path.write_text(json.dumps({**res, "checkpoint": "best", "checkpoint_step": step}))
+    found = collect_translate_runs([tmp_path])
+    assert [e["length_predictor"] for e in found[0]["evals"]] == ["oracle"]
+    text = render_translate_report(found)
+    assert "left out: 1 evaluation(s) of a checkpoint their run has since replaced" in text
+    assert "eval-test-ratio" in text

@@ -125,7 +125,8 @@ def run_translate_eval(run: str | Path, *, split: str = "test", beam: int = 5,
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "hyp.txt", "".join(h + "\n" for h in hyps))
     res = {"run": str(Path(run).resolve()),
-           "split": split, "checkpoint": checkpoint, "sentences": n,
+           "split": split, "checkpoint": checkpoint,
+           "checkpoint_step": config.get("checkpoint_step"), "sentences": n,
            "beam": beam, "length_penalty": length_penalty, "max_len_a": max_len_a,
            "max_len_b": max_len_b, "spec": config["spec"], "waitk_trained": config["waitk"],
            "causal_encoder": config["causal_encoder"],
@@ -217,7 +218,8 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
     write_instances(out / "instances.log", records, **unit)
     scores = write_scores(out / "scores.json", records, bleu=bleu.score, **unit)
     res = {"run": str(Path(run).resolve()),
-           "split": split, "checkpoint": checkpoint, "sentences": n, "k": k,
+           "split": split, "checkpoint": checkpoint,
+           "checkpoint_step": config.get("checkpoint_step"), "sentences": n, "k": k,
            "encoder": encoder, "batch_size": batch_size, "compile_step": compile_step,
            "spec": config["spec"], "waitk_trained": config["waitk"],
            "causal_encoder": config["causal_encoder"], **scores,

@@ -80,19 +80,33 @@ def _read_run(folder: Path) -> dict:
     results = read_json_object(folder / "results.json")
     require_keys(results, ("steps",), folder / "results.json", "a 'translate train' results.json")
     spec = str(AttentionSpec.parse(config["spec"]))
-    evals, simuls = [], []
-    for path in sorted(folder.glob("eval-*/results.json")):
-        res = read_json_object(path)
-        require_keys(res, ("BLEU", "split", "beam"), path, "a 'translate eval' result")
-        evals.append({**res, "_path": str(path)})
-    for path in sorted(folder.glob("simul-*/results.json")):
-        res = read_json_object(path)
-        require_keys(res, ("BLEU", "k", "AL", "LAAL", "AL_CA", "split"), path,
-                 "a 'translate simul' result")
-        simuls.append({**res, "_path": str(path)})
+    evals, simuls, stale = [], [], []
+    for pattern, keys, what, kept in (
+            ("eval-*/results.json", ("BLEU", "split", "beam"), "a 'translate eval' result",
+             evals),
+            ("simul-*/results.json", ("BLEU", "k", "AL", "LAAL", "AL_CA", "split"),
+             "a 'translate simul' result", simuls)):
+        for path in sorted(folder.glob(pattern)):
+            res = read_json_object(path)
+            require_keys(res, keys, path, what)
+            if _is_stale(res, results):
+                stale.append(str(path))
+            else:
+                kept.append({**res, "_path": str(path)})
     return {"name": folder.name, "path": str(folder), "spec": spec, "config": config,
             "results": results, "valid": _valid_losses(folder / "metrics.jsonl"),
-            "evals": evals, "simuls": simuls}
+            "evals": evals, "simuls": simuls, "stale": stale}
+
+
+def _is_stale(res: dict, results: dict) -> bool:
+    """An evaluation of a checkpoint the run has since replaced (it was resumed and trained
+    on): its recorded step is not the run's best (or last) step. Evaluations written
+    before the step was recorded are taken as they are."""
+    step = res.get("checkpoint_step")
+    if step is None:
+        return False
+    want = results.get("best_step") if res.get("checkpoint") != "last" else results.get("steps")
+    return want is not None and step != want
 
 
 def collect_translate_runs(folders: list[str | Path]) -> list[dict]:
@@ -347,6 +361,11 @@ def render_translate_report(runs: list[dict], command: str = "", notes: list[str
     if command:
         lines.append(f"- command: `{command}`")
     lines += [f"- {n}" for n in notes or []]
+    stale = [p for r in runs for p in r.get("stale", [])]
+    if stale:
+        lines.append(f"- left out: {len(stale)} evaluation(s) of a checkpoint their run has "
+                     f"since replaced (resumed and trained on; run them again): "
+                     f"{', '.join(stale)}")
     lines += [f"- {INTERVAL_NOTE}"]
     lines += ["", "## Training", "", *render_training_table(groups), ""]
     rows, best = per_block_ablation(runs)

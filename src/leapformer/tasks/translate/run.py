@@ -369,10 +369,13 @@ def run_translate_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path,
 def load_translate_run(run: str | Path, *, checkpoint: str = "best",
                        device: str | torch.device = "cpu"
                        ) -> tuple[Seq2Seq, TranslationData, dict]:
-    """``(model in eval mode, data, config)`` of a run folder of :func:`run_translate_train`."""
+    """``(model in eval mode, data, config)`` of a run folder of :func:`run_translate_train`;
+    ``config["checkpoint_step"]`` is the training step of the loaded checkpoint."""
     run, config, ck_path = read_run(run, checkpoint, fmt=RUN_FORMAT, what="a translation",
                                     command="leapformer translate train")
     data = load_translation_data(run)
     model = _build_model(config)
-    model.load_state_dict(load_checkpoint(ck_path)["model"])
-    return model.to(device).eval(), data, config
+    ck = load_checkpoint(ck_path)
+    model.load_state_dict(ck["model"])
+    # which training step the evaluated weights are from (evals record it)
+    return model.to(device).eval(), data, {**config, "checkpoint_step": ck.get("step")}
