@@ -201,3 +201,9 @@ def test_evals_of_a_replaced_checkpoint_are_left_out(tmp_path):
     text = render_translate_report(found)
     assert "left out: 1 evaluation(s) of a checkpoint their run has since replaced" in text
     assert "eval-test-ratio" in text
+    # a later step (the run resumed and still training) and 'last' at the last step are kept
+    for pred, step, ck in (("oracle", 700, "best"), ("ratio", 500, "last")):
+        path = run / f"eval-test-{pred}" / "results.json"
+        res = json.loads(path.read_text())
+        path.write_text(json.dumps({**res, "checkpoint": ck, "checkpoint_step": step}))
+    assert len(collect_translate_runs([tmp_path])[0]["evals"]) == 2

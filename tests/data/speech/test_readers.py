@@ -310,3 +310,13 @@ def test_manifest_paths_relative_to_the_working_directory(tmp_path, monkeypatch)
     assert back[0].audio.resolve() == (tmp_path / "build" / "wav" / "a.wav").resolve()
     again = read_manifest(write_manifest(back, Path("build") / "copy.tsv"))
     assert again[0].audio.resolve() == back[0].audio.resolve()
+
+
+def test_manifest_relative_to_its_folder_when_not_found_from_here(tmp_path, monkeypatch):
+    """A relative path that names no file from the working directory but one next to the
+    manifest keeps its older meaning (relative to the manifest's folder)."""
+    _wav(tmp_path / "build" / "wav" / "a.wav", 800, seed=4)
+    monkeypatch.chdir(tmp_path)
+    path = write_manifest([SpeechItem("u1", Path("wav") / "a.wav", 0, 800, "a", "b")],
+                          Path("build") / "m.tsv")
+    assert "\twav/a.wav\t" in path.read_text(encoding="utf-8")

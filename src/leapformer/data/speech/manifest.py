@@ -15,8 +15,9 @@
 
 Texts hold no tab or line break. Every reading error names the file and the
 1-based line. :func:`read_manifest` returns :class:`SpeechItem` rows with the
-audio path resolved; :func:`write_manifest` writes them (atomically) with
-paths made relative to the manifest where they lie under its folder;
+audio path joined to the manifest's folder (usable from the working directory);
+:func:`write_manifest` writes them (atomically) with paths made relative to the
+manifest where they lie under its folder;
 :func:`load_audio` reads one utterance as float32 samples in [-1, 1).
 """
 
@@ -108,11 +109,12 @@ def read_manifest(path: str | Path) -> list[SpeechItem]:
 
 
 def write_manifest(items: Iterable[SpeechItem], path: str | Path) -> Path:
-    """Write ``items`` as a manifest TSV (atomically). An item's audio path is a path
-    like any other (a relative one is relative to the working directory, as
-    :func:`read_manifest` returns them); those under the manifest's folder are written
-    relative to it, the others absolute. Raises ``ValueError`` for an empty list, a
-    repeated or empty id, or a field holding a tab or line break."""
+    """Write ``items`` as a manifest TSV (atomically). An item's relative audio path is
+    relative to the working directory (as :func:`read_manifest` returns them) when the
+    file is there, else to the manifest's folder (the meaning before 2026-12); paths under
+    the manifest's folder are written relative to it, the others absolute. Raises
+    ``ValueError`` for an empty list, a repeated or empty id, or a field holding a tab or
+    line break."""
     path = Path(path)
     root = path.parent.resolve()
     rows, seen = [], set()
@@ -122,7 +124,10 @@ def write_manifest(items: Iterable[SpeechItem], path: str | Path) -> Path:
         if it.id in seen:
             raise ValueError(f"items[{i}]: id {it.id!r} appears twice")
         seen.add(it.id)
-        resolved = Path(it.audio).resolve()
+        audio = Path(it.audio)
+        resolved = audio.resolve()
+        if not audio.is_absolute() and not resolved.exists() and (path.parent / audio).exists():
+            resolved = (path.parent / audio).resolve()
         try:
             audio_text = resolved.relative_to(root).as_posix()
         except ValueError:

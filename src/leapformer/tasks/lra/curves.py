@@ -81,9 +81,17 @@ def learning_curves(results: list[dict], task: str) -> dict[str, dict]:
                 train.append(t)
                 valid.append(v)
                 seeds.append(run.get("seed"))
+            else:
+                log.warning("learning curves: %s has no %s records; skipped", metrics,
+                            "training" if not t else "validation")
         if seeds:
             curves[label] = {"seeds": seeds, "train": _mean_over_runs(train),
                              "valid": _mean_over_runs(valid)}
+            logged = set().union(*(set(v) for v in valid))
+            if len(curves[label]["valid"]) < len(logged):
+                log.warning("learning curves: the seeds of %s evaluated at different steps; "
+                            "only the %d steps all of them share are drawn", label,
+                            len(curves[label]["valid"]))
     if not curves:
         known = sorted({r.get("task") for r in results})
         raise ValueError(f"no run of task {task!r} has a metrics.jsonl with training and "

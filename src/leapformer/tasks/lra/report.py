@@ -93,7 +93,8 @@ def collect(run_dirs: list[str | Path]) -> list[dict]:
             res["_path"] = str(path)
             found.append(res)
     if other:
-        log.info("lra report: skipped %d results.json of other tasks", other)
+        log.warning("lra report: skipped %d results.json that are not LRA results (no LRA "
+                    "'task')", other)
     if not found:
         extra = f" ({other} of other tasks)" if other else ""
         raise ValueError(f"no LRA results.json under {[str(r) for r in run_dirs]}{extra}")

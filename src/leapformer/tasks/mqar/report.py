@@ -214,8 +214,9 @@ def focus_lines(agg: dict[tuple, dict], focus: str) -> list[str]:
                         for m, c in counts.items() if sum(c))
     if not summary:
         return lines + ["", f"No other mechanism ran at {focus}'s cells and widths.", ""]
-    return lines + ["", f"Over the points both ran: {summary}.",
-                    _state_ratios(agg, focus, keys, others), ""]
+    ratios = _state_ratios(agg, focus, keys, others)
+    return lines + ["", f"Over the points both ran: {summary}.", *([ratios] if ratios else []),
+                    ""]
 
 
 def _state_ratios(agg: dict[tuple, dict], focus: str, keys: list[tuple],

@@ -125,8 +125,9 @@ _RUN_KEYS = ("attention", "seed", "batch_size")
 
 def _check_saved_config(out: Path, config: dict, warmup_steps: int | None = None) -> None:
     """Refuse to resume a run saved with other settings (``steps`` may grow). The saved
-    warm-up is the requested ``warmup_steps`` capped at ``steps - 1``; a warm-up that
-    differs only through that cap (a short run extended) is not a different setting."""
+    warm-up is the requested one capped at ``steps - 1`` (the request itself is not
+    saved); a saved warm-up equal to ``min(warmup_steps, saved steps - 1)`` is accepted,
+    so a short run can be extended."""
     path = out / "config.json"
     if path.is_file():
         old = json.loads(path.read_text())

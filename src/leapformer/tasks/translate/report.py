@@ -100,13 +100,15 @@ def _read_run(folder: Path) -> dict:
 
 def _is_stale(res: dict, results: dict) -> bool:
     """An evaluation of a checkpoint the run has since replaced (it was resumed and trained
-    on): its recorded step is not the run's best (or last) step. Evaluations written
-    before the step was recorded are taken as they are."""
+    on): its recorded step is before the run's best (or last) step. A later step is an
+    evaluation made while a resumed run is still training (``results.json`` is written at
+    the end), not a stale one. Evaluations written before the step was recorded are taken
+    as they are."""
     step = res.get("checkpoint_step")
     if step is None:
         return False
     want = results.get("best_step") if res.get("checkpoint") != "last" else results.get("steps")
-    return want is not None and step != want
+    return want is not None and step < want
 
 
 def collect_translate_runs(folders: list[str | Path]) -> list[dict]:

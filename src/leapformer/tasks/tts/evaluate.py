@@ -242,7 +242,10 @@ def find_tts_evals(paths: list[Path]) -> list[Path]:
                 continue
             if isinstance(r, dict) and all(k in r for k in _EVAL_KEYS):
                 found.append(f)
-    return found
+    unique = {}
+    for f in found:  # a folder and a file inside it, both given: one evaluation
+        unique.setdefault(f.resolve(), f)
+    return list(unique.values())
 
 
 def run_tts_report(evals: list[Path]) -> str:
