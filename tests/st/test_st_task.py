@@ -173,6 +173,9 @@ def test_simul_log_rescored_by_simuleval(runs, monkeypatch):
     res = run_st_simul(st_dir, k=2, split="test")
     out = st_dir / "simul-test-k2-r2-incremental"
     assert res["ratio"] == 2 and "BLEU" in res and "AL_CA" in res
+    assert res["checkpoint_step"] == json.loads((st_dir / "results.json").read_text())[
+        "best_step"]  # the evaluated weights' training step
+    assert res["instances"] == str((out / "instances.log").resolve())
     log = [json.loads(line) for line in (out / "instances.log").read_text().splitlines()]
     assert len(log) == 2 and all(row["delays"] for row in log)
     assert log[0]["source_length"] == pytest.approx(400.0)  # ms of audio

@@ -146,6 +146,7 @@ def run_st_eval(run: str | Path, *, split: str = "test", beam: int = 5,
     refs = data.refs[split][:n]
     res = {"run": str(Path(run).resolve()),
            "task": config["task"], "split": split, "checkpoint": checkpoint,
+           "checkpoint_step": config.get("checkpoint_step"),
            "utterances": n, "beam": beam, "spec": config["spec"], "waitk_trained": config["waitk"],
            "causal_encoder": config["causal_encoder"], **_quality(config, hyps, refs),
            "target_tokens": tokens, "wall_s": wall, "hypotheses": str((out / "hyp.txt").resolve())}
@@ -200,6 +201,7 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
     scores = write_scores(out / "scores.json", records, bleu=quality.get("BLEU"), **unit)
     res = {"run": str(Path(run).resolve()),
            "task": config["task"], "split": split, "checkpoint": checkpoint,
+           "checkpoint_step": config.get("checkpoint_step"),
            "utterances": n, "k": k, "ratio": ratio, "encoder": encoder, "spec": config["spec"],
            "waitk_trained": config["waitk"], "causal_encoder": config["causal_encoder"],
            **quality, **scores, "latency_unit": "ms of source audio (delays); spm (|Y*|)",

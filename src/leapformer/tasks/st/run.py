@@ -313,5 +313,7 @@ def load_st_run(run: str | Path, *, checkpoint: str = "best",
     _, config, ck = read_run(run, checkpoint, fmt=RUN_FORMAT, what="a speech",
                              command="leapformer st train")
     model = build_st_model(config)
-    model.load_state_dict(load_checkpoint(ck)["model"])
-    return model.to(device).eval(), config
+    state = load_checkpoint(ck)
+    model.load_state_dict(state["model"])
+    # which training step the evaluated weights are from (evals record it)
+    return model.to(device).eval(), {**config, "checkpoint_step": state.get("step")}
