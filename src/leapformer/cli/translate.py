@@ -80,13 +80,11 @@ def run_translate_train_command(args: argparse.Namespace) -> int:
 
 
 def _sentences(args) -> int:
-    from leapformer.tasks._runs import read_run
     from leapformer.tasks.translate.data import load_translation_data
-    from leapformer.tasks.translate.run import RUN_FORMAT
+    from leapformer.tasks.translate.run import check_translate_run
 
     # a folder of another kind is named as such before its files are read
-    read_run(args.run, getattr(args, "checkpoint", "best"), fmt=RUN_FORMAT,
-             what="a translation", command="leapformer translate train")
+    check_translate_run(args.run, getattr(args, "checkpoint", "best"))
     n = len(load_translation_data(args.run).ids[args.split][0])
     return n if args.max_sentences is None else min(n, args.max_sentences)
 

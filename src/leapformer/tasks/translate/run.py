@@ -366,6 +366,14 @@ def run_translate_train(spec="enc=leap,dec=leap,cross=leap", *, out: str | Path,
 # ----------------------------------------------------------------------------- runs
 
 
+def check_translate_run(run: str | Path, checkpoint: str = "best") -> None:
+    """Raise the one-line error of :func:`load_translate_run` for a folder that is not a
+    finished translation run (missing, another command's run, no checkpoint), without
+    loading anything."""
+    read_run(run, checkpoint, fmt=RUN_FORMAT, what="a translation",
+             command="leapformer translate train")
+
+
 def load_translate_run(run: str | Path, *, checkpoint: str = "best",
                        device: str | torch.device = "cpu"
                        ) -> tuple[Seq2Seq, TranslationData, dict]:
