@@ -325,7 +325,9 @@ def test_report_focus_says_where_leap_stands(tmp_path, capsys):
     lone = [r for r in lone if r["attention"] == "leap" and r["d_model"] == 128] + [
         r for r in lone if r["attention"] == "linear"]  # no shared (cell, width)
     assert "No other mechanism ran at leap's cells and widths." in render_report(lone)
-    assert _main(["mqar-report", "--runs", str(tmp_path), "--focus", "cosformer"]) == 0
-    assert "## Where cosformer stands" in capsys.readouterr().out
+    assert _main(["mqar-report", "--runs", str(tmp_path), "--focus", "cosformer",
+                  "--note", "made by the test"]) == 0
+    out = capsys.readouterr().out
+    assert "## Where cosformer stands" in out and "\n- made by the test\n" in out
     with pytest.raises(ValueError, match="--focus must name a mechanism of the runs"):
         _main(["mqar-report", "--runs", str(tmp_path), "--focus", "gla"])

@@ -150,7 +150,8 @@ def run_mqar_report(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} must name a mechanism of the runs ({', '.join(names)}), "
                              f"got {value!r}")
     text = render_report(results, command=invocation(), paired=args.paired,
-                         focus=args.focus if args.focus is not None else "auto")
+                         focus=args.focus if args.focus is not None else "auto",
+                         notes=args.note)
     written = []
     if args.out is not None:
         atomic_write_text(args.out, text)
@@ -241,6 +242,8 @@ def register(commands) -> None:
     report.add_argument("--paired", metavar="MECHANISM",
                         help="also compare this mechanism with every other one seed by seed "
                         "(mean difference ± 95%% t interval, wins, sign test)")
+    report.add_argument("--note", action="append", default=[], metavar="TEXT",
+                        help="a bullet line for the report's header (repeatable)")
     report.add_argument("--focus", metavar="MECHANISM",
                         help="summarise where this mechanism stands against every other one "
                         "at each cell and width (default: leap, when the runs have it)")

@@ -262,11 +262,13 @@ def _settings_line(results: list[dict]) -> str:
 
 
 def render_report(results: list[dict], command: str | None = None,
-                  paired: str | None = None, focus: str | None = "auto") -> str:
+                  paired: str | None = None, focus: str | None = "auto",
+                  notes: list[str] | None = None) -> str:
     """The markdown report of MQAR runs (see the module docstring); ``paired`` names the
     mechanism to compare with every other one seed by seed; ``focus`` the mechanism whose
     standing against each other one is summarised first (:func:`focus_lines`; ``"auto"``:
-    LeaP when the runs have it; None: no summary)."""
+    LeaP when the runs have it; None: no summary); ``notes``: extra bullet lines for the
+    header (how the runs were made, what they show)."""
     if not results:
         raise ValueError("no MQAR results to report (no results.json found)")
     names = {r["attention"] for r in results}
@@ -283,6 +285,7 @@ def render_report(results: list[dict], command: str | None = None,
              "validation accuracy.", ""]
     if command:
         lines.append(f"- command: `{command}`")
+    lines += [f"- {n}" for n in notes or []]
     lines += [_settings_line(results), f"- {INTERVAL_NOTE}", ""]
     if focus is not None:
         lines += focus_lines(agg, focus)
