@@ -25,7 +25,8 @@ when weights are requested). Backend (``backend``) as there: ``"triton"`` runs t
 fused kernels of :mod:`leapformer.ops.triton.gated_functions` (modes chunk and
 recurrent, feature maps relu/elu/identity; CUDA, or CPU under
 ``TRITON_INTERPRET=1``), ``"auto"`` picks them on CUDA when Triton is installed,
-``"torch"`` the forms of :mod:`leapformer.ops.gated_forms`; ``"fla"`` is refused. Normalisation (``"clamp"``, ``"eps"``, ``"none"``),
+``"torch"`` the forms of :mod:`leapformer.ops.gated_forms`; ``"fla"`` is refused.
+Normalisation (``"clamp"``, ``"eps"``, ``"none"``),
 padding (``key_padding_mask``: a padded key adds nothing *and decays nothing*:
 its log decay is taken as 0), states (``initial_state``,
 ``output_final_state``), dtypes (float32 computation, float64 for float64

@@ -11,7 +11,8 @@ float32 registers, as :mod:`._causal` does for the ungated form. Inside a chunk,
   (``j <= i``), computed as one ``BT x BT x D`` product in registers where every
   exponent is ``<= 0`` for a decay (``g <= 0``; the upper triangle is
   ``exp(-inf) = 0``), so nothing overflows however strong the decay (a positive
-  ``g``, a growth, is computed the same way without that guarantee); ``c_ij = cos(pi/2 (p_i - p_j))`` from the four sin/cos
+  ``g``, a growth, is computed the same way without that guarantee);
+  ``c_ij = cos(pi/2 (p_i - p_j))`` from the four sin/cos
   vectors, as in the ungated kernels;
 - queries read the previous chunks' state through ``fq exp(b)`` and keys enter the
   state through ``fk exp(b_last - b)``; the state fades by ``exp(b_last)``: again
