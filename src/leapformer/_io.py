@@ -59,3 +59,21 @@ def require_keys(data: dict, keys: tuple[str, ...], path: str | Path, what: str)
     missing = [k for k in keys if k not in data]
     if missing:
         raise ValueError(f"{path} is not {what}: missing {', '.join(missing)}")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSON-lines file (``metrics.jsonl``), blank lines skipped; a line
+    that is not a JSON object is a ``ValueError`` naming the file and 1-based line."""
+    path = Path(path)
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{n}: not a JSON record ({err.msg})") from err
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{n}: not a JSON record (a {type(rec).__name__})")
+        records.append(rec)
+    return records

@@ -15,11 +15,12 @@ A resumed run may have logged a step twice; the last record of a step counts.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
+
+from leapformer._io import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,7 @@ def read_metrics(path: str | Path) -> tuple[dict[int, float], dict[int, float]]:
     a line that is not JSON is an error naming the file and line."""
     train: dict[int, float] = {}
     valid: dict[int, float] = {}
-    path = Path(path)
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{n}: not a JSON record ({err.msg})") from err
+    for rec in read_jsonl(path):
         step = rec.get("step")
         if not isinstance(step, int):
             continue

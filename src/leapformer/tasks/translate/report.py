@@ -40,7 +40,7 @@ from pathlib import Path
 from leapformer.nn import AttentionSpec
 from leapformer.report.intervals import Interval, ranked_verdict, seed_interval
 from leapformer.report.tables import fmt
-from leapformer._io import read_json_object, require_keys
+from leapformer._io import read_json_object, read_jsonl, require_keys
 from leapformer.tasks._runs import flatten
 
 logger = logging.getLogger(__name__)
@@ -61,13 +61,7 @@ def _valid_losses(path: Path) -> dict[int, float]:
     out: dict[int, float] = {}
     if not path.is_file():
         return out
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} line {n} is not JSON: {err}") from err
+    for rec in read_jsonl(path):
         if rec.get("kind") == "eval" and "loss" in rec:
             out[int(rec["step"])] = float(rec["loss"])
     return out
