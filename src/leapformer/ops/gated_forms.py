@@ -164,7 +164,7 @@ def gated_chunk(fq: Tensor, fk: Tensor, v1: Tensor, log_decay: Tensor, *, wq: Te
         qw = None if wq is None else wq[:, :, first:]
         read = expand_features(q[:, :, first:] * b[:, :, first:].exp(), qw) \
             @ torch.stack(prev[first:], dim=2)
-        out = torch.cat((out[:, :, :first], out[:, :, first:] + read), dim=2)
+        out[:, :, first:] += read  # out is a fresh product: no copy of the other rows
     out = out.reshape(B, H, n * C, P)
     return (out if extra == 0 else out[:, :, :T]), (s if want_state else None)
 

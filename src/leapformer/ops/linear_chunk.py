@@ -48,7 +48,7 @@ def _causal_chunks(fq: Tensor, fk: Tensor, v1: Tensor, s0: Tensor | None, C: int
     first = 1 if s0 is None else 0  # nothing precedes the first chunk
     if first < n:
         read = q[:, :, first:] @ prev[:, :, first:]
-        out = torch.cat((out[:, :, :first], out[:, :, first:] + read), dim=2)
+        out[:, :, first:] += read  # out is a fresh product: no copy of the other rows
     return out.reshape(B, H, T, E), (final if want_state else None)
 
 
