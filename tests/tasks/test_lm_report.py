@@ -179,6 +179,19 @@ def test_other_settings_get_their_own_row_and_a_repeated_seed_counts_once(tmp_pa
     assert rows["leap [model.d_model=128]"][1:4] == ["1", "26.0", "25.0"]
 
 
+def test_mechanism_options_are_named_not_listed_as_settings(tmp_path):
+    _seeds(tmp_path, {"leap": [21.0, 21.2]})
+    for seed, ppl in enumerate([20.0, 20.4]):
+        _run(tmp_path, "leap", ppl, folder=f"norm-s{seed}", seed=seed,
+             config={"attention": "leap", "seed": seed,
+                     "model": {"d_model": 64, "mechanism_options": {"head_norm": "rms"}}})
+    text = render_lm_report(collect_lm_results([tmp_path]), paired="leap")
+    rows = {r[0]: r for r in _rows(text, "| mechanism | seeds")}
+    assert set(rows) == {"leap", "leap+head_norm=rms"}
+    assert rows["leap+head_norm=rms"][1] == "2"
+    assert "leap - leap+head_norm=rms: +0.90 ± " in text
+
+
 def test_cosformer_inference_is_the_best_of_the_inference_modes(runs, tmp_path):
     root, eval_paths = runs
     results = collect_lm_results([root])

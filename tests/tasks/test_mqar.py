@@ -222,6 +222,28 @@ def test_grid_skips_finished_runs(tmp_path):
         run_grid(tmp_path, **{**kw, "mechanisms": ["linformer"]})
 
 
+def test_grid_files_and_reports_mechanism_options_apart(tmp_path):
+    kw = {"mechanisms": ["leap"], "widths": [16], "cells": [(16, 2)], "lrs": [1e-2],
+          "seeds": [0], "steps": 2, "vocab": 32, "progress": False, "queries_per_batch": 8,
+          "run_options": {"n_train": 32, "n_valid": 8, "n_test": 8, "eval_every": 2}}
+    run_grid(tmp_path, **kw)
+    res = run_grid(tmp_path, **kw, mechanism_options={"head_norm": "rms"})
+    assert res["trained"] == 1  # not mistaken for the plain run
+    assert (tmp_path / "T16-kv2" / "leap+head_norm=rms-d16" / "lr0.01-s0" / "results.json"
+            ).is_file()
+    found = {r["attention"]: r for r in collect([tmp_path])}
+    assert set(found) == {"leap", "leap+head_norm=rms"}
+    assert found["leap+head_norm=rms"]["mechanism"] == "leap"
+    assert found["leap+head_norm=rms"]["mechanism_options"] == {"head_norm": "rms"}
+    assert "| leap+head_norm=rms |" in render_report(list(found.values()))
+    with pytest.raises(ValueError, match="head_norm must be one of"):
+        run_grid(tmp_path / "bad", **kw, mechanism_options={"head_norm": "bad"})
+    assert not (tmp_path / "bad" / "T16-kv2" / "leap+head_norm=bad-d16" / "lr0.01-s0"
+                / "config.json").exists()  # refused before any file is written
+    with pytest.raises(ValueError, match="run_options cannot set"):
+        run_grid(tmp_path, **{**kw, "run_options": {"mechanism_options": {}}})
+
+
 # -- CLI --------------------------------------------------------------------------------
 def _main(argv):
     """The commands as ``leapformer`` wires them (mqar family + ``data mqar``)."""
@@ -272,6 +294,15 @@ def test_cli_report_and_run(tmp_path, capsys):
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("mqar elu d=16 T=16 kv=2: test accuracy") and "{" not in summary
     assert json.loads((run / "results.json").read_text())["batch_size"] == 256
+    run = tmp_path / "norm"
+    assert _main(["mqar", "--attention", "elu", "--d-model", "16", "--seq-len", "16",
+                  "--num-kv", "2", "--vocab", "32", "--steps", "2", "--n-train", "300",
+                  "--n-test", "8", "--eval-every", "2", "--out", str(run), "--no-progress",
+                  "--mechanism-option", "head_norm=layer"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("mqar elu+head_norm=layer d=16")
+    assert json.loads((run / "results.json").read_text())["mechanism_options"] == {
+        "head_norm": "layer"}
 
 
 def test_report_paired_by_seed(tmp_path, capsys):

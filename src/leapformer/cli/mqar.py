@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leapformer.cli._args import invocation, parse_positive, parse_seed
+from leapformer.cli._args import invocation, parse_key_value, parse_positive, parse_seed
 
 
 def _causal_mechanisms() -> list[str]:
@@ -62,6 +62,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=parse_positive,
                         help="torch threads (default: torch's choice; the grid's timings "
                         "assume 1)")
+    parser.add_argument("--mechanism-option", type=parse_key_value, action="append", default=[],
+                        metavar="KEY=VALUE", help="attention option, e.g. head_norm=rms "
+                        "(repeatable; the runs are filed and reported as leap+head_norm=rms)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -93,7 +96,7 @@ def add_mqar_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_mqar_command(args: argparse.Namespace) -> int:
     """One MQAR run; ends with a one-line summary."""
-    from leapformer.tasks.mqar import run_mqar
+    from leapformer.tasks.mqar import mechanism_label, run_mqar
 
     _set_threads(args.threads)
     res = run_mqar(args.attention, d_model=args.d_model, seq_len=args.seq_len,
@@ -102,8 +105,8 @@ def run_mqar_command(args: argparse.Namespace) -> int:
                    n_train=args.n_train, n_test=args.n_test, eval_every=args.eval_every,
                    seed=args.seed, short_conv=args.short_conv, out=args.out,
                    resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                   command=invocation())
-    print(f"mqar {args.attention} d={args.d_model} T={args.seq_len} kv={args.num_kv}: test "
+                   command=invocation(), mechanism_options=dict(args.mechanism_option))
+    print(f"mqar {mechanism_label(args.attention, dict(args.mechanism_option))} d={args.d_model} T={args.seq_len} kv={args.num_kv}: test "
           f"accuracy {100 * res['test_accuracy']:.2f}% per query "
           f"({100 * res['test_sequence_accuracy']:.1f}% of sequences all right), state "
           f"{res['state_bytes'] / 1024:.1f} KiB per layer, {res['steps']} steps in "
@@ -122,6 +125,7 @@ def run_mqar_grid(args: argparse.Namespace) -> int:
                    queries_per_batch=args.queries_per_batch, vocab=args.vocab,
                    short_conv=args.short_conv, accept=args.accept,
                    progress=not args.no_progress, command=invocation(), run_options=options,
+                   mechanism_options=dict(args.mechanism_option),
                    announce=lambda msg: print(f"== {msg}", flush=True))
     print(f"mqar-grid: {res['trained']} runs trained, {res['skipped']} skipped, "
           f"{len(res['runs'])} kept (best lr); wrote {args.out / 'report.md'}"

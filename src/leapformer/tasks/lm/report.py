@@ -21,6 +21,7 @@ from pathlib import Path
 
 from leapformer.bench.names import canonical_result
 from leapformer.report.intervals import Interval, block_bootstrap, ranked_verdict, seed_interval
+from leapformer.report.names import mechanism_label
 from leapformer.report.paired import paired_lines
 from leapformer.report.tables import fmt, fmt_len
 from leapformer._io import read_json_object, require_keys
@@ -93,17 +94,26 @@ def _settings(r: dict) -> dict:
     return {k: r.get(k) for k in SETTING_KEYS}
 
 
+def _options(r: dict) -> dict:
+    """The attention options of a run (its saved config's ``model.mechanism_options``)."""
+    model = r.get("config", {}).get("model") if isinstance(r.get("config"), dict) else None
+    options = model.get("mechanism_options") if isinstance(model, dict) else None
+    return options if isinstance(options, dict) else {}
+
+
 def group_runs(results: list[dict]) -> dict[str, list[dict]]:
     """``{label: runs}``: runs equal in everything but ``seed`` (one per seed, the last by
-    path when two share a seed), labelled by mechanism, or ``"mechanism [key=value]"``
-    when one mechanism has several settings. Softmax first."""
+    path when two share a seed), labelled by mechanism with its options
+    (:func:`~leapformer.report.names.mechanism_label`: ``leap+head_norm=rms``), plus
+    ``" [key=value]"`` when one such name has several other settings. Softmax first."""
     groups: dict[tuple[str, str], dict] = {}
     for r in sorted(results, key=lambda r: r.get("_path", "")):
         s = _settings(r)
-        g = groups.setdefault((r["attention"], json.dumps(s, sort_keys=True, default=str)),
+        name = mechanism_label(r["attention"], _options(r))
+        g = groups.setdefault((name, json.dumps(s, sort_keys=True, default=str)),
                               {"settings": s, "runs": {}})
         if r.get("seed") in g["runs"]:
-            logger.warning("lm report: two runs of %s with seed %s; using %s", r["attention"],
+            logger.warning("lm report: two runs of %s with seed %s; using %s", name,
                            r.get("seed"), r.get("_path", "?"))
         g["runs"][r.get("seed")] = r
     out = {}

@@ -2,7 +2,8 @@
 x seeds, one run after another (docs/math.md §5.4), as in Zoology's Fig. 2 (Arora et
 al. 2023, "Zoology: Measuring and Improving Recall in Efficient Language Models").
 
-Each run trains into ``out/T<seq_len>-kv<num_kv>/<mechanism>-d<width>/lr<lr>-s<seed>``.
+Each run trains into ``out/T<seq_len>-kv<num_kv>/<mechanism>-d<width>/lr<lr>-s<seed>``
+(with ``mechanism_options``, ``<mechanism>`` is the label ``leap+head_norm=rms``).
 A run whose ``results.json`` exists is skipped, one with a ``last.pt`` but no results
 is resumed, so an interrupted grid continues where it stopped. For every (cell,
 mechanism, width, seed) the learning rate with the best *validation* accuracy is kept
@@ -55,7 +56,7 @@ GRID_DEFAULTS: dict = {
 
 def run_dir(out: str | Path, seq_len: int, num_kv: int, mechanism: str, width: int,
             lr: float, seed: int) -> Path:
-    """The folder of one run of the grid."""
+    """The folder of one run of the grid (``mechanism``: its label, with any options)."""
     return Path(out) / f"T{seq_len}-kv{num_kv}" / f"{mechanism}-d{width}" / f"lr{lr:g}-s{seed}"
 
 
@@ -88,16 +89,20 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
              queries_per_batch: int = GRID_DEFAULTS["queries_per_batch"],
              vocab: int = GRID_DEFAULTS["vocab"], short_conv: bool = GRID_DEFAULTS["short_conv"],
              accept: float | None = None, progress: bool = True, command: str | None = None,
-             run_options: dict | None = None,
+             run_options: dict | None = None, mechanism_options: dict | None = None,
              announce: Callable[[str], None] = log.info) -> dict:
     """Train every run of the grid not yet done, keep the best learning rate per (cell,
     mechanism, width, seed), write ``best.json``, ``report.md`` and ``figure.png``.
 
     ``run_options``: more keyword arguments of :func:`~leapformer.tasks.mqar.run_mqar`
-    (e.g. ``{"n_train": 5000, "eval_every": 100}``). Returns ``{"runs": [...kept...],
-    "report": markdown, "figure": path or None, "trained": n, "skipped": n}``.
+    (e.g. ``{"n_train": 5000, "eval_every": 100}``). ``mechanism_options``: keyword
+    options of every mechanism's attention (e.g. ``{"head_norm": "rms"}``); the runs are
+    filed and reported under :func:`~leapformer.report.names.mechanism_label`. Returns
+    ``{"runs": [...kept...], "report": markdown, "figure": path or None, "trained": n,
+    "skipped": n}``.
     """
     from leapformer.nn import MECHANISMS
+    from leapformer.report.names import mechanism_label
     from leapformer.tasks.mqar.report import (
         collect,
         plot_accuracy_vs_width,
@@ -119,22 +124,25 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
     cells = [tuple(c) for c in cells]
     options = dict(run_options or {})
     clash = set(options) & {"d_model", "seq_len", "num_kv", "vocab", "lr", "seed", "steps",
-                            "short_conv", "out", "resume", "progress", "command"}
+                            "short_conv", "out", "resume", "progress", "command",
+                            "mechanism_options"}
     if clash:
         raise ValueError(f"run_options cannot set {sorted(clash)} (set by the grid)")
+    mech_opts = dict(mechanism_options or {})
+    label = {m: mechanism_label(m, mech_opts) for m in mechanisms}
     out = Path(out)
     plan = [(c, m, w, s, lr) for c in cells for m in mechanisms for w in widths for s in seeds
             for lr in lrs]
     trained = skipped = 0
     for i, ((T, K), mech, width, seed, lr) in enumerate(plan, 1):
-        tag = f"[{i}/{len(plan)}] T={T} kv={K} {mech} d={width} lr={lr:g} seed={seed}"
-        run = run_dir(out, T, K, mech, width, lr, seed)
+        tag = f"[{i}/{len(plan)}] T={T} kv={K} {label[mech]} d={width} lr={lr:g} seed={seed}"
+        run = run_dir(out, T, K, label[mech], width, lr, seed)
         if (run / "results.json").exists():
             announce(f"{tag}: done, skipped")
             skipped += 1
             continue
         if accept is not None:
-            solved = [r for r in (_read(run_dir(out, T, K, mech, width, x, seed) / "results.json")
+            solved = [r for r in (_read(run_dir(out, T, K, label[mech], width, x, seed) / "results.json")
                                   for x in lrs if x != lr)
                       if r and (r.get("best_valid_accuracy") or 0.0) >= accept]
             if solved:
@@ -148,19 +156,20 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
         opts = {"batch_size": batch_for(K, queries_per_batch), **options}
         res = run_mqar(mech, d_model=width, seq_len=T, num_kv=K, vocab=vocab, lr=lr,
                        seed=seed, steps=steps, short_conv=short_conv, out=run, resume=resume,
-                       progress=progress, command=command, **opts)
+                       progress=progress, command=command, mechanism_options=mech_opts, **opts)
         trained += 1
         announce(f"{tag}: test accuracy {100 * res['test_accuracy']:.2f} (validation "
                  f"{100 * (res['best_valid_accuracy'] or 0):.2f}), "
                  f"{time.perf_counter() - t0:.0f} s")
-    wanted = {run_dir(out, T, K, m, w, lr, s) for (T, K), m, w, s, lr in plan}
+    wanted = {run_dir(out, T, K, label[m], w, lr, s) for (T, K), m, w, s, lr in plan}
     results = [r for r in collect([out]) if Path(r["_path"]).parent in wanted]
     kept = select_best(results)
     atomic_write_text(out / "best.json", json.dumps(
         {"settings": {"mechanisms": list(mechanisms), "widths": list(widths),
                       "cells": [list(c) for c in cells], "lrs": list(lrs), "seeds": list(seeds),
                       "steps": steps, "queries_per_batch": queries_per_batch, "vocab": vocab,
-                      "short_conv": short_conv, "accept": accept, "run_options": options},
+                      "short_conv": short_conv, "accept": accept, "run_options": options,
+                      "mechanism_options": mech_opts},
          "runs": [{k: r.get(k) for k in ("_path", "attention", "d_model", "seq_len", "num_kv",
                                           "seed", "lr", "best_valid_accuracy", "test_accuracy",
                                           "state_bytes", "train_wall_s")} for r in kept]},

@@ -30,6 +30,7 @@ import numpy as np
 
 from leapformer._io import atomic_open
 from leapformer.report.intervals import Interval, interval_for, separated, verdict
+from leapformer.report.names import mechanism_label
 from leapformer.report.paired import paired_lines
 from leapformer.report.tables import target, targets_table
 from leapformer._io import read_json_object, require_keys
@@ -48,7 +49,9 @@ SOFTMAX_TARGET = 0.99
 
 def collect(run_dirs: list[str | Path]) -> list[dict]:
     """Every MQAR ``results.json`` under the given folders (searched recursively), each
-    with ``_path``; files of other tasks are skipped, broken MQAR files are errors."""
+    with ``_path``; files of other tasks are skipped, broken MQAR files are errors.
+    ``attention`` becomes the run's :func:`mechanism_label` (the mechanism with its
+    options) and ``mechanism`` keeps the bare name."""
     found = []
     for root in map(Path, run_dirs):
         if not root.exists():
@@ -60,7 +63,14 @@ def collect(run_dirs: list[str | Path]) -> list[dict]:
                 log.info("skipping %s: task %r", path, data.get("task"))
                 continue
             require_keys(data, REQUIRED, path, "an MQAR results file")
-            found.append({**data, "_path": str(path)})
+            options = data.get("mechanism_options")
+            if options is None:  # results written before the key existed
+                model = (data.get("config") or {}).get("model") if isinstance(
+                    data.get("config"), dict) else None
+                options = model.get("mechanism_options") if isinstance(model, dict) else None
+            found.append({**data, "mechanism": data["attention"],
+                          "attention": mechanism_label(data["attention"], options),
+                          "_path": str(path)})
     return found
 
 

@@ -205,6 +205,8 @@ def run_mqar(attention: str, *, d_model: int, seq_len: int, num_kv: int,
     with open_run(out, resume=resume, overwrite=overwrite) as out:
         if resume:
             _check_saved_config(out, config, warmup_steps)
+        torch.manual_seed(seed)  # first: bad mechanism options fail before any file is written
+        model = MQARModel(model_cfg)
         seeds = data_cfg["seeds"]
         t0 = time.perf_counter()
         train = tuple(a.astype(np.int32) for a in make_mqar(n_train, seq_len, num_kv, vocab,
@@ -216,9 +218,6 @@ def run_mqar(attention: str, *, d_model: int, seq_len: int, num_kv: int,
         out.mkdir(parents=True, exist_ok=True)
         prior = _prior_seconds(load_checkpoint(out / "last.pt").get("history", [])) if resume else 0.0
         atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
-
-        torch.manual_seed(seed)
-        model = MQARModel(model_cfg)
 
         def loss_fn(m, batch):
             x, y = batch
@@ -240,6 +239,7 @@ def run_mqar(attention: str, *, d_model: int, seq_len: int, num_kv: int,
         per_layer = model.state_bytes(seq_len)
         summary = {
             "format": "leapformer-mqar-results", "task": "mqar", "attention": attention,
+            "mechanism_options": dict(mechanism_options or {}),
             "d_model": d_model, "seq_len": seq_len, "num_kv": num_kv, "vocab": vocab,
             "layers": layers, "heads": heads, "short_conv": short_conv, "mlp": mlp,
             "positions": positions, "seed": seed, "steps": result.steps, "lr": lr,
