@@ -9,6 +9,7 @@ from leapformer.cli import main
 from leapformer.tasks.lm.report import (
     collect_lm_results,
     cosformer_inference,
+    group_runs,
     load_evals,
     render_lm_report,
 )
@@ -190,6 +191,12 @@ def test_mechanism_options_are_named_not_listed_as_settings(tmp_path):
     assert set(rows) == {"leap", "leap+head_norm=rms"}
     assert rows["leap+head_norm=rms"][1] == "2"
     assert "leap - leap+head_norm=rms: +0.90 ± " in text
+    # an option the preset sets for the mechanism anyway is not a variant
+    _run(tmp_path / "wt", "leap", 30.0, folder="leap-q", seed=0,
+         config={"attention": "leap", "seed": 0,
+                 "model": {"mechanism_options": {"q_scale": True}},
+                 "train": {"mechanism_options": {"leap": {"q_scale": True}}}})
+    assert list(group_runs(collect_lm_results([tmp_path / "wt"]))) == ["leap"]
 
 
 def test_cosformer_inference_is_the_best_of_the_inference_modes(runs, tmp_path):

@@ -13,7 +13,7 @@ from leapformer.cli import mqar as mqar_cli
 from leapformer.data.mqar import load_mqar, make_mqar
 from leapformer.models.mqar import MQARConfig, MQARModel
 from leapformer.tasks.mqar import run as run_module
-from leapformer.tasks.mqar import run_mqar
+from leapformer.tasks.mqar import mechanism_label, run_mqar
 from leapformer.tasks.mqar.grid import parse_cell, run_dir, run_grid
 from leapformer.tasks.mqar.report import aggregate, collect, render_report, select_best
 from leapformer.train import load_checkpoint
@@ -236,10 +236,16 @@ def test_grid_files_and_reports_mechanism_options_apart(tmp_path):
     assert found["leap+head_norm=rms"]["mechanism"] == "leap"
     assert found["leap+head_norm=rms"]["mechanism_options"] == {"head_norm": "rms"}
     assert "| leap+head_norm=rms |" in render_report(list(found.values()))
+    # a bad option is refused before any run trains, even for a later mechanism
     with pytest.raises(ValueError, match="head_norm must be one of"):
-        run_grid(tmp_path / "bad", **kw, mechanism_options={"head_norm": "bad"})
-    assert not (tmp_path / "bad" / "T16-kv2" / "leap+head_norm=bad-d16" / "lr0.01-s0"
-                / "config.json").exists()  # refused before any file is written
+        run_grid(tmp_path / "bad", **{**kw, "mechanisms": ["linear", "leap"]},
+                 mechanism_options={"head_norm": "bad"})
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="not a folder name"):
+        run_grid(tmp_path / "bad", **kw, mechanism_options={"head_norm": "../x"})
+    assert mechanism_label("leap", {"q_scale": True, "head_norm": None}) == \
+        "leap+head_norm=null,q_scale=true"
+    assert mechanism_label("leap", {}) == "leap"
     with pytest.raises(ValueError, match="run_options cannot set"):
         run_grid(tmp_path, **{**kw, "run_options": {"mechanism_options": {}}})
 
@@ -303,6 +309,11 @@ def test_cli_report_and_run(tmp_path, capsys):
     assert summary.startswith("mqar elu+head_norm=layer d=16")
     assert json.loads((run / "results.json").read_text())["mechanism_options"] == {
         "head_norm": "layer"}
+    with pytest.raises(ValueError, match="head_norm must be one of"):  # run kept
+        _main(["mqar", "--attention", "elu", "--d-model", "16", "--seq-len", "16",
+               "--num-kv", "2", "--vocab", "32", "--out", str(run), "--overwrite",
+               "--mechanism-option", "head_norm=bad"])
+    assert (run / "results.json").is_file()
 
 
 def test_report_paired_by_seed(tmp_path, capsys):

@@ -106,7 +106,8 @@ def run_mqar_command(args: argparse.Namespace) -> int:
                    seed=args.seed, short_conv=args.short_conv, out=args.out,
                    resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                    command=invocation(), mechanism_options=dict(args.mechanism_option))
-    print(f"mqar {mechanism_label(args.attention, dict(args.mechanism_option))} d={args.d_model} T={args.seq_len} kv={args.num_kv}: test "
+    name = mechanism_label(args.attention, dict(args.mechanism_option))
+    print(f"mqar {name} d={args.d_model} T={args.seq_len} kv={args.num_kv}: test "
           f"accuracy {100 * res['test_accuracy']:.2f}% per query "
           f"({100 * res['test_sequence_accuracy']:.1f}% of sequences all right), state "
           f"{res['state_bytes'] / 1024:.1f} KiB per layer, {res['steps']} steps in "

@@ -95,10 +95,17 @@ def _settings(r: dict) -> dict:
 
 
 def _options(r: dict) -> dict:
-    """The attention options of a run (its saved config's ``model.mechanism_options``)."""
-    model = r.get("config", {}).get("model") if isinstance(r.get("config"), dict) else None
+    """The attention options a run chose (its saved ``model.mechanism_options``), less
+    those its preset sets for the mechanism anyway (``train.mechanism_options``)."""
+    config = r.get("config") if isinstance(r.get("config"), dict) else {}
+    model, train = config.get("model"), config.get("train")
     options = model.get("mechanism_options") if isinstance(model, dict) else None
-    return options if isinstance(options, dict) else {}
+    if not isinstance(options, dict):
+        return {}
+    preset = train.get("mechanism_options") if isinstance(train, dict) else None
+    preset = preset.get(r.get("attention"), {}) if isinstance(preset, dict) else {}
+    preset = preset if isinstance(preset, dict) else {}
+    return {k: v for k, v in options.items() if k not in preset or preset[k] != v}
 
 
 def group_runs(results: list[dict]) -> dict[str, list[dict]]:

@@ -109,6 +109,7 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
         render_report,
         select_best,
     )
+    from leapformer.models.mqar import MQARConfig, MQARModel
     from leapformer.tasks.mqar.run import run_mqar
 
     for name, values in (("mechanisms", mechanisms), ("widths", widths), ("cells", cells),
@@ -130,6 +131,14 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
         raise ValueError(f"run_options cannot set {sorted(clash)} (set by the grid)")
     mech_opts = dict(mechanism_options or {})
     label = {m: mechanism_label(m, mech_opts) for m in mechanisms}
+    for m in mechanisms:  # every option checked before hours of other runs
+        if "/" in label[m] or "\\" in label[m] or label[m].startswith("."):
+            raise ValueError(f"mechanism_options {mech_opts} make {label[m]!r}, not a folder "
+                             "name (no '/', '\\' or leading '.')")
+        for width in widths:
+            MQARModel(MQARConfig(vocab=vocab, d_model=width, attention=m, layers=1,
+                                 heads=options.get("heads", 1), max_length=2,
+                                 short_conv=False, mechanism_options=mech_opts))
     out = Path(out)
     plan = [(c, m, w, s, lr) for c in cells for m in mechanisms for w in widths for s in seeds
             for lr in lrs]
@@ -174,7 +183,8 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
                                           "seed", "lr", "best_valid_accuracy", "test_accuracy",
                                           "state_bytes", "train_wall_s")} for r in kept]},
         indent=1) + "\n")
-    report = render_report(results, command=command)
+    report = render_report(results, command=command,
+                           focus=label["leap"] if "leap" in label else "auto")
     atomic_write_text(out / "report.md", report)
     figure = plot_accuracy_vs_width(results, out / "figure.png") if kept else None
     return {"runs": kept, "report": report, "figure": figure, "trained": trained,

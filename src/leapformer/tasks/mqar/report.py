@@ -68,6 +68,9 @@ def collect(run_dirs: list[str | Path]) -> list[dict]:
                 model = (data.get("config") or {}).get("model") if isinstance(
                     data.get("config"), dict) else None
                 options = model.get("mechanism_options") if isinstance(model, dict) else None
+            if options is not None and not isinstance(options, dict):
+                raise ValueError(f"{path}: mechanism_options must be an object, got "
+                                 f"{options!r}")
             found.append({**data, "mechanism": data["attention"],
                           "attention": mechanism_label(data["attention"], options),
                           "_path": str(path)})

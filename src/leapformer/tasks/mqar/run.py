@@ -202,11 +202,11 @@ def run_mqar(attention: str, *, d_model: int, seq_len: int, num_kv: int,
     config = {"format": RUN_FORMAT, "version": 1, "attention": attention, "seed": seed,
               "batch_size": batch_size, "model": asdict(model_cfg), "data": data_cfg,
               "train": asdict(train_cfg)}
+    torch.manual_seed(seed)  # the model first: bad options fail before a file is touched
+    model = MQARModel(model_cfg)
     with open_run(out, resume=resume, overwrite=overwrite) as out:
         if resume:
             _check_saved_config(out, config, warmup_steps)
-        torch.manual_seed(seed)  # first: bad mechanism options fail before any file is written
-        model = MQARModel(model_cfg)
         seeds = data_cfg["seeds"]
         t0 = time.perf_counter()
         train = tuple(a.astype(np.int32) for a in make_mqar(n_train, seq_len, num_kv, vocab,
