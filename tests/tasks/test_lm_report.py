@@ -186,7 +186,9 @@ def test_mechanism_options_are_named_not_listed_as_settings(tmp_path):
         _run(tmp_path, "leap", ppl, folder=f"norm-s{seed}", seed=seed,
              config={"attention": "leap", "seed": seed,
                      "model": {"d_model": 64, "mechanism_options": {"head_norm": "rms"}}})
-    text = render_lm_report(collect_lm_results([tmp_path]), paired="leap")
+    text = render_lm_report(collect_lm_results([tmp_path]), paired="leap",
+                            notes=["machine: test"])
+    assert "\n- machine: test\n" in text
     rows = {r[0]: r for r in _rows(text, "| mechanism | seeds")}
     assert set(rows) == {"leap", "leap+head_norm=rms"}
     assert rows["leap+head_norm=rms"][1] == "2"

@@ -392,7 +392,7 @@ def run_lm_report_command(args: argparse.Namespace) -> int:
         evals = load_evals(args.evals)
         speed = load_speed(args.speed) if args.speed is not None else None
         text = render_lm_report(results, evals, speed, command=command_line(args),
-                                paired=args.paired)
+                                paired=args.paired, notes=args.note)
     except (ValueError, FileNotFoundError) as err:
         return print_error("lm report", err)
     atomic_write_text(args.out, text)
@@ -480,5 +480,7 @@ def register(commands) -> None:
     rep.add_argument("--paired", metavar="MECHANISM",
                      help="also compare this mechanism with every other one seed by seed "
                      "(mean perplexity difference ± 95%% t interval, wins, sign test)")
+    rep.add_argument("--note", action="append", default=[], metavar="TEXT",
+                     help="a bullet line for the report's header (repeatable)")
     rep.set_defaults(func=run_lm_report_command)
 

@@ -272,9 +272,9 @@ def render_speed_tables(speed: dict) -> list[str]:
 
 def render_lm_report(results: list[dict], evals: list[dict] | None = None,
                      speed: dict | None = None, command: str = "",
-                     paired: str | None = None) -> str:
-    """The markdown report: what was run, the run table, the extra evaluations,
-    and the speed tables (when given)."""
+                     paired: str | None = None, notes: list[str] | None = None) -> str:
+    """The markdown report: what was run (``notes``: extra bullet lines for its header),
+    the run table, the extra evaluations, and the speed tables (when given)."""
     evals = evals or []
     windows = sorted({f"{r.get('eval_window', '?')} / {r.get('eval_stride', '?')}"
                       for r in results})
@@ -284,7 +284,8 @@ def render_lm_report(results: list[dict], evals: list[dict] | None = None,
     lines += [(f"- corpus: {_values(results, 'corpus')}; preset: {_values(results, 'preset')}; "
                f"steps: {_values(results, 'steps')}"),
               (f"- evaluation window / stride: {', '.join(windows)} (tokens read / scored "
-               "per window; perplexity of the best checkpoint)"), "",
+               "per window; perplexity of the best checkpoint)"),
+              *(f"- {n}" for n in notes or []), "",
               "## Runs", "", *render_runs_table(results, paired), ""]
     if evals:
         lines += ["## Extra evaluations", "",
