@@ -292,3 +292,31 @@ def test_block_bootstrap_perplexity_and_paired_ratio():
         block_bootstrap(nll, tokens, other=(better, tokens + 1))
     with pytest.raises(ValueError, match="resamples"):
         block_bootstrap(nll, tokens, resamples=0)
+
+
+def test_ratio_bootstrap_corpus_rate_and_paired_difference():
+    from leapformer.report.intervals import ratio_bootstrap
+
+    rng = np.random.default_rng(1)
+    words = rng.integers(5, 30, 400).astype(float)
+    errors = rng.binomial(words.astype(int), 0.2).astype(float)
+    r = ratio_bootstrap(errors, words)
+    assert r.method == "bootstrap" and r.n == 400
+    assert r.mean == pytest.approx(errors.sum() / words.sum())  # corpus rate, not a mean
+    assert r.low < r.mean < r.high
+    # binomial-ish width: p = 0.2 over ~7000 words, wider with utterance clustering
+    se = math.sqrt(0.2 * 0.8 / words.sum())
+    assert 2 * 1.96 * se * 0.8 < r.high - r.low < 2 * 1.96 * se * 2.0
+    # one error fewer in every utterance: the paired difference excludes 0
+    fewer = np.maximum(errors - 1, 0)
+    d = ratio_bootstrap(errors, words, other_num=fewer)
+    assert d.mean == pytest.approx((errors.sum() - fewer.sum()) / words.sum())
+    assert d.low > 0
+    assert ratio_bootstrap(errors, words, seed=3).low == ratio_bootstrap(errors, words,
+                                                                        seed=3).low
+    with pytest.raises(ValueError, match="one entry per example"):
+        ratio_bootstrap(errors, words[:3])
+    with pytest.raises(ValueError, match="positive"):
+        ratio_bootstrap([1.0], [0.0])
+    with pytest.raises(ValueError, match="same 400 examples"):
+        ratio_bootstrap(errors, words, other_num=fewer[:2])

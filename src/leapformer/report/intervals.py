@@ -198,6 +198,39 @@ def bootstrap_interval(per_example: Sequence[float] | np.ndarray, confidence: fl
     return Interval(float(x.mean()), low, high, int(x.size), "bootstrap", se)
 
 
+def ratio_bootstrap(num: Sequence[float], den: Sequence[float],
+                    other_num: Sequence[float] | None = None, confidence: float = 0.95,
+                    resamples: int = 2000, seed: int = 0) -> Interval:
+    """A corpus ratio ``sum num / sum den`` over test examples (e.g. word errors over
+    reference words: corpus WER), with a percentile bootstrap that resamples the
+    examples. With ``other_num`` (a second system's numerators on the same examples and
+    the same ``den``): the difference of the two ratios under the same resamples (a
+    paired comparison: the interval excludes 0 when the test set separates them).
+    ``method="bootstrap"``; ``n`` = examples."""
+    _check_confidence(confidence)
+    resamples = _check_resamples(resamples)
+    a, d = _as_1d(num, "num"), _as_1d(den, "den")
+    if a.size != d.size or (d < 0).any() or d.sum() <= 0:
+        raise ValueError(f"num and den need one entry per example, den >= 0 with a positive "
+                         f"sum; got {a.size} and {d.size} entries")
+    b = None
+    if other_num is not None:
+        b = _as_1d(other_num, "other_num")
+        if b.size != a.size:
+            raise ValueError(f"other_num must cover the same {a.size} examples, got {b.size}")
+
+    def stat(idx):
+        dd = np.maximum(d[idx].sum(-1), 1e-300)  # a resample of empty references only
+        out = a[idx].sum(-1) / dd
+        return out if b is None else out - b[idx].sum(-1) / dd
+
+    stats = _resampled(int(a.size), resamples, seed, stat)
+    low, high = _percentiles(stats, confidence)
+    point = float(stat(np.arange(a.size)[None])[0])
+    return Interval(point, low, high, int(a.size), "bootstrap",
+                    float(stats.std(ddof=1)) if resamples > 1 else None)
+
+
 def block_bootstrap(nll: Sequence[float], tokens: Sequence[float],
                     other: tuple[Sequence[float], Sequence[float]] | None = None,
                     confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval:

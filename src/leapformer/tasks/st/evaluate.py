@@ -37,6 +37,7 @@ from leapformer.models.search import beam_search
 from leapformer.models.simul import ENCODER_MODES
 from leapformer.models.speech import SpeechSeq2Seq
 from leapformer.models.speech_simul import SpeechSimulAgent
+from leapformer.report.intervals import ratio_bootstrap
 from leapformer.tasks.st.data import SAMPLE_RATE, SPLITS, STData, load_st_data, make_st_batch
 from leapformer.tasks.st.run import load_st_run
 
@@ -78,7 +79,9 @@ def _normalise(text: str) -> str:
 
 
 def word_error_rate(hyps: list[str], refs: list[str]) -> dict:
-    """Corpus WER (%) with jiwer, as written and normalised (lower case, no punctuation)."""
+    """Corpus WER (%) with jiwer, as written and normalised (lower case, no punctuation);
+    for the normalised one also the word errors and reference words of every utterance
+    and a 95% bootstrap interval over utterances (``WER_normalised_interval``)."""
     try:
         import jiwer
     except ModuleNotFoundError as err:
@@ -88,7 +91,15 @@ def word_error_rate(hyps: list[str], refs: list[str]) -> dict:
                          f"{len(refs)}")
     raw = jiwer.wer(list(refs), [h if h.strip() else "<empty>" for h in hyps])
     nr, nh = [_normalise(r) or "<empty>" for r in refs], [_normalise(h) or "<empty>" for h in hyps]
-    return {"WER": 100 * raw, "WER_normalised": 100 * jiwer.wer(nr, nh)}
+    errors, words = [], []
+    for r, h in zip(nr, nh):
+        o = jiwer.process_words(r, h)
+        errors.append(o.substitutions + o.deletions + o.insertions)
+        words.append(o.substitutions + o.deletions + o.hits)
+    iv = ratio_bootstrap(errors, words)
+    return {"WER": 100 * raw, "WER_normalised": 100 * jiwer.wer(nr, nh),
+            "WER_normalised_interval": [100 * iv.low, 100 * iv.high],
+            "word_errors_per_utterance": errors, "ref_words_per_utterance": words}
 
 
 def _split(data: STData, split: str, max_utterances: int | None) -> int:
