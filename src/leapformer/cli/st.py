@@ -7,6 +7,7 @@ Registered on the top-level parser by :func:`register`::
         --waitk 5 --ratio 7 --out runs/st-wk5
     leapformer st eval  --run runs/st-wk5 --beam 5 --split test
     leapformer st simul --run runs/st-wk5 --waitk 5 --encoder incremental
+    leapformer st report --runs runs/asr-* --paired asr-leap --out st.md
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from leapformer.cli._args import (
     parse_seed,
 )
 
-__all__ = ["register", "run_st_eval_command", "run_st_simul_command", "run_st_train_command"]
+__all__ = ["register", "run_st_eval_command", "run_st_report_command", "run_st_simul_command",
+           "run_st_train_command"]
 
 
 def _bar(args, total: int, desc: str):
@@ -86,6 +88,18 @@ def run_st_simul_command(args: argparse.Namespace) -> int:
                            max_len_b=args.max_len_b, checkpoint=args.checkpoint,
                            out=args.out, device=args.device, progress=bar.update)
     print(json.dumps(res, indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_st_report_command(args: argparse.Namespace) -> int:
+    from leapformer._io import atomic_write_text
+    from leapformer.tasks.st.report import collect_st_evals, render_st_report
+
+    evals = collect_st_evals(args.runs)
+    text = render_st_report(evals, command=command_line(args), paired=args.paired,
+                            notes=args.note)
+    atomic_write_text(args.out, text)
+    print(f"st report: {len(evals)} evaluations; wrote {args.out}")
     return 0
 
 
@@ -173,4 +187,15 @@ def register(commands) -> argparse.ArgumentParser:
     si.add_argument("--out", type=Path, help="output folder (default "
                     "RUN/simul-SPLIT-kK-rRATIO-ENCODER)")
     si.set_defaults(func=run_st_simul_command)
+
+    rep = sub.add_parser("report", help="markdown table of 'st eval' results (WER with a "
+                         "bootstrap interval, BLEU) and paired WER differences")
+    rep.add_argument("--runs", type=Path, nargs="+", required=True,
+                     help="folders searched for eval-*/results.json")
+    rep.add_argument("--out", type=Path, required=True, help="the markdown file to write")
+    rep.add_argument("--paired", metavar="RUN", help="an ASR run's folder name: its WER minus "
+                     "every other ASR run's on the same utterances, with a paired interval")
+    rep.add_argument("--note", action="append", default=[], metavar="TEXT",
+                     help="a bullet line for the report's header (repeatable)")
+    rep.set_defaults(func=run_st_report_command)
     return st

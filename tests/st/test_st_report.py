@@ -1,0 +1,49 @@
+"""``leapformer st report``: the table of st eval results and the paired WER."""
+
+import json
+
+import pytest
+
+from leapformer.cli import main
+from leapformer.tasks.st.report import collect_st_evals, render_st_report
+
+
+def _eval(root, name, errors, words, spec="enc=leap,dec=leap,cross=leap", task="asr"):
+    run = root / name
+    (run / "eval-test").mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"task": task, "steps": 2000,
+                                                  "train_wall_s": 2400.0}))
+    wer = 100 * sum(errors) / sum(words)
+    res = {"task": task, "split": "test", "utterances": len(words), "beam": 5, "spec": spec,
+           "wall_s": 20.0, "WER_normalised": wer, "WER_normalised_interval": [wer - 1, wer + 1],
+           "word_errors_per_utterance": errors, "ref_words_per_utterance": words}
+    if task == "st":
+        res = {**res, "BLEU": 12.345}
+    (run / "eval-test" / "results.json").write_text(json.dumps(res))
+
+
+def test_table_and_paired_wer(tmp_path, capsys):
+    words = [10] * 50
+    _eval(tmp_path, "asr-softmax", [2] * 50, words, spec="enc=softmax,dec=softmax,cross=softmax")
+    _eval(tmp_path, "asr-leap", [3] * 50, words)  # one more error in every utterance
+    _eval(tmp_path, "asr-other", [3] * 20, [10] * 20)  # other utterances: not paired
+    _eval(tmp_path, "st-leap", [0] * 50, words, task="st")
+    evals = collect_st_evals([tmp_path])
+    assert len(evals) == 4 and all(e["_train"]["steps"] == 2000 for e in evals)
+    text = render_st_report(evals, command="leapformer st report", paired="asr-leap")
+    assert "| asr-leap | asr | `enc=leap,dec=leap,cross=leap` | 2000 | 40 | test | 50 | 5 | " \
+        "WER 30.0 (29.0-31.0) | 20 |" in text
+    assert "| st-leap | st |" in text and "BLEU 12.35" in text
+    assert ("- asr-leap - asr-softmax (test, 50 utterances): +10.0 WER points, 95% interval "
+            "+10.0 to +10.0: separated, asr-softmax better") in text
+    assert "asr-other" not in text.split("Paired")[1]
+    out = tmp_path / "r.md"
+    assert main(["st", "report", "--runs", str(tmp_path), "--out", str(out), "--paired",
+                 "asr-softmax", "--note", "machine: test"]) == 0
+    assert "- machine: test" in out.read_text()
+    assert "st report: 4 evaluations" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="paired must name an ASR run"):
+        render_st_report(evals, paired="st-leap")
+    with pytest.raises(ValueError, match="no st eval results"):
+        render_st_report([])
+    assert main(["st", "report", "--runs", str(tmp_path / "missing"), "--out", str(out)]) != 0
