@@ -101,6 +101,7 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
     ``{"runs": [...kept...], "report": markdown, "figure": path or None, "trained": n,
     "skipped": n}``.
     """
+    from leapformer.models.mqar import MQARConfig, MQARModel
     from leapformer.nn import MECHANISMS
     from leapformer.report.names import mechanism_label
     from leapformer.tasks.mqar.report import (
@@ -109,7 +110,6 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
         render_report,
         select_best,
     )
-    from leapformer.models.mqar import MQARConfig, MQARModel
     from leapformer.tasks.mqar.run import run_mqar
 
     for name, values in (("mechanisms", mechanisms), ("widths", widths), ("cells", cells),
@@ -151,8 +151,8 @@ def run_grid(out: str | Path, *, mechanisms: Sequence[str] = GRID_DEFAULTS["mech
             skipped += 1
             continue
         if accept is not None:
-            solved = [r for r in (_read(run_dir(out, T, K, label[mech], width, x, seed) / "results.json")
-                                  for x in lrs if x != lr)
+            solved = [r for r in (_read(run_dir(out, T, K, label[mech], width, x, seed)
+                                        / "results.json") for x in lrs if x != lr)
                       if r and (r.get("best_valid_accuracy") or 0.0) >= accept]
             if solved:
                 announce(f"{tag}: skipped, lr={solved[0]['lr']:g} reached validation "

@@ -12,13 +12,10 @@ the interval excludes 0.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from leapformer._io import read_json_object
 from leapformer.report.intervals import ratio_bootstrap
-
-log = logging.getLogger(__name__)
 
 __all__ = ["collect_st_evals", "render_st_report"]
 
@@ -92,7 +89,7 @@ def render_st_report(evals: list[dict], *, command: str = "", paired: str | None
         minutes = f"{t['train_wall_s'] / 60:.0f}" if t.get("train_wall_s") else "-"
         lines.append(f"| {e['_name']} | {e['task']} | `{e['spec']}` | {t.get('steps', '-')} | "
                      f"{minutes} | {e['split']} | {e['utterances']} | {e['beam']} | "
-                     f"{_quality(e)} | {e['wall_s']:.0f} |")
+                     f"{_quality(e)} | {e.get('wall_s', float('nan')):.0f} |")
     if paired is not None:
         pairs = _paired_lines(evals, paired)
         lines += ["", f"Paired ({paired} minus each ASR run on the same utterances, word "
