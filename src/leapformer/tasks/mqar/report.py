@@ -65,8 +65,8 @@ def collect(run_dirs: list[str | Path]) -> list[dict]:
             require_keys(data, REQUIRED, path, "an MQAR results file")
             options = data.get("mechanism_options")
             if options is None:  # results written before the key existed
-                model = (data.get("config") or {}).get("model") if isinstance(
-                    data.get("config"), dict) else None
+                config = data.get("config") if isinstance(data.get("config"), dict) else {}
+                model = config.get("model")
                 options = model.get("mechanism_options") if isinstance(model, dict) else None
             if options is not None and not isinstance(options, dict):
                 raise ValueError(f"{path}: mechanism_options must be an object, got "
