@@ -2,12 +2,21 @@
 case equals sacreBLEU called directly with the same tokenizer, errors."""
 
 import logging
+import random
 
+import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU
 
 from leapformer.eval import bleu as bleu_module
-from leapformer.eval.bleu import BleuResult, bleu_tokenizer, corpus_bleu
+from leapformer.eval.bleu import (
+    BleuResult,
+    bleu_bootstrap,
+    bleu_from_stats,
+    bleu_tokenizer,
+    corpus_bleu,
+    sentence_bleu_stats,
+)
 
 JA_REFS = ["神は光を昼と名づけられた。", "地は形なく、むなしかった。"]
 EN_REFS = ["God called the light day.", "The earth was formless and empty."]
@@ -86,3 +95,37 @@ def test_errors():
         corpus_bleu(["a", 2], ["a", "b"], "en")
     with pytest.raises(ValueError, match=r"refs\[1\] has 1 sentences"):
         corpus_bleu(["a", "b"], [["a", "b"], ["a"]], "en")
+
+
+def test_sentence_stats_sum_to_corpus_bleu():
+    rng = random.Random(3)
+    words = "the a cat dog sat ran on in mat hat big small".split()
+    refs = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) for _ in range(40)]
+    hyps = [" ".join(w if rng.random() < 0.7 else rng.choice(words) for w in r.split()
+                     [:rng.randint(0, 12)]) for r in refs]
+    stats = sentence_bleu_stats(hyps, refs, "en")
+    assert stats.shape == (40, 10) and stats.dtype == np.int64
+    assert bleu_from_stats(stats) == pytest.approx(corpus_bleu(hyps, refs, "en").score, abs=1e-9)
+    ja_hyps = ["神は光を昼と", "地は形なく、むなしかった。"]
+    assert bleu_from_stats(sentence_bleu_stats(ja_hyps, JA_REFS, "ja")) == \
+        pytest.approx(corpus_bleu(ja_hyps, JA_REFS, "ja").score, abs=1e-9)
+    point, low, high = bleu_bootstrap(stats, resamples=300)
+    assert point == pytest.approx(corpus_bleu(hyps, refs, "en").score)
+    assert low < point < high
+    assert bleu_bootstrap(stats, resamples=300, seed=1) == bleu_bootstrap(stats, resamples=300,
+                                                                           seed=1)
+
+
+def test_paired_bleu_bootstrap():
+    refs = [f"word{i} and more words here" for i in range(30)]
+    same = sentence_bleu_stats(refs, refs, "en")
+    worse = sentence_bleu_stats([r.split()[0] + " and" for r in refs], refs, "en")
+    d, low, high = bleu_bootstrap(same, worse, resamples=200)
+    assert d > 0 and 0 < low <= high
+    assert bleu_bootstrap(same, same, resamples=50) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same 30 sentences"):
+        bleu_bootstrap(same, worse[:10])
+    with pytest.raises(ValueError, match="stats must be non-negative"):
+        bleu_bootstrap(np.zeros((3, 9)))
+    with pytest.raises(ValueError, match="resamples"):
+        bleu_bootstrap(same, resamples=0)

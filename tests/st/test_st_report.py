@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from leapformer.cli import main
@@ -34,7 +35,7 @@ def test_table_and_paired_wer(tmp_path, capsys):
     assert "| asr-leap | asr | `enc=leap,dec=leap,cross=leap` | 2000 | 40 | test | 50 | 5 | " \
         "WER 30.0 (29.0-31.0) | 20 |" in text
     assert "| st-leap | st |" in text and "BLEU 12.35" in text
-    assert ("- asr-leap - asr-softmax (test, 50 utterances): +10.0 WER points, 95% interval "
+    assert ("- asr-leap - asr-softmax (test, beam 5, 50 utterances): +10.0 WER points, 95% interval "
             "+10.0 to +10.0: separated, asr-softmax better") in text
     assert "asr-other" not in text.split("Paired")[1]
     out = tmp_path / "r.md"
@@ -42,8 +43,45 @@ def test_table_and_paired_wer(tmp_path, capsys):
                  "asr-softmax", "--note", "machine: test"]) == 0
     assert "- machine: test" in out.read_text()
     assert "st report: 4 evaluations" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="paired must name an ASR run"):
-        render_st_report(evals, paired="st-leap")
-    with pytest.raises(ValueError, match="no st eval results"):
+    with pytest.raises(ValueError, match="paired must name a run"):
+        render_st_report(evals, paired="st-nothing")
+    with pytest.raises(ValueError, match="no st eval or st simul results"):
         render_st_report([])
     assert main(["st", "report", "--runs", str(tmp_path / "missing"), "--out", str(out)]) != 0
+
+
+def _simul(root, name, stats, ca, k=3, spec="enc=leap,dec=leap,cross=leap", concat=1):
+    run = root / name
+    folder = run / f"simul-test-k{k}"
+    folder.mkdir(parents=True)
+    if not (run / "results.json").is_file():
+        (run / "results.json").write_text(json.dumps({"task": "st", "steps": 2000}))
+    res = {"task": "st", "split": "test", "utterances": len(stats), "k": k, "ratio": 7,
+           "encoder": "incremental", "concat": concat, "spec": spec, "waitk_trained": 5,
+           "BLEU": 3.0, "BLEU_interval": [2.0, 4.0], "bleu_stats_per_utterance": stats,
+           "AL": 1500.0, "LAAL": 2000.0, "AL_CA": float(np.mean(ca)),
+           "AL_CA_per_utterance": ca, "audio_s": 7.5 * len(stats),
+           "decoder_ms_per_token": 4.25}
+    (folder / "results.json").write_text(json.dumps(res))
+
+
+def test_simul_rows_and_paired_bleu_and_latency(tmp_path):
+    good = [[4, 3, 2, 1, 4, 3, 2, 1, 4, 4]] * 30  # every n-gram right
+    half = [[2, 1, 0, 0, 4, 3, 2, 1, 4, 4]] * 30
+    _simul(tmp_path, "st-softmax", half, [1000.0 + i for i in range(30)],
+           spec="enc=softmax,dec=softmax,cross=softmax")
+    _simul(tmp_path, "st-leap", good, [800.0 + i for i in range(30)])
+    _simul(tmp_path, "st-leap", good, [900.0] * 10, k=5)  # no softmax partner at k=5
+    evals = collect_st_evals([tmp_path])
+    assert sorted(e["_kind"] for e in evals) == ["simul"] * 3
+    text = render_st_report(evals, paired="st-leap")
+    assert "## Simultaneous" in text and "## Offline" not in text
+    assert "| st-leap | `enc=leap,dec=leap,cross=leap` | 5 | 3 | test | 30 | 7.5 | " \
+        "BLEU 3.00 (2.00-4.00) | 1500 | 2000 | 814 | 4.2 |" in text
+    paired = text.split("## Paired")[1]
+    line = next(x for x in paired.splitlines() if "BLEU," in x)
+    assert line.startswith("- st-leap - st-softmax (test, wait-3, 30 utterances): +") and \
+        line.endswith("separated, st-leap better")
+    assert "-200 ms computation-aware AL, 95% interval -200 to -200: separated, st-leap " \
+        "better" in paired
+    assert "wait-5" not in paired

@@ -6,6 +6,7 @@ and the CLI's one-line errors."""
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +267,21 @@ def test_simuleval_agent_without_simuleval_names_the_extra(monkeypatch):
         importlib.import_module("leapformer.tasks.st.simuleval_agent")
     assert str(err.value) == ("the SimulEval agent needs simuleval: "
                               "pip install 'leapformer[speech]'")
+
+
+def test_simul_joins_utterances_and_keeps_per_utterance_scores(runs, tmp_path):
+    _, st_dir, _, _ = runs
+    one = run_st_simul(st_dir, k=2, split="test", out=tmp_path / "one")
+    assert np.mean(one["AL_per_utterance"]) == pytest.approx(one["AL"])
+    assert np.mean(one["AL_CA_per_utterance"]) == pytest.approx(one["AL_CA"])
+    assert len(one["bleu_stats_per_utterance"]) == 2 and \
+        one["BLEU_interval"][0] <= one["BLEU"] <= one["BLEU_interval"][1]
+    res = run_st_simul(st_dir, k=2, split="test", concat=2)
+    out = st_dir / "simul-test-k2-r2-incremental-c2"
+    assert res["utterances"] == 1 and res["concat"] == 2 and Path(res["instances"]).parent == out
+    (row,) = [json.loads(line) for line in (out / "instances.log").read_text().splitlines()]
+    assert row["source_length"] == pytest.approx(400.0 + 550.0)  # both tones, in ms
+    assert row["reference"] == JA[0] + JA[1]  # Japanese: joined without a space
+    assert res["audio_s"] == pytest.approx(0.95)
+    with pytest.raises(ValueError, match="concat must be a positive int"):
+        run_st_simul(st_dir, k=2, split="test", concat=0)

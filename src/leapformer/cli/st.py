@@ -61,8 +61,13 @@ def run_st_train_command(args: argparse.Namespace) -> int:
 def _utterances(args) -> int:
     from leapformer.tasks.st.data import load_st_data
 
-    n = len(load_st_data(args.run).items[args.split])
+    n = len(load_st_data(args.run).items[args.split]) // max(1, getattr(args, "concat", 1))
     return n if args.max_utterances is None else min(n, args.max_utterances)
+
+
+def _summary(res: dict) -> dict:
+    """``res`` without its per-utterance lists (they stay in results.json)."""
+    return {k: v for k, v in res.items() if not k.endswith("_per_utterance")}
 
 
 def run_st_eval_command(args: argparse.Namespace) -> int:
@@ -74,7 +79,7 @@ def run_st_eval_command(args: argparse.Namespace) -> int:
                           max_len_b=args.max_len_b, max_utterances=args.max_utterances,
                           batch_size=args.batch_size, checkpoint=args.checkpoint,
                           out=args.out, device=args.device, progress=bar.update)
-    print(json.dumps(res, indent=2, ensure_ascii=False))
+    print(json.dumps(_summary(res), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -86,8 +91,9 @@ def run_st_simul_command(args: argparse.Namespace) -> int:
                            encoder=args.encoder, segment_ms=args.segment_ms,
                            max_utterances=args.max_utterances, max_len_a=args.max_len_a,
                            max_len_b=args.max_len_b, checkpoint=args.checkpoint,
-                           out=args.out, device=args.device, progress=bar.update)
-    print(json.dumps(res, indent=2, ensure_ascii=False))
+                           concat=args.concat, out=args.out, device=args.device,
+                           progress=bar.update)
+    print(json.dumps(_summary(res), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -184,17 +190,21 @@ def register(commands) -> argparse.ArgumentParser:
     si.add_argument("--encoder", default="incremental", choices=ENCODER_MODES,
                     help="incremental (causal, encoded once) or reencode (baseline)")
     si.add_argument("--segment-ms", type=float, help="audio per read (default 40 x ratio ms)")
+    si.add_argument("--concat", type=parse_positive, default=1, metavar="N",
+                    help="join every N consecutive utterances into one long input "
+                    "(audio and references; --max-utterances counts joined ones)")
     si.add_argument("--out", type=Path, help="output folder (default "
                     "RUN/simul-SPLIT-kK-rRATIO-ENCODER)")
     si.set_defaults(func=run_st_simul_command)
 
-    rep = sub.add_parser("report", help="markdown table of 'st eval' results (WER with a "
-                         "bootstrap interval, BLEU) and paired WER differences")
+    rep = sub.add_parser("report", help="markdown tables of 'st eval' and 'st simul' results "
+                         "(WER/BLEU with bootstrap intervals, latency) and paired differences")
     rep.add_argument("--runs", type=Path, nargs="+", required=True,
-                     help="folders searched for eval-*/results.json")
+                     help="folders searched for eval-*/ and simul-*/results.json")
     rep.add_argument("--out", type=Path, required=True, help="the markdown file to write")
-    rep.add_argument("--paired", metavar="RUN", help="an ASR run's folder name: its WER minus "
-                     "every other ASR run's on the same utterances, with a paired interval")
+    rep.add_argument("--paired", metavar="RUN", help="a run's folder name: its WER, BLEU and "
+                     "computation-aware AL minus every other run's on the same utterances, "
+                     "with paired intervals")
     rep.add_argument("--note", action="append", default=[], metavar="TEXT",
                      help="a bullet line for the report's header (repeatable)")
     rep.set_defaults(func=run_st_report_command)

@@ -5,7 +5,14 @@ files (:mod:`leapformer.eval.simuleval_log`, its latency unit and
 sacreBLEU (:mod:`leapformer.eval.bleu`); mel-cepstral distortion of speech
 (:mod:`leapformer.eval.mcd`)."""
 
-from leapformer.eval.bleu import BleuResult, bleu_tokenizer, corpus_bleu
+from leapformer.eval.bleu import (
+    BleuResult,
+    bleu_bootstrap,
+    bleu_from_stats,
+    bleu_tokenizer,
+    corpus_bleu,
+    sentence_bleu_stats,
+)
 from leapformer.eval.latency import (
     computation_aware_scores,
     corpus_latency,
@@ -32,6 +39,8 @@ __all__ = [
     "LATENCY_UNITS",
     "BleuResult",
     "InstanceRecord",
+    "bleu_bootstrap",
+    "bleu_from_stats",
     "bleu_tokenizer",
     "computation_aware_scores",
     "compute_scores",
@@ -43,6 +52,7 @@ __all__ = [
     "read_config",
     "read_instances",
     "scores_from_log",
+    "sentence_bleu_stats",
     "simuleval_command",
     "write_config",
     "write_instances",

@@ -20,11 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 JAPANESE = ("ja", "jpn", "japanese")
 
-__all__ = ["BleuResult", "bleu_tokenizer", "corpus_bleu"]
+__all__ = ["BleuResult", "bleu_bootstrap", "bleu_from_stats", "bleu_tokenizer", "corpus_bleu",
+           "sentence_bleu_stats"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +109,68 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[str] | Sequence[Sequence[str
     return BleuResult(score=float(res.score), tokenizer=tok, signature=str(metric.get_signature()),
                       precisions=tuple(float(p) for p in res.precisions), bp=float(res.bp),
                       sys_len=int(res.sys_len), ref_len=int(res.ref_len))
+
+
+def sentence_bleu_stats(hyps: Sequence[str], refs: Sequence[str], target_lang: str) -> np.ndarray:
+    """sacreBLEU's sufficient statistics of every sentence (one reference each), int64
+    ``[n, 10]``: matched n-grams for n = 1..4, candidate n-grams for n = 1..4,
+    hypothesis length, reference length, with the target language's tokenizer. Their
+    column sums give the corpus BLEU of :func:`corpus_bleu` (:func:`bleu_from_stats`)."""
+    from sacrebleu.metrics import BLEU
+
+    hyps = _check_texts("hyps", hyps, None)
+    refs = _check_texts("refs", refs, len(hyps))
+    if not hyps:
+        raise ValueError("hyps is empty")
+    metric = BLEU(tokenize=bleu_tokenizer(target_lang), effective_order=True)
+    rows = []
+    for h, r in zip(hyps, refs, strict=True):
+        sc = metric.sentence_score(h, [r])
+        rows.append([*sc.counts, *sc.totals, sc.sys_len, sc.ref_len])
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _check_stats(stats, name: str) -> np.ndarray:
+    a = np.asarray(stats)
+    if a.ndim != 2 or a.shape[1] != 10 or a.shape[0] == 0 or (a < 0).any():
+        raise ValueError(f"{name} must be non-negative sentence statistics [n > 0, 10] "
+                         f"(sentence_bleu_stats), got shape {a.shape}")
+    return a.astype(np.int64)
+
+
+def bleu_from_stats(stats) -> float:
+    """Corpus BLEU (sacreBLEU's ``exp`` smoothing, as :func:`corpus_bleu`) of summed
+    sentence statistics ``[n, 10]`` or of one summed row ``[10]``."""
+    from sacrebleu.metrics import BLEU
+
+    a = np.asarray(stats)
+    t = _check_stats(a[None] if a.ndim == 1 else a, "stats").sum(0)
+    return float(BLEU.compute_bleu([int(x) for x in t[:4]], [int(x) for x in t[4:8]],
+                                   int(t[8]), int(t[9]), smooth_method="exp").score)
+
+
+def bleu_bootstrap(stats, other=None, *, confidence: float = 0.95, resamples: int = 1000,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """``(point, low, high)``: corpus BLEU of ``stats`` (:func:`sentence_bleu_stats`) with a
+    percentile bootstrap interval that resamples the sentences (Koehn 2004). With
+    ``other`` (a second system's statistics on the same sentences): the BLEU
+    difference ``stats - other`` under the same resamples (paired)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+    a = _check_stats(stats, "stats")
+    b = None if other is None else _check_stats(other, "other")
+    if b is not None and b.shape != a.shape:
+        raise ValueError(f"other must cover the same {a.shape[0]} sentences, got {b.shape[0]}")
+
+    def value(idx):
+        v = bleu_from_stats(a[idx].sum(0))
+        return v if b is None else v - bleu_from_stats(b[idx].sum(0))
+
+    rng = np.random.default_rng(seed)
+    n = a.shape[0]
+    draws = np.array([value(rng.integers(0, n, size=n)) for _ in range(resamples)])
+    alpha = 1.0 - confidence
+    low, high = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return value(np.arange(n)), float(low), float(high)

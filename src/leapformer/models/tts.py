@@ -23,7 +23,16 @@ Synthesis stops on the stop token; cosFormer's ``M`` then comes from the
 :meth:`TransformerTTS.fit_length_predictor`, or ``conv`` trained jointly; the
 plumbing of :mod:`leapformer.models.target_length`), or is given.
 
-**Decoding** is autoregressive, frame by frame, on the decoder cache
+**Frames per step** (``cfg.frames_per_step = r``, fairseq's ``n_frames_per_step``):
+the decoder predicts ``r`` frames per position. The mel target is cut into groups of
+``r`` frames (the last one zero-padded); the decoder input of group ``j`` is the
+whole group ``j - 1`` (``r * n_mels`` values, the go group all zeros), ``mel_linear``
+returns ``r * n_mels`` values, and the stop logit is per group (target 1 on the group
+holding the last frame). The post-net, losses over mels and all lengths the API takes
+or returns (``mel_lengths``, ``target_length``, ``max_frames``) count frames;
+cosFormer's ``M`` counts groups (``ceil(frames / r)``). ``r = 1`` is the model above.
+
+**Decoding** is autoregressive, frame by frame (group by group), on the decoder cache
 (:meth:`new_decoder_cache`, :meth:`decode_step`): a constant-size state for
 the linear family, keys and values for softmax. :meth:`synthesize` runs the
 whole loop and the post-net. The pre-net's dropout stays on while decoding
@@ -101,11 +110,12 @@ class TTSConfig:
     length_hidden: int = 256
     pad_id: int = 0
     mechanism_options: dict = field(default_factory=dict)
+    frames_per_step: int = 1
 
     def __post_init__(self):
         for name in ("vocab_size", "n_mels", "num_encoder_layers", "num_decoder_layers",
                      "prenet_channels", "prenet_layers", "prenet_hidden", "postnet_channels",
-                     "postnet_layers", "kernel_size", "length_hidden"):
+                     "postnet_layers", "kernel_size", "length_hidden", "frames_per_step"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -209,13 +219,13 @@ class TransformerTTS(nn.Module):
         self.encoder_prenet = EncoderPrenet(cfg.vocab_size, d, channels=cfg.prenet_channels,
                                             layers=cfg.prenet_layers, kernel_size=cfg.kernel_size,
                                             dropout=cfg.dropout, pad_id=cfg.pad_id)
-        self.decoder_prenet = DecoderPrenet(cfg.n_mels, d, hidden=cfg.prenet_hidden,
-                                            dropout=cfg.prenet_dropout)
+        self.decoder_prenet = DecoderPrenet(cfg.n_mels * cfg.frames_per_step, d,
+                                            hidden=cfg.prenet_hidden, dropout=cfg.prenet_dropout)
         self.encoder_pos, self.decoder_pos = ScaledPositions(d), ScaledPositions(d)
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = Encoder(cfg.num_encoder_layers, block, self.spec, cfg.mechanism_options)
         self.decoder = Decoder(cfg.num_decoder_layers, block, self.spec, cfg.mechanism_options)
-        self.mel_linear = nn.Linear(d, cfg.n_mels)
+        self.mel_linear = nn.Linear(d, cfg.n_mels * cfg.frames_per_step)
         self.stop_linear = nn.Linear(d, 1)
         self.postnet = Postnet(cfg.n_mels, channels=cfg.postnet_channels,
                                layers=cfg.postnet_layers, kernel_size=cfg.kernel_size,
@@ -287,14 +297,39 @@ class TransformerTTS(nn.Module):
             raise ValueError(f"mel_lengths must be [batch={B}] ints in [1, {T}], got "
                              f"{mel_lengths.tolist()}")
         mask = lengths_to_mask(mel_lengths, T)
-        go = mel.new_zeros(B, 1, self.cfg.n_mels)
-        y = self._decoder_input(torch.cat([go, mel[:, :-1]], dim=1), 0)
-        h = self.decoder(y, enc.memory, tgt_key_padding_mask=mask,
-                         memory_key_padding_mask=enc.padding_mask,
-                         target_length=mel_lengths if target_length is None else target_length,
+        grouped = self.group(mel)
+        steps = self.steps(mel_lengths)
+        go = mel.new_zeros(B, 1, grouped.shape[2])
+        y = self._decoder_input(torch.cat([go, grouped[:, :-1]], dim=1), 0)
+        M = steps if target_length is None else self.steps(target_length)
+        h = self.decoder(y, enc.memory, tgt_key_padding_mask=lengths_to_mask(steps, y.shape[1]),
+                         memory_key_padding_mask=enc.padding_mask, target_length=M,
                          source_length=enc.src_lengths)
         pre, stop = self._heads(h)
+        pre = self.ungroup(pre)[:, :T]
         return TTSOutput(pre, pre + self.postnet(pre, mask), stop)
+
+    # -- frames per step ----------------------------------------------------------
+    def steps(self, frames: Tensor | int) -> Tensor | int:
+        """Decoder positions (groups of ``frames_per_step``) of ``frames`` mel frames."""
+        r = self.cfg.frames_per_step
+        return (frames + r - 1) // r
+
+    def group(self, mel: Tensor) -> Tensor:
+        """``[B, T, n_mels] -> [B, ceil(T / r), r * n_mels]`` (the last group zero-padded)."""
+        r = self.cfg.frames_per_step
+        if r == 1:
+            return mel
+        B, T, C = mel.shape
+        pad = (-T) % r
+        if pad:
+            mel = torch.cat([mel, mel.new_zeros(B, pad, C)], dim=1)
+        return mel.reshape(B, (T + pad) // r, r * C)
+
+    def ungroup(self, grouped: Tensor) -> Tensor:
+        """``[B, G, r * n_mels] -> [B, G * r, n_mels]``."""
+        B, G, _ = grouped.shape
+        return grouped.reshape(B, G * self.cfg.frames_per_step, self.cfg.n_mels)
 
     def loss(self, text: Tensor, text_mask: Tensor | None, mel: Tensor,
              mel_lengths: Tensor | None = None) -> dict[str, Tensor]:
@@ -313,11 +348,14 @@ class TransformerTTS(nn.Module):
         def mel_loss(pred: Tensor) -> Tensor:
             return (dist(pred, mel, reduction="none") * valid[..., None]).sum() / denom
 
-        stop_target = F.one_hot(mel_lengths - 1, T).float()
+        steps = self.steps(mel_lengths)
+        G = out.stop.shape[1]
+        stop_target = F.one_hot(steps - 1, G).float()
+        step_valid = (torch.arange(G, device=mel.device)[None, :] < steps[:, None]).float()
         pos_weight = torch.tensor(self.cfg.stop_pos_weight, device=mel.device)
         stop = F.binary_cross_entropy_with_logits(out.stop, stop_target, reduction="none",
                                                   pos_weight=pos_weight)
-        stop_loss = (stop * valid).sum() / valid.sum()
+        stop_loss = (stop * step_valid).sum() / step_valid.sum()
         pre, post = mel_loss(out.mel), mel_loss(out.mel_post)
         len_loss = pre.new_zeros(())
         if isinstance(self.length_predictor, ConvLength):
@@ -331,26 +369,32 @@ class TransformerTTS(nn.Module):
     def new_decoder_cache(self, enc: EncoderOutput, *, target_length: Tensor | int | None = None,
                           max_length: int | None = None) -> Seq2SeqCache:
         """A decoding cache over ``enc`` (cross-attention computed once). ``target_length``
-        overrides cosFormer's predicted ``M``; ``max_length``: most frames."""
+        (frames) overrides cosFormer's predicted ``M``; ``max_length``: most frames."""
         if not isinstance(enc, EncoderOutput):
             raise TypeError(f"enc must be an EncoderOutput (TransformerTTS.encode), got "
                             f"{type(enc).__name__}")
         M = resolve_target_length(enc, target_length, needed=self.needs_target_length,
                                   has_predictor=self.length_predictor is not None,
                                   predict=self.predict_target_length)
+        if M is not None:
+            M = self.steps(M)
+        if max_length is not None:
+            max_length = self.steps(max_length)
         dec = self.decoder.new_cache(enc.batch_size, max_length=max_length, memory=enc.memory,
                                      memory_key_padding_mask=enc.padding_mask,
                                      source_length=enc.src_lengths)
         return Seq2SeqCache(dec, M, enc.batch_size)
 
     def decode_step(self, frames: Tensor, cache: Seq2SeqCache) -> tuple[Tensor, Tensor]:
-        """``(mel [B, T, n_mels], stop logits [B, T])`` (before the post-net) for the next
-        ``T >= 1`` decoder inputs ``frames [B, T, n_mels]`` (the first is the go frame,
-        zeros), continuing ``cache`` (updated in place)."""
+        """``(mel [B, T, r * n_mels], stop logits [B, T])`` (before the post-net) for the
+        next ``T >= 1`` decoder inputs ``frames [B, T, r * n_mels]`` (groups of ``r =
+        frames_per_step`` frames, :meth:`group`; the first is the go group, zeros),
+        continuing ``cache`` (updated in place)."""
         if not isinstance(cache, Seq2SeqCache):
             raise TypeError(f"cache must be a Seq2SeqCache (TransformerTTS.new_decoder_cache), "
                             f"got {type(cache).__name__}")
-        _check_mel("frames", frames, self.cfg.n_mels, cache.batch_size)
+        _check_mel("frames", frames, self.cfg.n_mels * self.cfg.frames_per_step,
+                   cache.batch_size)
         y = self._decoder_input(frames, cache.length)
         return self._heads(self.decoder(y, cache=cache.decoder,
                                         target_length=cache.target_length))
@@ -360,9 +404,10 @@ class TransformerTTS(nn.Module):
                    stop_threshold: float = 0.5, min_frames: int = 1,
                    target_length: Tensor | int | None = None,
                    enc: EncoderOutput | None = None) -> tuple[Tensor, Tensor]:
-        """``(mel_post [B, T, n_mels], lengths [B])``: frame-by-frame decoding until
-        ``sigmoid(stop) > stop_threshold`` (from frame ``min_frames`` on) or
-        ``max_frames``; the post-net runs once at the end over each item's frames."""
+        """``(mel_post [B, T, n_mels], lengths [B])``: frame-by-frame (group-by-group)
+        decoding until ``sigmoid(stop) > stop_threshold`` (from frame ``min_frames`` on)
+        or ``max_frames``; the post-net runs once at the end over each item's frames.
+        With ``frames_per_step = r`` an item that stops ends on a whole group."""
         if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
             raise ValueError(f"max_frames must be a positive int, got {max_frames!r}")
         if (isinstance(min_frames, bool) or not isinstance(min_frames, int)
@@ -372,22 +417,22 @@ class TransformerTTS(nn.Module):
         if not 0.0 < stop_threshold < 1.0:
             raise ValueError(f"stop_threshold must be in (0, 1), got {stop_threshold}")
         enc = self.encode(text, text_mask) if enc is None else enc
-        B = enc.batch_size
+        B, r = enc.batch_size, self.cfg.frames_per_step
         cache = self.new_decoder_cache(enc, target_length=target_length, max_length=max_frames)
-        frame = enc.memory.new_zeros(B, 1, self.cfg.n_mels)
+        frame = enc.memory.new_zeros(B, 1, self.cfg.n_mels * r)
         lengths = torch.full((B,), max_frames, dtype=torch.long, device=frame.device)
         done = torch.zeros(B, dtype=torch.bool, device=frame.device)
         out = []
-        for t in range(max_frames):
+        for t in range(self.steps(max_frames)):
             frame, stop = self.decode_step(frame, cache)
             out.append(frame)
-            if t + 1 >= min_frames:
+            if (t + 1) * r >= min_frames:
                 now = (torch.sigmoid(stop[:, 0]) > stop_threshold) & ~done
-                lengths[now] = t + 1
+                lengths[now] = min((t + 1) * r, max_frames)
                 done |= now
                 if bool(done.all()):
                     break
-        mel = torch.cat(out, dim=1)
+        mel = self.ungroup(torch.cat(out, dim=1))[:, :int(lengths.max())]
         mask = lengths_to_mask(lengths, mel.shape[1])
         post = mel + self.postnet(mel, mask)
         if mask is not None:

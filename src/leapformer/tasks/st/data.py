@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,23 @@ def _save_tensors(path: Path, tensors: list[Tensor]) -> None:
         torch.save(tensors, fh)
 
 
+def _target_spm(texts: list[str], source: dict):
+    """The target SentencePiece model; a clear error when ``tgt_vocab`` cannot hold the
+    characters of a CJK target (SentencePiece keeps every character it covers)."""
+    cjk = source["tgt_lang"].lower().split("-")[0] in ("ja", "jpn", "zh", "ko")
+    try:
+        return train_spm(texts, source["tgt_vocab"], hard_vocab_limit=False,
+                         character_coverage=0.9995 if cjk else 1.0)
+    except ValueError as err:
+        found = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(err))
+        if found is None:
+            raise
+        raise ValueError(f"tgt_vocab={source['tgt_vocab']} is below the {found.group(1)} "
+                         f"pieces the {source['tgt_lang']} target text needs for its "
+                         f"characters; raise it, e.g. --train-option "
+                         f"tgt_vocab={max(4000, int(found.group(1)) + 500)}") from None
+
+
 def prepare_st_data(out: str | Path, source: dict) -> STData:
     """Compute the prepared data of ``source`` in run folder ``out``, or reuse it when
     ``data/data.json`` records the same source (a resumed or overwritten run)."""
@@ -114,6 +132,8 @@ def prepare_st_data(out: str | Path, source: dict) -> STData:
     for s in SPLITS:
         if not items[s]:
             raise ValueError(f"manifest {source['manifests'][s]} has no utterance")
+    refs = {s: [it.tgt_text for it in items[s]] for s in SPLITS}
+    tok = _target_spm(refs["train"], source)  # before the features: fails in seconds
     raw: dict[str, list[Tensor]] = {}
     for s in SPLITS:
         feats = []
@@ -127,10 +147,6 @@ def prepare_st_data(out: str | Path, source: dict) -> STData:
         raw[s] = feats
     cmvn = compute_cmvn(raw["train"])
     feats = {s: [cmvn(f) for f in raw[s]] for s in SPLITS}
-    refs = {s: [it.tgt_text for it in items[s]] for s in SPLITS}
-    cjk = source["tgt_lang"].lower().split("-")[0] in ("ja", "jpn", "zh", "ko")
-    tok = train_spm(refs["train"], source["tgt_vocab"], hard_vocab_limit=False,
-                    character_coverage=0.9995 if cjk else 1.0)
     (out / "data").mkdir(parents=True, exist_ok=True)
     tok.save(out / "spm.tgt.model")
     cmvn.save(out / "cmvn.npz")

@@ -22,13 +22,18 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from leapformer._io import atomic_write_text
 from leapformer.data.speech import load_audio
 from leapformer.eval import (
     InstanceRecord,
+    bleu_bootstrap,
     corpus_bleu,
+    corpus_latency,
+    read_instances,
+    sentence_bleu_stats,
     simuleval_command,
     write_instances,
     write_scores,
@@ -115,8 +120,12 @@ def _split(data: STData, split: str, max_utterances: int | None) -> int:
 def _quality(config: dict, hyps: list[str], refs: list[str]) -> dict:
     if config["task"] == "asr":
         return word_error_rate(hyps, refs)
-    bleu = corpus_bleu(hyps, refs, config["source"]["tgt_lang"])
-    return {"BLEU": bleu.score, "bleu_tokenizer": bleu.tokenizer, "bleu_signature": bleu.signature}
+    lang = config["source"]["tgt_lang"]
+    bleu = corpus_bleu(hyps, refs, lang)
+    stats = sentence_bleu_stats(hyps, refs, lang)
+    _, low, high = bleu_bootstrap(stats)
+    return {"BLEU": bleu.score, "BLEU_interval": [low, high], "bleu_tokenizer": bleu.tokenizer,
+            "bleu_signature": bleu.signature, "bleu_stats_per_utterance": stats.tolist()}
 
 
 def run_st_eval(run: str | Path, *, split: str = "test", beam: int = 5,
@@ -167,33 +176,50 @@ def run_st_eval(run: str | Path, *, split: str = "test", beam: int = 5,
     return res
 
 
+def _groups(count: int, concat: int) -> list[list[int]]:
+    """Consecutive groups of ``concat`` utterance indices (the last, shorter one dropped
+    unless it is the only one)."""
+    groups = [list(range(i, min(i + concat, count))) for i in range(0, count, concat)]
+    return [g for g in groups if len(g) == concat] or groups[:1]
+
+
 def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: str = "test",
                  encoder: str = "incremental", segment_ms: float | None = None,
                  max_utterances: int | None = None, max_len_a: float = 0.5,
-                 max_len_b: float = 10, checkpoint: str = "best",
+                 max_len_b: float = 10, checkpoint: str = "best", concat: int = 1,
                  out: str | Path | None = None, device: str | torch.device = "cpu",
                  progress=None) -> dict:
     """Simultaneous wait-``k`` decoding of ``split`` from the audio (one utterance at a
-    time); ``ratio``: encoder states per read (default: the run's). Writes ``out``
-    (default ``run/simul-<split>-k<k>-r<ratio>-<encoder>``): ``instances.log``,
-    ``config.yaml``, ``scores.json`` and ``results.json`` (module docstring)."""
+    time); ``ratio``: encoder states per read (default: the run's). ``concat``: join
+    each ``concat`` consecutive utterances (audio and references) into one, for long
+    inputs (``max_utterances`` counts the joined ones). Writes ``out`` (default
+    ``run/simul-<split>-k<k>-r<ratio>-<encoder>``, plus ``-c<concat>`` when joined):
+    ``instances.log``, ``config.yaml``, ``scores.json`` and ``results.json`` (module
+    docstring)."""
     if encoder not in ENCODER_MODES:
         raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {encoder!r}")
+    if isinstance(concat, bool) or not isinstance(concat, int) or concat < 1:
+        raise ValueError(f"concat must be a positive int, got {concat!r}")
     model, config = load_st_run(run, checkpoint=checkpoint, device=device)
     data = load_st_data(run)
     ratio = config["ratio"] if ratio is None else ratio
     agent = SpeechSimulAgent(model, k, ratio=ratio, encoder=encoder, cmvn=data.cmvn,
                              sample_rate=SAMPLE_RATE, segment_ms=segment_ms,
                              max_len_a=max_len_a, max_len_b=max_len_b)
-    n = _split(data, split, max_utterances)
-    out = Path(out) if out is not None else Path(run) / f"simul-{split}-k{k}-r{ratio}-{encoder}"
+    _split(data, split, max_utterances)  # checks both
+    groups = _groups(len(data.items[split]), concat)[:max_utterances]
+    n = len(groups)
+    sep = "" if config["source"]["tgt_lang"].lower().split("-")[0] in ("ja", "jpn", "zh") else " "
+    refs = [sep.join(data.refs[split][i] for i in g) for g in groups]
+    out = Path(out) if out is not None else Path(run) / (
+        f"simul-{split}-k{k}-r{ratio}-{encoder}" + (f"-c{concat}" if concat > 1 else ""))
     records, hyps = [], []
     enc_s = dec_s = feat_s = 0.0
     tokens = 0
     audio_ms = 0.0
-    for j in range(n):
-        item = data.items[split][j]
-        samples, _ = load_audio(item, sample_rate=SAMPLE_RATE)
+    for j, g in enumerate(groups):
+        items = [data.items[split][i] for i in g]
+        samples = np.concatenate([load_audio(it, sample_rate=SAMPLE_RATE)[0] for it in items])
         r = agent.translate(samples)
         hyp = data.tok.decode(r.tokens)
         hyps.append(hyp)
@@ -202,18 +228,20 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
         audio_ms += r.source_ms
         records.append(InstanceRecord(index=j, prediction=hyp, delays=r.delays,
                                       elapsed=r.elapsed, source_length=r.source_ms,
-                                      reference=data.refs[split][j], source=[str(item.audio)]))
+                                      reference=refs[j], source=[str(it.audio) for it in items]))
         if progress is not None:
             progress(1)
-    quality = _quality(config, hyps, data.refs[split][:n])
+    quality = _quality(config, hyps, refs)
     out.mkdir(parents=True, exist_ok=True)
     unit = {"latency_unit": "spm", "spm_model": (Path(run) / "spm.tgt.model").resolve()}
     write_instances(out / "instances.log", records, source_type="speech", **unit)
     scores = write_scores(out / "scores.json", records, bleu=quality.get("BLEU"), **unit)
+    per = [corpus_latency([r]) for r in read_instances(out / "instances.log", **unit)]
     res = {"run": str(Path(run).resolve()),
            "task": config["task"], "split": split, "checkpoint": checkpoint,
            "checkpoint_step": config.get("checkpoint_step"),
-           "utterances": n, "k": k, "ratio": ratio, "encoder": encoder, "spec": config["spec"],
+           "utterances": n, "concat": concat, "k": k, "ratio": ratio, "encoder": encoder,
+           "spec": config["spec"],
            "waitk_trained": config["waitk"], "causal_encoder": config["causal_encoder"],
            **quality, **scores, "latency_unit": "ms of source audio (delays); spm (|Y*|)",
            "simuleval_command": simuleval_command(
@@ -221,6 +249,8 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
            "target_tokens": tokens, "audio_s": audio_ms / 1000, "encoder_s": enc_s,
            "decoder_s": dec_s, "feature_s": feat_s,
            "decoder_ms_per_token": 1000 * dec_s / tokens if tokens else None,
+           "AL_per_utterance": [p["AL"] for p in per],
+           "AL_CA_per_utterance": [p.get("AL_CA") for p in per],
            "instances": str((out / "instances.log").resolve()),
            "scores": str((out / "scores.json").resolve())}
     atomic_write_text(out / "results.json", json.dumps(res, indent=2, ensure_ascii=False) + "\n")

@@ -1,29 +1,39 @@
-"""The report of speech runs (``leapformer st report``): every offline evaluation of
-``st eval`` under the given folders with its training run, and paired comparisons.
+"""The report of speech runs (``leapformer st report``): every evaluation of ``st eval``
+(offline) and ``st simul`` (wait-k) under the given folders with its training run, and
+paired comparisons.
 
-One row per evaluation (``eval-*/results.json`` holding ``utterances``): the run, task,
-spec, steps and training minutes of its run, split, beam, and the quality: ASR word
-error rate (normalised, with a 95% bootstrap interval over utterances) or ST BLEU.
-With ``paired=RUN`` (a run folder's name), the WER of that run minus every other ASR
-run evaluated on the same utterances, under the same bootstrap resamples of the
-utterances (:func:`~leapformer.report.intervals.ratio_bootstrap`): "separated" when
-the interval excludes 0.
+One row per offline evaluation (``eval-*/results.json``): the run, task, spec, steps and
+training minutes of its run, split, beam, and the quality: ASR word error rate
+(normalised) or ST BLEU, each with a 95% bootstrap interval over utterances. One row
+per simultaneous evaluation (``simul-*/results.json``): wait-k, utterances (joined
+``concat`` at a time), seconds of audio per utterance, quality, AL, LAAL and the
+computation-aware AL (ms of source audio), decoder ms per token.
+
+With ``paired=RUN`` (a run folder's name): that run minus every other run evaluated the
+same way on the same utterances (task, kind, split, beam or k/ratio/encoder/concat), under
+the same bootstrap resamples of the utterances: the WER
+(:func:`~leapformer.report.intervals.ratio_bootstrap`), the BLEU
+(:func:`~leapformer.eval.bleu_bootstrap`) and, for wait-k, the computation-aware AL (mean
+of per-utterance differences). "Separated" when the interval excludes 0.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from leapformer._io import read_json_object
-from leapformer.report.intervals import ratio_bootstrap
+from leapformer.eval import bleu_bootstrap
+from leapformer.report.intervals import bootstrap_interval, ratio_bootstrap
 
 __all__ = ["collect_st_evals", "render_st_report"]
 
 
 def collect_st_evals(run_dirs: list[str | Path]) -> list[dict]:
-    """Every ``st eval`` result under the folders (searched recursively), each with
-    ``_path``, ``_name`` (its run folder's name) and ``_train`` (the run's
-    ``results.json``, or {} when it is not there)."""
+    """Every ``st eval`` / ``st simul`` result under the folders (searched recursively),
+    each with ``_path``, ``_name`` (its run folder's name), ``_kind`` (``offline`` or
+    ``simul``) and ``_train`` (the run's ``results.json``, or {} when it is not there)."""
     found = []
     for root in map(Path, run_dirs):
         if not root.exists():
@@ -35,39 +45,115 @@ def collect_st_evals(run_dirs: list[str | Path]) -> list[dict]:
             run = path.parent.parent
             train_path = run / "results.json"
             train = read_json_object(train_path) if train_path.is_file() else {}
-            found.append({**data, "_path": str(path), "_name": run.name, "_train": train})
+            kind = "simul" if "k" in data else "offline"
+            found.append({**data, "_path": str(path), "_name": run.name, "_kind": kind,
+                          "_train": train})
     return found
 
 
 def _quality(e: dict) -> str:
     if e["task"] == "asr":
-        iv = e.get("WER_normalised_interval")
-        ci = f" ({iv[0]:.1f}-{iv[1]:.1f})" if iv else ""
-        return f"WER {e['WER_normalised']:.1f}{ci}"
-    return f"BLEU {e['BLEU']:.2f}"
+        name, value, iv = "WER", e["WER_normalised"], e.get("WER_normalised_interval")
+    else:
+        name, value, iv = "BLEU", e["BLEU"], e.get("BLEU_interval")
+    d = 1 if name == "WER" else 2
+    return f"{name} {value:.{d}f}" + (f" ({iv[0]:.{d}f}-{iv[1]:.{d}f})" if iv else "")
+
+
+def _same_test(a: dict, b: dict) -> bool:
+    keys = ("task", "_kind", "split", "utterances", "beam", "k", "ratio", "encoder")
+    return all(a.get(k) == b.get(k) for k in keys) and \
+        a.get("concat", 1) == b.get("concat", 1)
+
+
+def _verdict(low: float, high: float, mean: float, a: str, b: str, lower_better: bool) -> str:
+    if low <= 0 <= high:
+        return "not separated (the interval contains 0)"
+    return f"separated, {a if (mean < 0) == lower_better else b} better"
+
+
+def _describe(e: dict) -> str:
+    if e["_kind"] == "offline":
+        return f"{e['split']}, beam {e['beam']}, {e['utterances']} utterances"
+    joined = f", joined {e['concat']} at a time" if e.get("concat", 1) > 1 else ""
+    return f"{e['split']}, wait-{e['k']}, {e['utterances']} utterances{joined}"
+
+
+def _pair(a: dict, b: dict) -> list[str]:
+    head = f"- {a['_name']} - {b['_name']} ({_describe(a)}): "
+    out = []
+    if a["task"] == "asr" and "word_errors_per_utterance" in a and \
+            "word_errors_per_utterance" in b and \
+            a.get("ref_words_per_utterance") == b.get("ref_words_per_utterance"):
+        d = ratio_bootstrap(a["word_errors_per_utterance"], a["ref_words_per_utterance"],
+                            other_num=b["word_errors_per_utterance"])
+        out.append(head + f"{100 * d.mean:+.1f} WER points, 95% interval {100 * d.low:+.1f} "
+                   f"to {100 * d.high:+.1f}: "
+                   + _verdict(d.low, d.high, d.mean, a["_name"], b["_name"], True))
+    if a["task"] == "st" and "bleu_stats_per_utterance" in a and \
+            "bleu_stats_per_utterance" in b:
+        mean, low, high = bleu_bootstrap(a["bleu_stats_per_utterance"],
+                                         b["bleu_stats_per_utterance"])
+        out.append(head + f"{mean:+.2f} BLEU, 95% interval {low:+.2f} to {high:+.2f}: "
+                   + _verdict(low, high, mean, a["_name"], b["_name"], False))
+    ca_a, ca_b = a.get("AL_CA_per_utterance"), b.get("AL_CA_per_utterance")
+    if ca_a and ca_b and None not in ca_a and None not in ca_b:
+        d = bootstrap_interval(np.asarray(ca_a) - np.asarray(ca_b))
+        out.append(head + f"{d.mean:+.0f} ms computation-aware AL, 95% interval "
+                   f"{d.low:+.0f} to {d.high:+.0f}: "
+                   + _verdict(d.low, d.high, d.mean, a["_name"], b["_name"], True))
+    return out
 
 
 def _paired_lines(evals: list[dict], focus: str) -> list[str]:
-    mine = [e for e in evals if e["_name"] == focus and e["task"] == "asr"]
+    mine = [e for e in evals if e["_name"] == focus]
     if not mine:
-        raise ValueError(f"paired must name an ASR run of the evaluations, got {focus!r}; "
+        raise ValueError(f"paired must name a run of the evaluations, got {focus!r}; "
                          f"runs: {sorted({e['_name'] for e in evals})}")
     lines = []
-    for a in mine:
-        for b in evals:
-            if b is a or b["task"] != "asr" or b["split"] != a["split"] or \
-                    b.get("ref_words_per_utterance") != a.get("ref_words_per_utterance") or \
-                    "word_errors_per_utterance" not in a or "word_errors_per_utterance" not in b:
-                continue  # not the same utterances, or written before the counts existed
-            d = ratio_bootstrap(a["word_errors_per_utterance"], a["ref_words_per_utterance"],
-                                other_num=b["word_errors_per_utterance"])
-            sep = d.low > 0 or d.high < 0
-            verdict = ("separated, " + (f"{b['_name']} better" if d.mean > 0 else
-                                        f"{a['_name']} better")) if sep else \
-                "not separated (the interval contains 0)"
-            lines.append(f"- {a['_name']} - {b['_name']} ({a['split']}, {a['utterances']} "
-                         f"utterances): {100 * d.mean:+.1f} WER points, 95% interval "
-                         f"{100 * d.low:+.1f} to {100 * d.high:+.1f}: {verdict}")
+    for a in sorted(mine, key=_order):
+        for b in sorted(evals, key=_order):
+            if b["_name"] != focus and _same_test(a, b):
+                lines += _pair(a, b)
+    return lines
+
+
+def _order(e: dict):
+    return (e["task"], e["_kind"], e["split"], e.get("concat", 1), e.get("k", 0), e["_name"])
+
+
+def _minutes(e: dict) -> str:
+    t = e["_train"]
+    return f"{t['train_wall_s'] / 60:.0f}" if t.get("train_wall_s") else "-"
+
+
+def _offline_table(evals: list[dict]) -> list[str]:
+    lines = ["| run | task | spec | steps | train min | split | utterances | beam | quality "
+             "| decode s |", "|---|---|---|---:|---:|---|---:|---:|---|---:|"]
+    for e in sorted(evals, key=_order):
+        lines.append(f"| {e['_name']} | {e['task']} | `{e['spec']}` | "
+                     f"{e['_train'].get('steps', '-')} | {_minutes(e)} | {e['split']} | "
+                     f"{e['utterances']} | {e['beam']} | {_quality(e)} | "
+                     f"{e.get('wall_s', float('nan')):.0f} |")
+    return lines
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _simul_table(evals: list[dict]) -> list[str]:
+    lines = ["| run | spec | trained k | k | split | utterances | audio s each | quality | "
+             "AL ms | LAAL ms | AL_CA ms | decoder ms/token |",
+             "|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"]
+    for e in sorted(evals, key=_order):
+        each = e["audio_s"] / e["utterances"] if e.get("audio_s") else None
+        per_tok = e.get("decoder_ms_per_token")
+        lines.append(f"| {e['_name']} | `{e['spec']}` | {e.get('waitk_trained') or 'offline'} | "
+                     f"{e['k']} | {e['split']} | {e['utterances']} | "
+                     f"{'-' if each is None else f'{each:.1f}'} | {_quality(e)} | "
+                     f"{_ms(e.get('AL'))} | {_ms(e.get('LAAL'))} | {_ms(e.get('AL_CA'))} | "
+                     f"{'-' if per_tok is None else f'{per_tok:.1f}'} |")
     return lines
 
 
@@ -75,24 +161,27 @@ def render_st_report(evals: list[dict], *, command: str = "", paired: str | None
                      notes: list[str] | None = None) -> str:
     """The markdown report (module docstring)."""
     if not evals:
-        raise ValueError("no st eval results found (eval-*/results.json of 'st eval')")
+        raise ValueError("no st eval or st simul results found (eval-*/ or simul-*/"
+                         "results.json)")
     lines = ["# Speech recognition and translation results", ""]
     if command:
         lines.append(f"- command: `{command}`")
     lines += [f"- {n}" for n in notes or []]
-    lines += ["- WER: jiwer, lower-cased without punctuation; (a-b) = 95% bootstrap interval "
-              "over the utterances (test-set noise only, one seed); BLEU: sacreBLEU", "",
-              "| run | task | spec | steps | train min | split | utterances | beam | quality "
-              "| decode s |", "|---|---|---|---:|---:|---|---:|---:|---|---:|"]
-    for e in sorted(evals, key=lambda e: (e["task"], e["_name"], e["split"])):
-        t = e["_train"]
-        minutes = f"{t['train_wall_s'] / 60:.0f}" if t.get("train_wall_s") else "-"
-        lines.append(f"| {e['_name']} | {e['task']} | `{e['spec']}` | {t.get('steps', '-')} | "
-                     f"{minutes} | {e['split']} | {e['utterances']} | {e['beam']} | "
-                     f"{_quality(e)} | {e.get('wall_s', float('nan')):.0f} |")
+    lines += ["- quality: WER by jiwer (lower-cased, no punctuation) or BLEU by sacreBLEU; "
+              "(a-b) = 95% bootstrap interval over the utterances (test-set noise only, one "
+              "seed)", ""]
+    offline = [e for e in evals if e["_kind"] == "offline"]
+    simul = [e for e in evals if e["_kind"] == "simul"]
+    if offline:
+        lines += ["## Offline", ""] + _offline_table(offline) + [""]
+    if simul:
+        lines += ["## Simultaneous (wait-k on pre-decision chunks)", "",
+                  "Latency in ms of source audio (SimulEval's definitions, reference length "
+                  "in target subwords); AL_CA adds the measured compute.", ""]
+        lines += _simul_table(simul) + [""]
     if paired is not None:
         pairs = _paired_lines(evals, paired)
-        lines += ["", f"Paired ({paired} minus each ASR run on the same utterances, word "
-                  "error rate; the same bootstrap resamples for both):", ""]
-        lines += pairs or ["- no other ASR run was evaluated on the same utterances"]
-    return "\n".join(lines) + "\n"
+        lines += [f"## Paired: {paired} minus each run on the same utterances", "",
+                  "The same bootstrap resamples of the utterances for both runs.", ""]
+        lines += pairs or ["- no other run was evaluated on the same utterances"]
+    return "\n".join(lines).rstrip("\n") + "\n"
