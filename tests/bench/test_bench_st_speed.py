@@ -41,5 +41,7 @@ def test_bad_inputs():
         measure({}, [1.0])
     with pytest.raises(ValueError, match="reps"):
         measure(SPECS, [1.0], reps=0)
-    with pytest.raises(ValueError, match="durations"):
-        measure(SPECS, [-1.0])
+    with pytest.raises(ValueError, match=r"durations must be positive seconds, got \[-1\.0\]"):
+        measure(SPECS, [1.0, -1.0])
+    with pytest.raises(ValueError, match="rows is empty"):
+        render_markdown([], machine_info(), command="", load="")

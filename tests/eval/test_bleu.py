@@ -16,6 +16,7 @@ from leapformer.eval.bleu import (
     bleu_tokenizer,
     corpus_bleu,
     sentence_bleu_stats,
+    writes_without_spaces,
 )
 
 JA_REFS = ["神は光を昼と名づけられた。", "地は形なく、むなしかった。"]
@@ -129,3 +130,12 @@ def test_paired_bleu_bootstrap():
         bleu_bootstrap(np.zeros((3, 9)))
     with pytest.raises(ValueError, match="resamples"):
         bleu_bootstrap(same, resamples=0)
+
+
+def test_languages_written_without_spaces():
+    for lang in ("ja", "JA_jp", "japanese", "jpn", "zh", "zh-TW", "chinese"):
+        assert writes_without_spaces(lang), lang
+    for lang in ("en", "de", "ko"):
+        assert not writes_without_spaces(lang), lang
+    with pytest.raises(ValueError, match="target_lang"):
+        writes_without_spaces(" ")

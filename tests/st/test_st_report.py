@@ -35,8 +35,8 @@ def test_table_and_paired_wer(tmp_path, capsys):
     assert "| asr-leap | asr | `enc=leap,dec=leap,cross=leap` | 2000 | 40 | test | 50 | 5 | " \
         "WER 30.0 (29.0-31.0) | 20 |" in text
     assert "| st-leap | st |" in text and "BLEU 12.35" in text
-    assert ("- asr-leap - asr-softmax (test, beam 5, 50 utterances): +10.0 WER points, 95% interval "
-            "+10.0 to +10.0: separated, asr-softmax better") in text
+    assert ("- asr-leap - asr-softmax (test, beam 5, 50 utterances): +10.0 WER points, 95% "
+            "interval +10.0 to +10.0: separated, asr-softmax better") in text
     assert "asr-other" not in text.split("Paired")[1]
     out = tmp_path / "r.md"
     assert main(["st", "report", "--runs", str(tmp_path), "--out", str(out), "--paired",
@@ -59,7 +59,7 @@ def _simul(root, name, stats, ca, k=3, spec="enc=leap,dec=leap,cross=leap", conc
     res = {"task": "st", "split": "test", "utterances": len(stats), "k": k, "ratio": 7,
            "encoder": "incremental", "concat": concat, "spec": spec, "waitk_trained": 5,
            "BLEU": 3.0, "BLEU_interval": [2.0, 4.0], "bleu_stats_per_utterance": stats,
-           "AL": 1500.0, "LAAL": 2000.0, "AL_CA": float(np.mean(ca)),
+           "AL": 1500.0, "LAAL": 2000.0, "AL_CA": float(np.mean([x for x in ca if x])),
            "AL_CA_per_utterance": ca, "audio_s": 7.5 * len(stats),
            "decoder_ms_per_token": 4.25}
     (folder / "results.json").write_text(json.dumps(res))
@@ -76,12 +76,36 @@ def test_simul_rows_and_paired_bleu_and_latency(tmp_path):
     assert sorted(e["_kind"] for e in evals) == ["simul"] * 3
     text = render_st_report(evals, paired="st-leap")
     assert "## Simultaneous" in text and "## Offline" not in text
-    assert "| st-leap | `enc=leap,dec=leap,cross=leap` | 5 | 3 | test | 30 | 7.5 | " \
-        "BLEU 3.00 (2.00-4.00) | 1500 | 2000 | 814 | 4.2 |" in text
+    assert "| st-leap | `enc=leap,dec=leap,cross=leap` | 5 | 3 | 7 | incremental | test | 30 | " \
+        "1 | 7.5 | BLEU 3.00 (2.00-4.00) | 1500 | 2000 | 814 | 4.2 |" in text
     paired = text.split("## Paired")[1]
     line = next(x for x in paired.splitlines() if "BLEU," in x)
-    assert line.startswith("- st-leap - st-softmax (test, wait-3, 30 utterances): +") and \
+    assert line.startswith("- st-leap - st-softmax (test, wait-3, ratio 7, incremental encoder, 30 "
+                           "utterances): +") and \
         line.endswith("separated, st-leap better")
     assert "-200 ms computation-aware AL, 95% interval -200 to -200: separated, st-leap " \
         "better" in paired
     assert "wait-5" not in paired
+
+
+def test_paired_skips_missing_latency_and_refuses_other_references(tmp_path):
+    good = [[4, 3, 2, 1, 4, 3, 2, 1, 4, 4]] * 10
+    other_refs = [[4, 3, 2, 1, 4, 3, 2, 1, 4, 5]] * 10  # reference lengths differ
+    ca = [1000.0] * 10
+    _simul(tmp_path, "st-a", good, [800.0] * 9 + [None])
+    _simul(tmp_path, "st-b", good, ca)
+    _simul(tmp_path, "st-c", other_refs, ca)
+    paired = render_st_report(collect_st_evals([tmp_path]), paired="st-a").split("## Paired")[1]
+    assert "- st-a - st-b (test, wait-3, ratio 7, incremental encoder, 10 utterances): -200 ms " \
+        "computation-aware AL (the 9 utterances with output in both)" in paired
+    assert "st-a - st-c" in paired and "not compared: the references differ" in paired
+    old = tmp_path / "old"
+    _simul(old, "st-a", good, ca)
+    _simul(old, "st-b", good, ca)
+    for run in ("st-a", "st-b"):
+        path = old / run / "simul-test-k3" / "results.json"
+        res = json.loads(path.read_text())
+        del res["bleu_stats_per_utterance"], res["AL_CA_per_utterance"]
+        path.write_text(json.dumps(res))
+    text = render_st_report(collect_st_evals([old]), paired="st-a")
+    assert "1 evaluation(s) match, but without per-utterance statistics" in text

@@ -3,6 +3,7 @@ its encoder, a short overfit, the wait-k agent against the teacher-forced model,
 rescored by SimulEval 1.1.4, the SimulEval agent under SimulEval's own entry point,
 and the CLI's one-line errors."""
 
+import dataclasses
 import json
 import sys
 import warnings
@@ -20,6 +21,7 @@ from leapformer.models.speech import SpeechSeq2Seq
 from leapformer.models.speech_simul import SpeechSimulAgent
 from leapformer.ops import waitk_prefix
 from leapformer.tasks.st import init_encoder_from, load_st_run, run_st_simul, run_st_train
+from leapformer.tasks.st.evaluate import simul_groups
 from leapformer.tasks.st.data import describe_st_source, load_st_data, make_st_batch
 from leapformer.train import load_checkpoint
 
@@ -285,3 +287,40 @@ def test_simul_joins_utterances_and_keeps_per_utterance_scores(runs, tmp_path):
     assert res["audio_s"] == pytest.approx(0.95)
     with pytest.raises(ValueError, match="concat must be a positive int"):
         run_st_simul(st_dir, k=2, split="test", concat=0)
+
+
+def test_simul_utterance_without_output_has_no_latency(runs, tmp_path, monkeypatch):
+    _, st_dir, _, _ = runs
+    real, calls = SpeechSimulAgent.translate, []
+
+    def first_writes_nothing(self, samples):
+        r = real(self, samples)
+        calls.append(r)
+        return dataclasses.replace(r, tokens=[], delays=[], compute_ms=[]) if len(calls) == 1 \
+            else r
+
+    monkeypatch.setattr(SpeechSimulAgent, "translate", first_writes_nothing)
+    res = run_st_simul(st_dir, k=2, split="test", out=tmp_path / "empty")
+    assert res["AL_per_utterance"][0] is None and res["AL_CA_per_utterance"][0] is None
+    assert res["AL_CA_per_utterance"][1] == pytest.approx(res["AL_CA"])  # the only scored one
+    assert (tmp_path / "empty" / "results.json").is_file()
+
+
+def test_simul_groups():
+    assert simul_groups(7, 3) == [[0, 1, 2], [3, 4, 5]]  # the short last group dropped
+    assert simul_groups(2, 1) == [[0], [1]]
+    with pytest.raises(ValueError, match="concat=3 is more than the split's 2 utterances"):
+        simul_groups(2, 3)
+
+
+def test_too_small_japanese_vocabulary_is_named(speech_dir, tmp_path):
+    rows = [SpeechItem(f"u{i}", speech_dir / "wav" / "u0.wav", 0, 6400, "x",
+                       "".join(chr(0x4E00 + 7 * i + j) for j in range(7))) for i in range(90)]
+    for split in ("train", "dev", "test"):
+        write_manifest(rows, tmp_path / f"{split}_st.tsv")
+    with pytest.raises(ValueError, match=r"tgt_vocab=100 is below the \d+ pieces the ja target "
+                       r"text needs for its characters; raise it, e\.g\. --train-option "
+                       r"tgt_vocab=\d+"):
+        run_st_train("leap", out=tmp_path / "run", task="st", data=tmp_path, steps=1,
+                     model_overrides=TINY, overrides={**TRAIN, "tgt_vocab": 100},
+                     progress=False)

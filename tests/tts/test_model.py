@@ -197,42 +197,51 @@ def test_decoder_state_constant_for_the_linear_family(spec, grows):
                                          ("enc=leap,dec=linear,cross=cosformer", 5)])
 def test_frames_per_step_decoding_equals_forward(spec, r):
     """Group-by-group decoding equals the teacher-forced forward with ``r`` frames per
-    step, including a last group padded past the item's length."""
+    step, including a last group padded past the item's length; cosFormer's ``M``
+    counts groups."""
     model = _model(spec, frames_per_step=r)
     text, mask, mel, lengths = _batch()  # 12, 7 and 1 frames
     with torch.no_grad():
         full = model(text, mask, mel, lengths)
-        assert full.mel.shape == (3, 12, N_MELS) and full.stop.shape == (3, -(-12 // r))
+        assert full.mel.shape == (3, 12, N_MELS) and full.stop.shape == (3, 12)
         enc = model.encode(text, mask)
         cache = model.new_decoder_cache(enc, target_length=lengths, max_length=12)
-        grouped = model.group(mel * (torch.arange(12)[None, :, None] < lengths[:, None, None]))
+        assert cache.target_length.tolist() == [-(-n // r) for n in lengths.tolist()]
+        grouped = model.group(mel)
         inputs = torch.cat([torch.zeros(3, 1, r * N_MELS), grouped[:, :-1]], dim=1)
         steps = [model.decode_step(inputs[:, t:t + 1], cache) for t in range(grouped.shape[1])]
     mels = model.ungroup(torch.cat([m for m, _ in steps], 1))
     stops = torch.cat([s for _, s in steps], 1)
+    assert stops.shape == (3, grouped.shape[1] * r)  # one stop logit per frame
     for b in range(3):
-        n, g = int(lengths[b]), -(-int(lengths[b]) // r)
+        n = int(lengths[b])
         torch.testing.assert_close(mels[b, :n], full.mel[b, :n], atol=2e-5, rtol=1e-4)
-        torch.testing.assert_close(stops[b, :g], full.stop[b, :g], atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(stops[b, :n], full.stop[b, :n], atol=2e-5, rtol=1e-4)
     assert torch.equal(model.ungroup(model.group(mel))[:, :12], mel)
 
 
 def test_frames_per_step_loss_and_synthesis():
     r = 3
     model = _model("leap", frames_per_step=r, stop_pos_weight=2.0)
-    text, mask, mel, lengths = _batch()  # 12, 7, 1 frames -> 4, 3, 1 groups
+    text, mask, mel, lengths = _batch()  # 12, 7, 1 frames
     losses = model.loss(text, mask, mel, lengths)
     out = model(text, mask, mel, lengths)
-    stop = 0.0
-    for b, g in enumerate([4, 3, 1]):
-        target = torch.zeros(g)
+    stop = pre = 0.0
+    for b, n in enumerate([12, 7, 1]):
+        target = torch.zeros(n)
         target[-1] = 1.0
-        x = out.stop[b, :g]
+        x = out.stop[b, :n]
         stop += (-(2.0 * target * F.logsigmoid(x) + (1 - target) * F.logsigmoid(-x))).sum()
-    torch.testing.assert_close(losses["stop_loss"], stop / 8)
-    pre = sum((out.mel[b, :n] - mel[b, :n]).abs().sum() for b, n in enumerate([12, 7, 1]))
+        pre += (out.mel[b, :n] - mel[b, :n]).abs().sum()
+    torch.testing.assert_close(losses["stop_loss"], stop / 20)
     torch.testing.assert_close(losses["mel_loss"], pre / (20 * N_MELS))
     post, n = model.synthesize(text, mask, max_frames=7, min_frames=7)
     assert post.shape == (3, 7, N_MELS) and n.tolist() == [7, 7, 7]  # cut inside group 3
+    with torch.no_grad():
+        model.stop_linear.bias.fill_(20.0)  # every frame says "stop"
+        model.stop_linear.weight.zero_()
+    for min_frames, want in ((1, 1), (4, 4), (5, 5)):  # exact to the frame, not the group
+        post, n = model.synthesize(text, mask, max_frames=9, min_frames=min_frames)
+        assert n.tolist() == [want] * 3 and post.shape[1] == want
     with pytest.raises(ValueError, match="frames_per_step must be a positive int"):
         TTSConfig.preset("tiny", 20, frames_per_step=0)

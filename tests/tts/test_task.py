@@ -248,3 +248,18 @@ def test_ljspeech_split(tmp_path):
     assert split == {"train": ["LJ0", "LJ1", "LJ2"], "dev": ["LJ3"], "test": ["LJ4"]}
     with pytest.raises(ValueError, match="need more than"):
         load_items(tmp_path, "ljspeech", "train", held_out=3)
+
+
+def test_frames_per_step_run_is_labelled(data, tmp_path):
+    run = tmp_path / "r2"
+    assert _run(["tts", "train", "--data", str(data), "--spec", "leap", "--out", str(run),
+                 "--preset", "tiny", "--steps", "2", "--eval-every", "2", "--batch-frames", "100",
+                 "--model-option", "frames_per_step=2", "--no-progress"]) == 0
+    assert _run(["tts", "eval", "--run", str(run), "--max-items", "1", "--rtf-seconds", "0.05",
+                 "--griffin-lim-iters", "2", "--max-seconds", "0.3"]) == 0
+    res = json.loads((run / "eval_test.json").read_text())
+    assert res["frames_per_step"] == 2
+    assert res["rtf_vs_length"]["0.05"]["frames"] == 1 + 1102 // 256
+    report = tmp_path / "report.md"
+    assert _run(["tts", "report", "--runs", str(run), "--out", str(report)]) == 0
+    assert "| enc=leap,dec=leap,cross=leap (2 frames/step) | test | stop |" in report.read_text()

@@ -68,12 +68,13 @@ def measure(specs: dict[str, str], durations: list[float], *, encoders=("increme
         raise ValueError("need at least one spec and one duration")
     if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
         raise ValueError(f"reps must be a positive int, got {reps!r}")
+    bad = [s for s in durations if not s > 0]
+    if bad:
+        raise ValueError(f"durations must be positive seconds, got {bad}")
     models = {name: build_model(spec, preset) for name, spec in specs.items()}
     rng = np.random.default_rng(0)
     rows = []
     for seconds in durations:
-        if not seconds > 0:
-            raise ValueError(f"durations must be positive seconds, got {seconds}")
         audio = (0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
         for mode in encoders:
             agents = {n: SpeechSimulAgent(m, k, ratio=ratio, encoder=mode, max_len_a=0,
@@ -87,8 +88,8 @@ def measure(specs: dict[str, str], durations: list[float], *, encoders=("increme
                         samples[name].append(_once(agent, audio))
             base = None
             for name in agents:
-                row = {"spec": name, "attention": specs[name], "audio_s": seconds,
-                       "encoder": mode, "k": k, "ratio": ratio, "reps": reps}
+                row = {"spec": name, "attention": specs[name], "preset": preset,
+                       "audio_s": seconds, "encoder": mode, "k": k, "ratio": ratio, "reps": reps}
                 for key in samples[name][0]:
                     row[key] = statistics.median(s[key] for s in samples[name])
                 row["compute_lag_ms"] = row["AL_CA"] - row["AL"]
@@ -103,12 +104,15 @@ def measure(specs: dict[str, str], durations: list[float], *, encoders=("increme
 
 def render_markdown(rows: list[dict], info: dict, *, command: str, load: str) -> str:
     """The results table with the machine and the command."""
+    if not rows:
+        raise ValueError("rows is empty: nothing was measured")
     base = rows[0]["spec"]
     lines = ["# Simultaneous speech translation speed (CPU)", "",
              f"- command: `{command}`",
              f"- machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
              f"{info['torch_threads']} thread(s); {load}",
-             f"- method: untrained `lite`-size speech models (causal encoder), wait-{rows[0]['k']} "
+             f"- method: untrained `{rows[0]['preset']}`-size speech models (causal encoder), "
+             f"wait-{rows[0]['k']} "
              f"on chunks of {rows[0]['ratio']} encoder states, noise audio; the tokens written "
              "while reading (+1), the same for every spec; median of "
              f"{rows[0]['reps']} runs, specs interleaved; baseline: {base}",

@@ -60,8 +60,11 @@ def run_st_train_command(args: argparse.Namespace) -> int:
 
 def _utterances(args) -> int:
     from leapformer.tasks.st.data import load_st_data
+    from leapformer.tasks.st.evaluate import simul_groups
 
-    n = len(load_st_data(args.run).items[args.split]) // max(1, getattr(args, "concat", 1))
+    n = len(load_st_data(args.run).items[args.split])
+    if getattr(args, "concat", 1) > 1:
+        n = len(simul_groups(n, args.concat))
     return n if args.max_utterances is None else min(n, args.max_utterances)
 
 

@@ -12,6 +12,7 @@ from leapformer.eval.bleu import (
     bleu_tokenizer,
     corpus_bleu,
     sentence_bleu_stats,
+    writes_without_spaces,
 )
 from leapformer.eval.latency import (
     computation_aware_scores,
@@ -53,6 +54,7 @@ __all__ = [
     "read_instances",
     "scores_from_log",
     "sentence_bleu_stats",
+    "writes_without_spaces",
     "simuleval_command",
     "write_config",
     "write_instances",

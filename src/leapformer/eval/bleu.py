@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 JAPANESE = ("ja", "jpn", "japanese")
 
 __all__ = ["BleuResult", "bleu_bootstrap", "bleu_from_stats", "bleu_tokenizer", "corpus_bleu",
-           "sentence_bleu_stats"]
+           "sentence_bleu_stats", "writes_without_spaces"]
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,22 @@ def _ja_mecab_available() -> bool:
     return True
 
 
-def bleu_tokenizer(target_lang: str) -> str:
-    """The sacreBLEU tokenizer used for ``target_lang`` (see the module docstring)."""
+def _language(target_lang: str) -> str:
     if not isinstance(target_lang, str) or not target_lang.strip():
         raise ValueError(f"target_lang must be a language code such as 'ja' or 'de', got "
                          f"{target_lang!r}")
-    lang = target_lang.strip().lower().replace("_", "-").split("-")[0]
+    return target_lang.strip().lower().replace("_", "-").split("-")[0]
+
+
+def writes_without_spaces(target_lang: str) -> bool:
+    """True for Japanese and Chinese (``ja``, ``jpn``, ``japanese``, ``zh``, ``zho``,
+    ``chinese``, any region suffix): sentences join without a space."""
+    return _language(target_lang) in (*JAPANESE, "zh", "zho", "chinese")
+
+
+def bleu_tokenizer(target_lang: str) -> str:
+    """The sacreBLEU tokenizer used for ``target_lang`` (see the module docstring)."""
+    lang = _language(target_lang)
     if lang in JAPANESE:
         return "ja-mecab" if _ja_mecab_available() else "char"
     return "13a"
@@ -130,11 +140,12 @@ def sentence_bleu_stats(hyps: Sequence[str], refs: Sequence[str], target_lang: s
     return np.asarray(rows, dtype=np.int64)
 
 
-def _check_stats(stats, name: str) -> np.ndarray:
+def _check_stats(stats, name: str, shape=None) -> np.ndarray:
     a = np.asarray(stats)
-    if a.ndim != 2 or a.shape[1] != 10 or a.shape[0] == 0 or (a < 0).any():
-        raise ValueError(f"{name} must be non-negative sentence statistics [n > 0, 10] "
-                         f"(sentence_bleu_stats), got shape {a.shape}")
+    if a.ndim != 2 or a.shape[1] != 10 or a.shape[0] == 0 or a.dtype.kind not in "iu" \
+            or (a < 0).any():
+        raise ValueError(f"{name} must be non-negative integer sentence statistics [n > 0, 10] "
+                         f"(sentence_bleu_stats), got {a.dtype} {shape or a.shape}")
     return a.astype(np.int64)
 
 
@@ -144,12 +155,12 @@ def bleu_from_stats(stats) -> float:
     from sacrebleu.metrics import BLEU
 
     a = np.asarray(stats)
-    t = _check_stats(a[None] if a.ndim == 1 else a, "stats").sum(0)
+    t = _check_stats(a[None] if a.ndim == 1 else a, "stats", a.shape).sum(0)
     return float(BLEU.compute_bleu([int(x) for x in t[:4]], [int(x) for x in t[4:8]],
                                    int(t[8]), int(t[9]), smooth_method="exp").score)
 
 
-def bleu_bootstrap(stats, other=None, *, confidence: float = 0.95, resamples: int = 1000,
+def bleu_bootstrap(stats, other=None, *, confidence: float = 0.95, resamples: int = 2000,
                    seed: int = 0) -> tuple[float, float, float]:
     """``(point, low, high)``: corpus BLEU of ``stats`` (:func:`sentence_bleu_stats`) with a
     percentile bootstrap interval that resamples the sentences (Koehn 2004). With

@@ -27,8 +27,9 @@ plumbing of :mod:`leapformer.models.target_length`), or is given.
 the decoder predicts ``r`` frames per position. The mel target is cut into groups of
 ``r`` frames (the last one zero-padded); the decoder input of group ``j`` is the
 whole group ``j - 1`` (``r * n_mels`` values, the go group all zeros), ``mel_linear``
-returns ``r * n_mels`` values, and the stop logit is per group (target 1 on the group
-holding the last frame). The post-net, losses over mels and all lengths the API takes
+returns ``r * n_mels`` values and ``stop_linear`` ``r`` stop logits, one per frame
+(so lengths stay exact to the frame; the frames of a last group past an item's end
+are masked out of every loss). The post-net, the losses and all lengths the API takes
 or returns (``mel_lengths``, ``target_length``, ``max_frames``) count frames;
 cosFormer's ``M`` counts groups (``ceil(frames / r)``). ``r = 1`` is the model above.
 
@@ -226,7 +227,7 @@ class TransformerTTS(nn.Module):
         self.encoder = Encoder(cfg.num_encoder_layers, block, self.spec, cfg.mechanism_options)
         self.decoder = Decoder(cfg.num_decoder_layers, block, self.spec, cfg.mechanism_options)
         self.mel_linear = nn.Linear(d, cfg.n_mels * cfg.frames_per_step)
-        self.stop_linear = nn.Linear(d, 1)
+        self.stop_linear = nn.Linear(d, cfg.frames_per_step)
         self.postnet = Postnet(cfg.n_mels, channels=cfg.postnet_channels,
                                layers=cfg.postnet_layers, kernel_size=cfg.kernel_size,
                                dropout=cfg.dropout)
@@ -278,14 +279,15 @@ class TransformerTTS(nn.Module):
         return self.dropout(self.decoder_pos(self.decoder_prenet(frames), start))
 
     def _heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return self.mel_linear(h), self.stop_linear(h).squeeze(-1)
+        stop = self.stop_linear(h)  # [B, G, r]: one logit per frame
+        return self.mel_linear(h), stop.reshape(stop.shape[0], -1)
 
     def forward(self, text: Tensor, text_mask: Tensor | None, mel: Tensor,
                 mel_lengths: Tensor | None = None, *, target_length: Tensor | int | None = None,
                 enc: EncoderOutput | None = None) -> TTSOutput:
         """Teacher-forced outputs for target frames ``mel [B, T, n_mels]`` (``mel_lengths``
-        [B]: real frames per item, default all ``T``). ``target_length`` (cosFormer's
-        ``M``) defaults to ``mel_lengths``."""
+        [B]: real frames per item, default all ``T``). ``target_length`` (frames; cosFormer's
+        ``M`` is ``ceil(target_length / frames_per_step)``) defaults to ``mel_lengths``."""
         enc = self.encode(text, text_mask) if enc is None else enc
         B = enc.batch_size
         _check_mel("mel", mel, self.cfg.n_mels, B)
@@ -307,7 +309,7 @@ class TransformerTTS(nn.Module):
                          source_length=enc.src_lengths)
         pre, stop = self._heads(h)
         pre = self.ungroup(pre)[:, :T]
-        return TTSOutput(pre, pre + self.postnet(pre, mask), stop)
+        return TTSOutput(pre, pre + self.postnet(pre, mask), stop[:, :T])
 
     # -- frames per step ----------------------------------------------------------
     def steps(self, frames: Tensor | int) -> Tensor | int:
@@ -348,14 +350,11 @@ class TransformerTTS(nn.Module):
         def mel_loss(pred: Tensor) -> Tensor:
             return (dist(pred, mel, reduction="none") * valid[..., None]).sum() / denom
 
-        steps = self.steps(mel_lengths)
-        G = out.stop.shape[1]
-        stop_target = F.one_hot(steps - 1, G).float()
-        step_valid = (torch.arange(G, device=mel.device)[None, :] < steps[:, None]).float()
+        stop_target = F.one_hot(mel_lengths - 1, T).float()
         pos_weight = torch.tensor(self.cfg.stop_pos_weight, device=mel.device)
         stop = F.binary_cross_entropy_with_logits(out.stop, stop_target, reduction="none",
                                                   pos_weight=pos_weight)
-        stop_loss = (stop * step_valid).sum() / step_valid.sum()
+        stop_loss = (stop * valid).sum() / valid.sum()
         pre, post = mel_loss(out.mel), mel_loss(out.mel_post)
         len_loss = pre.new_zeros(())
         if isinstance(self.length_predictor, ConvLength):
@@ -386,7 +385,8 @@ class TransformerTTS(nn.Module):
         return Seq2SeqCache(dec, M, enc.batch_size)
 
     def decode_step(self, frames: Tensor, cache: Seq2SeqCache) -> tuple[Tensor, Tensor]:
-        """``(mel [B, T, r * n_mels], stop logits [B, T])`` (before the post-net) for the
+        """``(mel [B, T, r * n_mels], stop logits [B, T * r])`` (before the post-net; one
+        stop logit per frame) for the
         next ``T >= 1`` decoder inputs ``frames [B, T, r * n_mels]`` (groups of ``r =
         frames_per_step`` frames, :meth:`group`; the first is the go group, zeros),
         continuing ``cache`` (updated in place)."""
@@ -407,7 +407,7 @@ class TransformerTTS(nn.Module):
         """``(mel_post [B, T, n_mels], lengths [B])``: frame-by-frame (group-by-group)
         decoding until ``sigmoid(stop) > stop_threshold`` (from frame ``min_frames`` on)
         or ``max_frames``; the post-net runs once at the end over each item's frames.
-        With ``frames_per_step = r`` an item that stops ends on a whole group."""
+        With ``frames_per_step = r`` the stop logits of a group are read frame by frame."""
         if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
             raise ValueError(f"max_frames must be a positive int, got {max_frames!r}")
         if (isinstance(min_frames, bool) or not isinstance(min_frames, int)
@@ -426,12 +426,14 @@ class TransformerTTS(nn.Module):
         for t in range(self.steps(max_frames)):
             frame, stop = self.decode_step(frame, cache)
             out.append(frame)
-            if (t + 1) * r >= min_frames:
-                now = (torch.sigmoid(stop[:, 0]) > stop_threshold) & ~done
-                lengths[now] = min((t + 1) * r, max_frames)
-                done |= now
-                if bool(done.all()):
-                    break
+            for f in range(r):
+                n = t * r + f + 1
+                if min_frames <= n <= max_frames:
+                    now = (torch.sigmoid(stop[:, f]) > stop_threshold) & ~done
+                    lengths[now] = n
+                    done |= now
+            if bool(done.all()):
+                break
         mel = self.ungroup(torch.cat(out, dim=1))[:, :int(lengths.max())]
         mask = lengths_to_mask(lengths, mel.shape[1])
         post = mel + self.postnet(mel, mask)

@@ -36,6 +36,7 @@ from leapformer.eval import (
     sentence_bleu_stats,
     simuleval_command,
     write_instances,
+    writes_without_spaces,
     write_scores,
 )
 from leapformer.models.search import beam_search
@@ -46,7 +47,7 @@ from leapformer.report.intervals import ratio_bootstrap
 from leapformer.tasks.st.data import SAMPLE_RATE, SPLITS, STData, load_st_data, make_st_batch
 from leapformer.tasks.st.run import load_st_run
 
-__all__ = ["run_st_eval", "run_st_simul", "word_error_rate"]
+__all__ = ["run_st_eval", "run_st_simul", "simul_groups", "word_error_rate"]
 
 
 class _Encoded:
@@ -176,11 +177,12 @@ def run_st_eval(run: str | Path, *, split: str = "test", beam: int = 5,
     return res
 
 
-def _groups(count: int, concat: int) -> list[list[int]]:
-    """Consecutive groups of ``concat`` utterance indices (the last, shorter one dropped
-    unless it is the only one)."""
-    groups = [list(range(i, min(i + concat, count))) for i in range(0, count, concat)]
-    return [g for g in groups if len(g) == concat] or groups[:1]
+def simul_groups(count: int, concat: int) -> list[list[int]]:
+    """Consecutive groups of ``concat`` of ``count`` utterance indices (a shorter last
+    group dropped); ValueError when ``count < concat``."""
+    if count < concat:
+        raise ValueError(f"concat={concat} is more than the split's {count} utterances")
+    return [list(range(i, i + concat)) for i in range(0, count - concat + 1, concat)]
 
 
 def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: str = "test",
@@ -192,10 +194,11 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
     """Simultaneous wait-``k`` decoding of ``split`` from the audio (one utterance at a
     time); ``ratio``: encoder states per read (default: the run's). ``concat``: join
     each ``concat`` consecutive utterances (audio and references) into one, for long
-    inputs (``max_utterances`` counts the joined ones). Writes ``out`` (default
-    ``run/simul-<split>-k<k>-r<ratio>-<encoder>``, plus ``-c<concat>`` when joined):
-    ``instances.log``, ``config.yaml``, ``scores.json`` and ``results.json`` (module
-    docstring)."""
+    inputs (``max_utterances`` counts the joined ones; :func:`simul_groups`). Writes
+    ``out`` (default ``run/simul-<split>-k<k>-r<ratio>-<encoder>``, plus ``-c<concat>``
+    when joined and ``-s<segment_ms>`` when given): ``instances.log``, ``config.yaml``,
+    ``scores.json`` and ``results.json`` (module docstring; per-utterance AL and AL_CA
+    are None for an utterance without output)."""
     if encoder not in ENCODER_MODES:
         raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {encoder!r}")
     if isinstance(concat, bool) or not isinstance(concat, int) or concat < 1:
@@ -207,12 +210,13 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
                              sample_rate=SAMPLE_RATE, segment_ms=segment_ms,
                              max_len_a=max_len_a, max_len_b=max_len_b)
     _split(data, split, max_utterances)  # checks both
-    groups = _groups(len(data.items[split]), concat)[:max_utterances]
+    groups = simul_groups(len(data.items[split]), concat)[:max_utterances]
     n = len(groups)
-    sep = "" if config["source"]["tgt_lang"].lower().split("-")[0] in ("ja", "jpn", "zh") else " "
+    sep = "" if writes_without_spaces(config["source"]["tgt_lang"]) else " "
     refs = [sep.join(data.refs[split][i] for i in g) for g in groups]
+    seg = "" if segment_ms is None else f"-s{segment_ms:g}"
     out = Path(out) if out is not None else Path(run) / (
-        f"simul-{split}-k{k}-r{ratio}-{encoder}" + (f"-c{concat}" if concat > 1 else ""))
+        f"simul-{split}-k{k}-r{ratio}-{encoder}" + (f"-c{concat}" if concat > 1 else "") + seg)
     records, hyps = [], []
     enc_s = dec_s = feat_s = 0.0
     tokens = 0
@@ -236,11 +240,13 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
     unit = {"latency_unit": "spm", "spm_model": (Path(run) / "spm.tgt.model").resolve()}
     write_instances(out / "instances.log", records, source_type="speech", **unit)
     scores = write_scores(out / "scores.json", records, bleu=quality.get("BLEU"), **unit)
-    per = [corpus_latency([r]) for r in read_instances(out / "instances.log", **unit)]
+    per = [corpus_latency([r]) if r.delays else {}  # no output: no latency (SimulEval skips it)
+           for r in read_instances(out / "instances.log", **unit)]
     res = {"run": str(Path(run).resolve()),
            "task": config["task"], "split": split, "checkpoint": checkpoint,
            "checkpoint_step": config.get("checkpoint_step"),
            "utterances": n, "concat": concat, "k": k, "ratio": ratio, "encoder": encoder,
+           "segment_ms": agent.segment_ms, "max_len_a": max_len_a, "max_len_b": max_len_b,
            "spec": config["spec"],
            "waitk_trained": config["waitk"], "causal_encoder": config["causal_encoder"],
            **quality, **scores, "latency_unit": "ms of source audio (delays); spm (|Y*|)",
@@ -249,7 +255,7 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
            "target_tokens": tokens, "audio_s": audio_ms / 1000, "encoder_s": enc_s,
            "decoder_s": dec_s, "feature_s": feat_s,
            "decoder_ms_per_token": 1000 * dec_s / tokens if tokens else None,
-           "AL_per_utterance": [p["AL"] for p in per],
+           "AL_per_utterance": [p.get("AL") for p in per],
            "AL_CA_per_utterance": [p.get("AL_CA") for p in per],
            "instances": str((out / "instances.log").resolve()),
            "scores": str((out / "scores.json").resolve())}

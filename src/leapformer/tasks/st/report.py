@@ -61,7 +61,8 @@ def _quality(e: dict) -> str:
 
 
 def _same_test(a: dict, b: dict) -> bool:
-    keys = ("task", "_kind", "split", "utterances", "beam", "k", "ratio", "encoder")
+    keys = ("task", "_kind", "split", "utterances", "beam", "k", "ratio", "encoder",
+            "segment_ms", "max_len_a", "max_len_b")
     return all(a.get(k) == b.get(k) for k in keys) and \
         a.get("concat", 1) == b.get("concat", 1)
 
@@ -76,7 +77,8 @@ def _describe(e: dict) -> str:
     if e["_kind"] == "offline":
         return f"{e['split']}, beam {e['beam']}, {e['utterances']} utterances"
     joined = f", joined {e['concat']} at a time" if e.get("concat", 1) > 1 else ""
-    return f"{e['split']}, wait-{e['k']}, {e['utterances']} utterances{joined}"
+    return (f"{e['split']}, wait-{e['k']}, ratio {e.get('ratio')}, {e.get('encoder')} encoder, "
+            f"{e['utterances']} utterances{joined}")
 
 
 def _pair(a: dict, b: dict) -> list[str]:
@@ -90,18 +92,25 @@ def _pair(a: dict, b: dict) -> list[str]:
         out.append(head + f"{100 * d.mean:+.1f} WER points, 95% interval {100 * d.low:+.1f} "
                    f"to {100 * d.high:+.1f}: "
                    + _verdict(d.low, d.high, d.mean, a["_name"], b["_name"], True))
-    if a["task"] == "st" and "bleu_stats_per_utterance" in a and \
-            "bleu_stats_per_utterance" in b:
-        mean, low, high = bleu_bootstrap(a["bleu_stats_per_utterance"],
-                                         b["bleu_stats_per_utterance"])
-        out.append(head + f"{mean:+.2f} BLEU, 95% interval {low:+.2f} to {high:+.2f}: "
-                   + _verdict(low, high, mean, a["_name"], b["_name"], False))
+    sa, sb = a.get("bleu_stats_per_utterance"), b.get("bleu_stats_per_utterance")
+    if a["task"] == "st" and sa and sb:
+        if [s[9] for s in sa] != [s[9] for s in sb]:  # reference lengths per utterance
+            out.append(head + "not compared: the references differ")
+        else:
+            mean, low, high = bleu_bootstrap(sa, sb)
+            out.append(head + f"{mean:+.2f} BLEU, 95% interval {low:+.2f} to {high:+.2f}: "
+                       + _verdict(low, high, mean, a["_name"], b["_name"], False))
     ca_a, ca_b = a.get("AL_CA_per_utterance"), b.get("AL_CA_per_utterance")
-    if ca_a and ca_b and None not in ca_a and None not in ca_b:
-        d = bootstrap_interval(np.asarray(ca_a) - np.asarray(ca_b))
-        out.append(head + f"{d.mean:+.0f} ms computation-aware AL, 95% interval "
-                   f"{d.low:+.0f} to {d.high:+.0f}: "
-                   + _verdict(d.low, d.high, d.mean, a["_name"], b["_name"], True))
+    if ca_a and ca_b and len(ca_a) == len(ca_b):
+        both = [(x, y) for x, y in zip(ca_a, ca_b, strict=True)
+                if x is not None and y is not None]
+        if both:
+            d = bootstrap_interval([x - y for x, y in both])
+            some = "" if len(both) == len(ca_a) else \
+                f" (the {len(both)} utterances with output in both)"
+            out.append(head + f"{d.mean:+.0f} ms computation-aware AL{some}, 95% interval "
+                       f"{d.low:+.0f} to {d.high:+.0f}: "
+                       + _verdict(d.low, d.high, d.mean, a["_name"], b["_name"], True))
     return out
 
 
@@ -110,11 +119,15 @@ def _paired_lines(evals: list[dict], focus: str) -> list[str]:
     if not mine:
         raise ValueError(f"paired must name a run of the evaluations, got {focus!r}; "
                          f"runs: {sorted({e['_name'] for e in evals})}")
-    lines = []
+    lines, matched = [], 0
     for a in sorted(mine, key=_order):
         for b in sorted(evals, key=_order):
             if b["_name"] != focus and _same_test(a, b):
+                matched += 1
                 lines += _pair(a, b)
+    if matched and not lines:
+        lines.append(f"- {matched} evaluation(s) match, but without per-utterance statistics "
+                     "(written before they existed): re-run st eval / st simul")
     return lines
 
 
@@ -143,14 +156,15 @@ def _ms(value) -> str:
 
 
 def _simul_table(evals: list[dict]) -> list[str]:
-    lines = ["| run | spec | trained k | k | split | utterances | audio s each | quality | "
-             "AL ms | LAAL ms | AL_CA ms | decoder ms/token |",
-             "|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"]
+    lines = ["| run | spec | trained k | k | ratio | encoder | split | utterances | joined | "
+             "audio s each | quality | AL ms | LAAL ms | AL_CA ms | decoder ms/token |",
+             "|---|---|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for e in sorted(evals, key=_order):
         each = e["audio_s"] / e["utterances"] if e.get("audio_s") else None
         per_tok = e.get("decoder_ms_per_token")
         lines.append(f"| {e['_name']} | `{e['spec']}` | {e.get('waitk_trained') or 'offline'} | "
-                     f"{e['k']} | {e['split']} | {e['utterances']} | "
+                     f"{e['k']} | {e.get('ratio', '-')} | {e.get('encoder', '-')} | "
+                     f"{e['split']} | {e['utterances']} | {e.get('concat', 1)} | "
                      f"{'-' if each is None else f'{each:.1f}'} | {_quality(e)} | "
                      f"{_ms(e.get('AL'))} | {_ms(e.get('LAAL'))} | {_ms(e.get('AL_CA'))} | "
                      f"{'-' if per_tok is None else f'{per_tok:.1f}'} |")

@@ -212,7 +212,8 @@ def run_tts_eval(run: str | Path, *, split: str = "test", max_items: int = 20,
     t, m = _encode_text_ids(texts[0])
     result = {
         "run": str(Path(run).resolve()),
-        "spec": str(model.spec), "split": split, "utterances": len(items),
+        "spec": str(model.spec), "frames_per_step": model.cfg.frames_per_step,
+        "split": split, "utterances": len(items),
         "mcd": {r: float(np.mean(v)) for r, v in mcds.items()},
         "length_error": length_errors(predicted, true),
         "decoder_rtf": decode_s / max(audio_s, 1e-9),
@@ -260,13 +261,15 @@ def run_tts_report(evals: list[Path]) -> str:
             if key not in r:
                 raise ValueError(f"{path}: not a tts eval result (no {key!r})")
         split = r.get("split", "?")
+        fps = r.get("frames_per_step", 1)
+        spec = r["spec"] + (f" ({fps} frames/step)" if fps > 1 else "")
         for name, v in r["mcd"].items():
-            rows_mcd.append([r["spec"], split, name, f"{v:.2f}", r["utterances"]])
+            rows_mcd.append([spec, split, name, f"{v:.2f}", r["utterances"]])
         for name, v in r["length_error"].items():
-            rows_len.append([r["spec"], split, name, f"{100 * v['rel']:.1f}",
+            rows_len.append([spec, split, name, f"{100 * v['rel']:.1f}",
                              f"{v['abs_frames']:.1f}", f"{100 * v['bias']:+.1f}"])
         for s, v in r["rtf_vs_length"].items():
-            rows_rtf.append([r["spec"], s, v["frames"], f"{v['rtf']:.3f}",
+            rows_rtf.append([spec, s, v["frames"], f"{v['rtf']:.3f}",
                              f"{v['ms_per_frame']:.2f}"])
     return "\n".join([
         "## MCD (dB, Griffin-Lim, DTW)", "",
