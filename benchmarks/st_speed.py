@@ -4,7 +4,7 @@ computation-aware AL of the wait-k speech agent at growing utterance lengths (5,
 ``docs/results/st-speed-cpu.md`` and ``.json`` (``--quick``: 2 and 5 s, one run each,
 ``st-speed-cpu-quick.*``). Method: ``leapformer.bench.st_speed``.
 
-    python benchmarks/st_speed.py [--quick] [--durations 5 20 60] [--reps 3]
+    python benchmarks/st_speed.py [--quick] [--durations 5 20 60] [--reps 3] [--waitk 3 5 7]
                                   [--encoders incremental reencode] [--out-dir DIR]
 """
 
@@ -36,16 +36,19 @@ def main() -> int:
     p.add_argument("--encoders", nargs="+", default=["incremental"],
                    choices=["incremental", "reencode"])
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--waitk", type=int, nargs="+", default=[3, 5, 7], metavar="K")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args()
     if args.quick:
-        args.durations, args.reps = [2, 5], 1
+        args.durations, args.reps, args.waitk = [2, 5], 1, [5]
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
-    bar = tqdm(total=len(args.durations) * len(args.encoders), desc="st speed")
-    rows = measure(SPECS, args.durations, encoders=tuple(args.encoders), reps=args.reps,
-                   progress=bar.update)
+    bar = tqdm(total=len(args.durations) * len(args.encoders) * len(args.waitk),
+               desc="st speed")
+    rows = [row for k in args.waitk
+            for row in measure(SPECS, args.durations, encoders=tuple(args.encoders), k=k,
+                               reps=args.reps, progress=bar.update)]
     bar.close()
     info = machine_info()
     command = "python benchmarks/st_speed.py " + shlex.join(sys.argv[1:])

@@ -112,17 +112,17 @@ def render_markdown(rows: list[dict], info: dict, *, command: str, load: str) ->
              f"- machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
              f"{info['torch_threads']} thread(s); {load}",
              f"- method: untrained `{rows[0]['preset']}`-size speech models (causal encoder), "
-             f"wait-{rows[0]['k']} "
-             f"on chunks of {rows[0]['ratio']} encoder states, noise audio; the tokens written "
-             "while reading (+1), the same for every spec; median of "
+             f"wait-k on chunks of {rows[0]['ratio']} encoder states, noise audio; the tokens "
+             "written while reading (+1), the same for every spec; median of "
              f"{rows[0]['reps']} runs, specs interleaved; baseline: {base}",
              "- AL and AL_CA in ms of source audio (SimulEval definitions); compute lag = "
              "AL_CA - AL", "",
-             "| spec | audio s | encoder | tokens | encoder ms per s audio | decoder ms/step | "
+             "| spec | k | audio s | encoder | tokens | encoder ms per s audio | decoder ms/step | "
              "compute ms per s audio | AL | AL_CA | compute lag | AL_CA / baseline |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['spec']} | {r['audio_s']:g} | {r['encoder']} | {r['tokens']:.0f} | "
+        lines.append(f"| {r['spec']} | {r['k']} | {r['audio_s']:g} | {r['encoder']} | "
+                     f"{r['tokens']:.0f} | "
                      f"{r['encoder_ms_per_s']:.1f} | {r['decoder_ms_per_step']:.2f} | "
                      f"{r['compute_ms_per_s']:.1f} | {r['AL']:.0f} | {r['AL_CA']:.0f} | "
                      f"{r['compute_lag_ms']:.0f} | {r['AL_CA_vs_baseline']:.3f} |")
