@@ -40,8 +40,10 @@ def test_table_and_paired_wer(tmp_path, capsys):
     assert "asr-other" not in text.split("Paired")[1]
     out = tmp_path / "r.md"
     assert main(["st", "report", "--runs", str(tmp_path), "--out", str(out), "--paired",
-                 "asr-softmax", "--note", "machine: test"]) == 0
-    assert "- machine: test" in out.read_text()
+                 "asr-softmax", "asr-leap", "--note", "machine: test"]) == 0
+    written = out.read_text()
+    assert "- machine: test" in written and "\n\n\n" not in written
+    assert "## Paired: asr-softmax minus" in written and "## Paired: asr-leap minus" in written
     assert "st report: 4 evaluations" in capsys.readouterr().out
     with pytest.raises(ValueError, match="paired must name a run"):
         render_st_report(evals, paired="st-nothing")

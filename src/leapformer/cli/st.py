@@ -205,9 +205,9 @@ def register(commands) -> argparse.ArgumentParser:
     rep.add_argument("--runs", type=Path, nargs="+", required=True,
                      help="folders searched for eval-*/ and simul-*/results.json")
     rep.add_argument("--out", type=Path, required=True, help="the markdown file to write")
-    rep.add_argument("--paired", metavar="RUN", help="a run's folder name: its WER, BLEU and "
-                     "computation-aware AL minus every other run's on the same utterances, "
-                     "with paired intervals")
+    rep.add_argument("--paired", metavar="RUN", nargs="+", help="run folder names: each one's "
+                     "WER, BLEU and computation-aware AL minus every other run's on the same "
+                     "utterances, with paired intervals")
     rep.add_argument("--note", action="append", default=[], metavar="TEXT",
                      help="a bullet line for the report's header (repeatable)")
     rep.set_defaults(func=run_st_report_command)

@@ -9,7 +9,7 @@ per simultaneous evaluation (``simul-*/results.json``): wait-k, utterances (join
 ``concat`` at a time), seconds of audio per utterance, quality, AL, LAAL and the
 computation-aware AL (ms of source audio), decoder ms per token.
 
-With ``paired=RUN`` (a run folder's name): that run minus every other run evaluated the
+With ``paired=RUN`` (a run folder's name, or a list of them): that run minus every other run evaluated the
 same way on the same utterances (task, kind, split, beam or k/ratio/encoder/concat), under
 the same bootstrap resamples of the utterances: the WER
 (:func:`~leapformer.report.intervals.ratio_bootstrap`), the BLEU
@@ -171,7 +171,8 @@ def _simul_table(evals: list[dict]) -> list[str]:
     return lines
 
 
-def render_st_report(evals: list[dict], *, command: str = "", paired: str | None = None,
+def render_st_report(evals: list[dict], *, command: str = "",
+                     paired: str | list[str] | None = None,
                      notes: list[str] | None = None) -> str:
     """The markdown report (module docstring)."""
     if not evals:
@@ -193,9 +194,10 @@ def render_st_report(evals: list[dict], *, command: str = "", paired: str | None
                   "Latency in ms of source audio (SimulEval's definitions, reference length "
                   "in target subwords); AL_CA adds the measured compute.", ""]
         lines += _simul_table(simul) + [""]
-    if paired is not None:
-        pairs = _paired_lines(evals, paired)
-        lines += [f"## Paired: {paired} minus each run on the same utterances", "",
+    for focus in [paired] if isinstance(paired, str) else paired or []:
+        pairs = _paired_lines(evals, focus)
+        lines += ([""] if lines[-1] else []) + [
+                  f"## Paired: {focus} minus each run on the same utterances", "",
                   "The same bootstrap resamples of the utterances for both runs.", ""]
         lines += pairs or ["- no other run was evaluated on the same utterances"]
     return "\n".join(lines).rstrip("\n") + "\n"
