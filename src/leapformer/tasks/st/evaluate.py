@@ -36,8 +36,8 @@ from leapformer.eval import (
     sentence_bleu_stats,
     simuleval_command,
     write_instances,
-    writes_without_spaces,
     write_scores,
+    writes_without_spaces,
 )
 from leapformer.models.search import beam_search
 from leapformer.models.simul import ENCODER_MODES
