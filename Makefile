@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick test mqar-grid bench-ops bench-contended bench-decode bench-lra-speed bench-gpu bench-export lra-grid setup clean
+.PHONY: demo demo-quick test mqar-grid bench-ops bench-contended bench-decode bench-lra-speed bench-gpu bench-export bench-st-speed lra-grid setup clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,10 @@ bench-lra-speed: $(STAMP)
 # Triton kernels vs SDPA (flash), FLA and the torch chunk form; needs a CUDA GPU
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/gpu.py
+
+# the wait-k speech agent at 5/20/60 s of audio, softmax vs LeaP and the MLA mix
+bench-st-speed: $(STAMP)
+	$(PY) benchmarks/st_speed.py
 
 # the exported (ONNX) decoding step in onnxruntime vs eager PyTorch
 bench-export: $(STAMP)
