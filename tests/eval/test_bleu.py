@@ -11,13 +11,13 @@ from sacrebleu.metrics import BLEU
 from leapformer.eval import bleu as bleu_module
 from leapformer.eval.bleu import (
     BleuResult,
-    bleu_bootstrap,
     bleu_from_stats,
     bleu_tokenizer,
     corpus_bleu,
     sentence_bleu_stats,
     writes_without_spaces,
 )
+from leapformer.tasks.st.evaluate import bleu_interval
 
 JA_REFS = ["神は光を昼と名づけられた。", "地は形なく、むなしかった。"]
 EN_REFS = ["God called the light day.", "The earth was formless and empty."]
@@ -110,26 +110,29 @@ def test_sentence_stats_sum_to_corpus_bleu():
     ja_hyps = ["神は光を昼と", "地は形なく、むなしかった。"]
     assert bleu_from_stats(sentence_bleu_stats(ja_hyps, JA_REFS, "ja")) == \
         pytest.approx(corpus_bleu(ja_hyps, JA_REFS, "ja").score, abs=1e-9)
-    point, low, high = bleu_bootstrap(stats, resamples=300)
+    iv = bleu_interval(stats, resamples=300)
+    point, low, high = iv.mean, iv.low, iv.high
     assert point == pytest.approx(corpus_bleu(hyps, refs, "en").score)
     assert low < point < high
-    assert bleu_bootstrap(stats, resamples=300, seed=1) == bleu_bootstrap(stats, resamples=300,
+    assert bleu_interval(stats, resamples=300, seed=1) == bleu_interval(stats, resamples=300,
                                                                            seed=1)
 
 
-def test_paired_bleu_bootstrap():
+def test_paired_bleu_interval():
     refs = [f"word{i} and more words here" for i in range(30)]
     same = sentence_bleu_stats(refs, refs, "en")
     worse = sentence_bleu_stats([r.split()[0] + " and" for r in refs], refs, "en")
-    d, low, high = bleu_bootstrap(same, worse, resamples=200)
+    iv = bleu_interval(same, worse, resamples=200)
+    d, low, high = iv.mean, iv.low, iv.high
     assert d > 0 and 0 < low <= high
-    assert bleu_bootstrap(same, same, resamples=50) == (0.0, 0.0, 0.0)
+    zero = bleu_interval(same, same, resamples=50)
+    assert (zero.mean, zero.low, zero.high) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same 30 sentences"):
-        bleu_bootstrap(same, worse[:10])
+        bleu_interval(same, worse[:10])
     with pytest.raises(ValueError, match="stats must be non-negative"):
-        bleu_bootstrap(np.zeros((3, 9)))
+        bleu_interval(np.zeros((3, 9)))
     with pytest.raises(ValueError, match="resamples"):
-        bleu_bootstrap(same, resamples=0)
+        bleu_interval(same, resamples=0)
 
 
 def test_languages_written_without_spaces():

@@ -11,6 +11,7 @@ from leapformer.report.intervals import (
     rank,
     seed_interval,
     separated,
+    statistic_bootstrap,
     t_quantile,
     verdict,
 )
@@ -320,3 +321,15 @@ def test_ratio_bootstrap_corpus_rate_and_paired_difference():
         ratio_bootstrap([1.0], [0.0])
     with pytest.raises(ValueError, match="same 400 examples"):
         ratio_bootstrap(errors, words, other_num=fewer[:2])
+
+
+def test_statistic_bootstrap_equals_the_vectorised_mean_bootstrap():
+    x = np.random.default_rng(5).normal(size=37)
+    ours = statistic_bootstrap(37, lambda idx: float(x[idx].mean()), resamples=400, seed=3)
+    ref = bootstrap_interval(x, resamples=400, seed=3)  # same draws, vectorised
+    assert ours.mean == pytest.approx(ref.mean) and ours.n == 37
+    assert ours.low == pytest.approx(ref.low) and ours.high == pytest.approx(ref.high)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        statistic_bootstrap(0, lambda idx: 0.0)
+    with pytest.raises(ValueError, match="resamples"):
+        statistic_bootstrap(3, lambda idx: 0.0, resamples=0)

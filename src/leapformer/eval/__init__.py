@@ -7,9 +7,9 @@ sacreBLEU (:mod:`leapformer.eval.bleu`); mel-cepstral distortion of speech
 
 from leapformer.eval.bleu import (
     BleuResult,
-    bleu_bootstrap,
     bleu_from_stats,
     bleu_tokenizer,
+    check_bleu_stats,
     corpus_bleu,
     sentence_bleu_stats,
     writes_without_spaces,
@@ -40,9 +40,9 @@ __all__ = [
     "LATENCY_UNITS",
     "BleuResult",
     "InstanceRecord",
-    "bleu_bootstrap",
     "bleu_from_stats",
     "bleu_tokenizer",
+    "check_bleu_stats",
     "computation_aware_scores",
     "compute_scores",
     "corpus_bleu",

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 JAPANESE = ("ja", "jpn", "japanese")
 
-__all__ = ["BleuResult", "bleu_bootstrap", "bleu_from_stats", "bleu_tokenizer", "corpus_bleu",
+__all__ = ["BleuResult", "bleu_from_stats", "bleu_tokenizer", "check_bleu_stats", "corpus_bleu",
            "sentence_bleu_stats", "writes_without_spaces"]
 
 
@@ -140,7 +140,9 @@ def sentence_bleu_stats(hyps: Sequence[str], refs: Sequence[str], target_lang: s
     return np.asarray(rows, dtype=np.int64)
 
 
-def _check_stats(stats, name: str, shape=None) -> np.ndarray:
+def check_bleu_stats(stats, name: str, shape=None) -> np.ndarray:
+    """``stats`` as int64 ``[n > 0, 10]`` sentence statistics (:func:`sentence_bleu_stats`),
+    or a ValueError naming ``name``."""
     a = np.asarray(stats)
     if a.ndim != 2 or a.shape[1] != 10 or a.shape[0] == 0 or a.dtype.kind not in "iu" \
             or (a < 0).any():
@@ -155,33 +157,6 @@ def bleu_from_stats(stats) -> float:
     from sacrebleu.metrics import BLEU
 
     a = np.asarray(stats)
-    t = _check_stats(a[None] if a.ndim == 1 else a, "stats", a.shape).sum(0)
+    t = check_bleu_stats(a[None] if a.ndim == 1 else a, "stats", a.shape).sum(0)
     return float(BLEU.compute_bleu([int(x) for x in t[:4]], [int(x) for x in t[4:8]],
                                    int(t[8]), int(t[9]), smooth_method="exp").score)
-
-
-def bleu_bootstrap(stats, other=None, *, confidence: float = 0.95, resamples: int = 2000,
-                   seed: int = 0) -> tuple[float, float, float]:
-    """``(point, low, high)``: corpus BLEU of ``stats`` (:func:`sentence_bleu_stats`) with a
-    percentile bootstrap interval that resamples the sentences (Koehn 2004). With
-    ``other`` (a second system's statistics on the same sentences): the BLEU
-    difference ``stats - other`` under the same resamples (paired)."""
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
-        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
-    a = _check_stats(stats, "stats")
-    b = None if other is None else _check_stats(other, "other")
-    if b is not None and b.shape != a.shape:
-        raise ValueError(f"other must cover the same {a.shape[0]} sentences, got {b.shape[0]}")
-
-    def value(idx):
-        v = bleu_from_stats(a[idx].sum(0))
-        return v if b is None else v - bleu_from_stats(b[idx].sum(0))
-
-    rng = np.random.default_rng(seed)
-    n = a.shape[0]
-    draws = np.array([value(rng.integers(0, n, size=n)) for _ in range(resamples)])
-    alpha = 1.0 - confidence
-    low, high = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return value(np.arange(n)), float(low), float(high)

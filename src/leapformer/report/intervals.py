@@ -27,8 +27,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "t_quantile", "seed_interval", "bootstrap_interval",
-           "block_bootstrap", "interval_for", "separated", "rank", "verdict"]
+__all__ = ["Interval", "t_quantile", "seed_interval", "bootstrap_interval", "ratio_bootstrap",
+           "statistic_bootstrap", "block_bootstrap", "interval_for", "separated", "rank",
+           "verdict"]
 
 # Bootstrap resamples are drawn in blocks of at most this many indices, so
 # memory stays bounded (~64 MB of int64 indices) whatever the test-set size.
@@ -228,6 +229,24 @@ def ratio_bootstrap(num: Sequence[float], den: Sequence[float],
     low, high = _percentiles(stats, confidence)
     point = float(stat(np.arange(a.size)[None])[0])
     return Interval(point, low, high, int(a.size), "bootstrap",
+                    float(stats.std(ddof=1)) if resamples > 1 else None)
+
+
+def statistic_bootstrap(n: int, stat, confidence: float = 0.95, resamples: int = 2000,
+                        seed: int = 0) -> Interval:
+    """Any statistic of ``n`` test examples, ``stat(idx)`` of a 1-D array of example
+    indices (e.g. a corpus score of the rows ``idx`` of per-example statistics, or a
+    paired difference of two such scores), with a percentile bootstrap that resamples
+    the examples; the point is ``stat(arange(n))``. For statistics that do not
+    vectorise over resamples (one Python call per draw)."""
+    _check_confidence(confidence)
+    resamples = _check_resamples(resamples)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int (examples), got {n!r}")
+    stats = _resampled(int(n), resamples, seed,
+                       lambda idx: np.array([stat(row) for row in idx], dtype=np.float64))
+    low, high = _percentiles(stats, confidence)
+    return Interval(float(stat(np.arange(n))), low, high, int(n), "bootstrap",
                     float(stats.std(ddof=1)) if resamples > 1 else None)
 
 

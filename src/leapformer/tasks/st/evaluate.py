@@ -29,7 +29,8 @@ from leapformer._io import atomic_write_text
 from leapformer.data.speech import load_audio
 from leapformer.eval import (
     InstanceRecord,
-    bleu_bootstrap,
+    bleu_from_stats,
+    check_bleu_stats,
     corpus_bleu,
     corpus_latency,
     read_instances,
@@ -43,11 +44,11 @@ from leapformer.models.search import beam_search
 from leapformer.models.simul import ENCODER_MODES
 from leapformer.models.speech import SpeechSeq2Seq
 from leapformer.models.speech_simul import SpeechSimulAgent
-from leapformer.report.intervals import ratio_bootstrap
+from leapformer.report.intervals import Interval, ratio_bootstrap, statistic_bootstrap
 from leapformer.tasks.st.data import SAMPLE_RATE, SPLITS, STData, load_st_data, make_st_batch
 from leapformer.tasks.st.run import load_st_run
 
-__all__ = ["run_st_eval", "run_st_simul", "simul_groups", "word_error_rate"]
+__all__ = ["bleu_interval", "run_st_eval", "run_st_simul", "simul_groups", "word_error_rate"]
 
 
 class _Encoded:
@@ -108,6 +109,26 @@ def word_error_rate(hyps: list[str], refs: list[str]) -> dict:
             "word_errors_per_utterance": errors, "ref_words_per_utterance": words}
 
 
+def bleu_interval(stats, other=None, *, confidence: float = 0.95, resamples: int = 2000,
+                  seed: int = 0) -> Interval:
+    """Corpus BLEU of sentence statistics ``stats``
+    (:func:`~leapformer.eval.sentence_bleu_stats`) with a percentile bootstrap that
+    resamples the sentences (Koehn 2004;
+    :func:`~leapformer.report.intervals.statistic_bootstrap`). With ``other`` (a second
+    system's statistics on the same sentences): the BLEU difference ``stats - other``
+    under the same resamples (paired)."""
+    a = check_bleu_stats(stats, "stats")
+    b = None if other is None else check_bleu_stats(other, "other")
+    if b is not None and b.shape != a.shape:
+        raise ValueError(f"other must cover the same {a.shape[0]} sentences, got {b.shape[0]}")
+
+    def value(idx):
+        v = bleu_from_stats(a[idx].sum(0))
+        return v if b is None else v - bleu_from_stats(b[idx].sum(0))
+
+    return statistic_bootstrap(a.shape[0], value, confidence, resamples, seed)
+
+
 def _split(data: STData, split: str, max_utterances: int | None) -> int:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -124,8 +145,8 @@ def _quality(config: dict, hyps: list[str], refs: list[str]) -> dict:
     lang = config["source"]["tgt_lang"]
     bleu = corpus_bleu(hyps, refs, lang)
     stats = sentence_bleu_stats(hyps, refs, lang)
-    _, low, high = bleu_bootstrap(stats)
-    return {"BLEU": bleu.score, "BLEU_interval": [low, high], "bleu_tokenizer": bleu.tokenizer,
+    iv = bleu_interval(stats)
+    return {"BLEU": bleu.score, "BLEU_interval": [iv.low, iv.high], "bleu_tokenizer": bleu.tokenizer,
             "bleu_signature": bleu.signature, "bleu_stats_per_utterance": stats.tolist()}
 
 

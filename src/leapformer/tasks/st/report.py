@@ -13,7 +13,7 @@ With ``paired=RUN`` (a run folder's name, or a list of them): that run minus eve
 same way on the same utterances (task, kind, split, beam or k/ratio/encoder/concat), under
 the same bootstrap resamples of the utterances: the WER
 (:func:`~leapformer.report.intervals.ratio_bootstrap`), the BLEU
-(:func:`~leapformer.eval.bleu_bootstrap`) and, for wait-k, the computation-aware AL (mean
+(:func:`~leapformer.tasks.st.evaluate.bleu_interval`) and, for wait-k, the computation-aware AL (mean
 of per-utterance differences). "Separated" when the interval excludes 0.
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from leapformer._io import read_json_object
-from leapformer.eval import bleu_bootstrap
 from leapformer.report.intervals import bootstrap_interval, ratio_bootstrap
+from leapformer.tasks.st.evaluate import bleu_interval
 
 __all__ = ["collect_st_evals", "render_st_report"]
 
@@ -97,9 +97,9 @@ def _pair(a: dict, b: dict) -> list[str]:
         if [s[9] for s in sa] != [s[9] for s in sb]:  # reference lengths per utterance
             out.append(head + "not compared: the references differ")
         else:
-            mean, low, high = bleu_bootstrap(sa, sb)
-            out.append(head + f"{mean:+.2f} BLEU, 95% interval {low:+.2f} to {high:+.2f}: "
-                       + _verdict(low, high, mean, a["_name"], b["_name"], False))
+            d = bleu_interval(sa, sb)
+            out.append(head + f"{d.mean:+.2f} BLEU, 95% interval {d.low:+.2f} to {d.high:+.2f}: "
+                       + _verdict(d.low, d.high, d.mean, a["_name"], b["_name"], False))
     ca_a, ca_b = a.get("AL_CA_per_utterance"), b.get("AL_CA_per_utterance")
     if ca_a and ca_b and len(ca_a) == len(ca_b):
         both = [(x, y) for x, y in zip(ca_a, ca_b, strict=True)
