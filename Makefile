@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick test mqar-grid bench-ops bench-contended bench-decode bench-lra-speed bench-gpu bench-export bench-st-speed lra-grid setup clean
+.PHONY: demo demo-quick test mqar-grid bench-ops bench-contended bench-decode bench-lra-speed bench-gpu bench-export bench-st-speed bench-tts-speed lra-grid setup clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,10 @@ bench-gpu: $(STAMP)
 # the wait-k speech agent at 5/20/60 s of audio, softmax vs LeaP and the MLA mix
 bench-st-speed: $(STAMP)
 	$(PY) benchmarks/st_speed.py
+
+# batch-1 mel synthesis at 1/5/20 s of audio, softmax vs LeaP, linear and cosFormer
+bench-tts-speed: $(STAMP)
+	$(PY) benchmarks/tts_speed.py
 
 # the exported (ONNX) decoding step in onnxruntime vs eager PyTorch
 bench-export: $(STAMP)

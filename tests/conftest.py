@@ -22,3 +22,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _fused_steps_traced_not_compiled(monkeypatch):
+    """Models' shared compiled decoding steps (``fused_step.shared_step``: generation,
+    the simultaneous agents, TTS synthesis, their warm-ups) are traced by dynamo and run
+    by its ``eager`` backend in the suite: the same graph, without a C++ compile of tens
+    of seconds per model. Inductor itself is tested in tests/models/test_fused_step.py,
+    which builds its steps with the inductor backend explicitly."""
+    from leapformer.models import fused_step
+
+    monkeypatch.setattr(fused_step, "BACKEND", "eager")

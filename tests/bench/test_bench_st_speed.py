@@ -26,12 +26,16 @@ def test_rows_compare_like_with_like():
         for r in (soft, leap):
             assert r["AL_CA"] >= r["AL"] and r["compute_lag_ms"] >= 0
             assert r["encoder_ms_per_s"] > 0 and r["decoder_ms_per_step"] > 0
+            assert r["compile_step"] and r["compiled"]  # the warm-up compiled the step
     longer = [r for r in rows if r["audio_s"] == 1.6 and r["spec"] == "leap"]
     shorter = [r for r in rows if r["audio_s"] == 0.8 and r["spec"] == "leap"]
     assert longer[0]["tokens"] > shorter[0]["tokens"]
     text = render_markdown(rows, machine_info(), command="python benchmarks/st_speed.py",
                            load="quiet")
     assert text.count("\n| leap | 2 |") == 4 and "baseline: softmax" in text
+    assert "the compiled fused step" in text and text.count(" | yes |") == 8
+    eager = measure(SPECS, [0.8], k=2, ratio=2, reps=1, compile_step=False)
+    assert not any(r["compiled"] or r["compile_step"] for r in eager)
 
 
 def test_bad_inputs():

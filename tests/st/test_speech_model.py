@@ -159,3 +159,35 @@ def test_agent_incremental_and_reencode_agree_on_a_causal_model(spec):
     b = SpeechSimulAgent(model, 2, ratio=3, encoder="reencode", segment_ms=50).translate(x)
     assert a.tokens == b.tokens and a.delays == b.delays and len(a.tokens) > 3
     assert a.source_ms == 562.5 and a.delays[0] < a.source_ms
+
+
+@pytest.mark.parametrize("encoder", ["incremental", "reencode"])
+@pytest.mark.parametrize("spec", ["softmax", "leap", "enc=leap,dec=leap,cross=softmax,dec.0=linear"])
+def test_agent_fused_step_writes_what_the_eager_step_writes(monkeypatch, spec, encoder):
+    # the compiled decoder step (traced by dynamo and run by its eager backend in the
+    # suite: tests/conftest.py), two decoder layers, the cross-attention memory growing
+    # (incremental) or rebuilt (reencode) between steps: the same tokens at the same
+    # delays as the eager modules, from one graph
+    import numpy as np
+    from torch._dynamo.utils import counters
+
+    from leapformer.models.speech_simul import SpeechSimulAgent
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(7)
+    cfg = Seq2SeqConfig(src_vocab_size=4, tgt_vocab_size=20, d_model=16, nhead=2,
+                        num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=32,
+                        dropout=0.0)
+    model = SpeechSeq2Seq(cfg, spec, causal_encoder=True, input_dim=80, conv_channels=12).eval()
+    x = (0.2 * np.sin(np.arange(9000) * 0.05)).astype(np.float32)
+    kw = dict(ratio=3, segment_ms=50, max_len_a=2.0, encoder=encoder)
+    want = SpeechSimulAgent(model, 2, compile_step=False, **kw).translate(x)
+    fused = SpeechSimulAgent(model, 2, **kw)
+    assert fused.warm_up(0.5) and fused.step.compile_after == 64  # restored
+    got = fused.translate(x)
+    assert fused.step.compiled and len(got.tokens) > 3
+    assert got.tokens == want.tokens and got.delays == want.delays
+    assert counters["stats"]["unique_graphs"] == 1  # no recompile per position or memory
+    assert not SpeechSimulAgent(model, 2, compile_step=False).warm_up()
+    with pytest.raises(TypeError, match="compile_step"):
+        SpeechSimulAgent(model, 2, compile_step="no")

@@ -78,8 +78,8 @@ def test_simul_rows_and_paired_bleu_and_latency(tmp_path):
     assert sorted(e["_kind"] for e in evals) == ["simul"] * 3
     text = render_st_report(evals, paired="st-leap")
     assert "## Simultaneous" in text and "## Offline" not in text
-    assert "| st-leap | `enc=leap,dec=leap,cross=leap` | 5 | 3 | 7 | incremental | test | 30 | " \
-        "1 | 7.5 | BLEU 3.00 (2.00-4.00) | 1500 | 2000 | 814 | 4.2 |" in text
+    assert "| st-leap | `enc=leap,dec=leap,cross=leap` | 5 | 3 | 7 | incremental | eager | " \
+        "test | 30 | 1 | 7.5 | BLEU 3.00 (2.00-4.00) | 1500 | 2000 | 814 | 4.2 |" in text
     paired = text.split("## Paired")[1]
     line = next(x for x in paired.splitlines() if "BLEU," in x)
     assert line.startswith("- st-leap - st-softmax (test, wait-3, ratio 7, incremental encoder, 30 "

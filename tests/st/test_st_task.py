@@ -300,6 +300,7 @@ def test_simul_utterance_without_output_has_no_latency(runs, tmp_path, monkeypat
             else r
 
     monkeypatch.setattr(SpeechSimulAgent, "translate", first_writes_nothing)
+    monkeypatch.setattr(SpeechSimulAgent, "warm_up", lambda self, seconds=10.0: False)
     res = run_st_simul(st_dir, k=2, split="test", out=tmp_path / "empty")
     assert res["AL_per_utterance"][0] is None and res["AL_CA_per_utterance"][0] is None
     assert res["AL_CA_per_utterance"][1] == pytest.approx(res["AL_CA"])  # the only scored one

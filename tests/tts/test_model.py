@@ -245,3 +245,35 @@ def test_frames_per_step_loss_and_synthesis():
         assert n.tolist() == [want] * 3 and post.shape[1] == want
     with pytest.raises(ValueError, match="frames_per_step must be a positive int"):
         TTSConfig.preset("tiny", 20, frames_per_step=0)
+
+
+@pytest.mark.parametrize("spec,r", [("softmax", 1), ("leap", 3),
+                                    ("enc=leap,dec=linear,cross=softmax", 2),
+                                    ("cosformer", 1)])
+def test_fused_step_synthesizes_what_the_eager_step_does(spec, r):
+    """The compiled step (traced by dynamo, run by its eager backend in the suite:
+    tests/conftest.py), compiled by ``warm_up``, padding in the batch: the eager frames
+    and lengths, from one graph. cosFormer's weights depend on lengths: not covered,
+    decoded eagerly."""
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    model = _model(spec, frames_per_step=r)
+    text, mask, _, _ = _batch()
+    kw = dict(max_frames=10, target_length=10)
+    want, n_want = model.synthesize(text, mask, compile_step=False, **kw)
+    assert model.warm_up() == (spec != "cosformer")
+    step = model.fused_step()
+    before = step.steps
+    got, n_got = model.synthesize(text, mask, **kw)
+    assert step.compiled == (spec != "cosformer")
+    assert step.steps - before == model.steps(int(n_want.max()))  # one call per group
+    assert n_got.tolist() == n_want.tolist()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # graphs: the warm-up's (batch 1) and one for batch 3; none per position or capacity
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs == 2 * (spec != "cosformer")
+    model.synthesize(text, mask, max_frames=13, target_length=13)
+    assert counters["stats"]["unique_graphs"] == graphs
+    with pytest.raises(TypeError, match="compile_step"):
+        model.synthesize(text, mask, compile_step=1, **kw)

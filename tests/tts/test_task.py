@@ -70,6 +70,9 @@ def test_train_eval_synth_report(data, tmp_path, capsys):
     # cosFormer: one synthesis per length predictor, plus the true length
     assert set(res["mcd"]) == {"ratio", "lookup", "conv", "oracle"}
     assert all(np.isfinite(v) and v >= 0 for v in res["mcd"].values())
+    assert res["utterance_ids"] == ["00000005"] and len(res["true_frames"]) == 1
+    for key, values in res["mcd_per_utterance"].items():  # one test utterance here
+        assert values == [res["mcd"][key]] and res["mcd_interval"][key] == [values[0]] * 2
     assert set(res["length_error"]) == {"ratio", "lookup", "conv", "stop@ratio", "stop@lookup",
                                         "stop@conv", "stop@oracle"}
     true = tts_log_mel(_ref(data)).shape[0]
@@ -94,7 +97,7 @@ def test_train_eval_synth_report(data, tmp_path, capsys):
     assert _run(["tts", "report", "--runs", str(run), "--out", str(report)]) == 0
     text = report.read_text()
     assert "| enc=cosformer,dec=cosformer,cross=cosformer | test | ratio |" in text
-    assert "| enc=cosformer,dec=cosformer,cross=cosformer | 0.1 | 9 |" in text
+    assert "| enc=cosformer,dec=cosformer,cross=cosformer | eager | 0.1 | 9 |" in text  # cosFormer
     # an eval written under another name (--out) is found in its folder; the split shows
     assert _run(["tts", "eval", "--run", str(run), "--split", "dev", "--max-items", "1",
                  "--rtf-seconds", "0.05", "--griffin-lim-iters", "2",
@@ -115,6 +118,31 @@ def _ref(data):
 
     y, sr = sf.read(data / "wav" / "00000005.wav", dtype="float32")
     return soxr.resample(y, sr, 22050, quality="HQ")
+
+
+def test_report_pairs_mcd_by_utterance(tmp_path):
+    from leapformer.tasks.tts.evaluate import run_tts_report
+
+    def write(name, spec, mcds, ids=("a", "b", "c", "d")):
+        r = {"spec": spec, "split": "test", "utterances": len(ids), "utterance_ids": list(ids),
+             "mcd": {"stop": float(np.mean(mcds))}, "mcd_per_utterance": {"stop": mcds},
+             "mcd_interval": {"stop": [min(mcds), max(mcds)]},
+             "length_error": {"stop": {"rel": 0.1, "abs_frames": 3.0, "bias": 0.0}},
+             "rtf_vs_length": {}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+        return tmp_path / f"{name}.json"
+
+    a = write("a", "leap", [10.0, 11.0, 12.0, 13.0])
+    b = write("b", "softmax", [12.0, 13.5, 14.0, 15.5])  # 2-2.5 dB above on every one
+    c = write("c", "linear", [13.0, 8.0, 15.0, 10.0])  # mixed signs against a
+    d = write("d", "elu", [1.0, 2.0, 3.0], ids=("x", "y", "z"))  # other utterances
+    text = run_tts_report([a, b, c, d])
+    assert "| leap | test | stop | 11.50 | 10.00-13.00 | 4 |" in text
+    assert "| leap | softmax | test | stop | 4 | -2.25 |" in text
+    assert "separated, leap lower" in text
+    assert "| leap | linear | test | stop | 4 | +0.00 |" in text and "not separated" in text
+    assert "| elu |" not in text.split("## Paired")[1].split("## Length")[0]
+    assert "(no two evaluations" in run_tts_report([a, d])
 
 
 def test_length_errors_by_hand():

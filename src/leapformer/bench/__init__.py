@@ -3,7 +3,14 @@
 load ``leapformer.nn``). Rows name mechanisms as the registry does; readers of older
 result files map the old names with :func:`canonical_result` (``leapformer.bench.names``)."""
 
-from leapformer.bench._common import machine_info, median_ms, peak_memory_bytes
+from leapformer.bench._common import (
+    load_line,
+    machine_info,
+    median_ms,
+    peak_memory_bytes,
+    table_header,
+    write_table,
+)
 from leapformer.bench.names import LEGACY_NAMES, canonical_mechanism, canonical_result
 from leapformer.bench.ops import (
     IMPLEMENTATIONS,
@@ -32,11 +39,14 @@ __all__ = [
     "canonical_result",
     "evaluate_targets",
     "flop_count",
+    "load_line",
     "machine_info",
     "median_ms",
     "peak_memory_bytes",
     "plan",
     "render_markdown",
     "run_ops_benchmark",
+    "table_header",
     "write_results",
+    "write_table",
 ]

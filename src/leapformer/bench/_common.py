@@ -150,3 +150,35 @@ def peak_memory_bytes(fn: Callable[[], object], device: str | torch.device = "cp
         running += nbytes
         peak = max(peak, running)
     return peak
+
+
+def write_table(out_dir, stem: str, rows: list[dict], info: dict, *, command: str,
+                load: str, markdown: str) -> str:
+    """Write a benchmark's ``stem.json`` (machine, command, load, rows) and ``stem.md``
+    (``markdown``) under ``out_dir``, each through a temporary file and a rename;
+    returns ``markdown``."""
+    import json
+    from pathlib import Path
+
+    from leapformer._io import atomic_write_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / f"{stem}.json",
+                      json.dumps({"machine": info, "command": command, "load": load,
+                                  "rows": rows}, indent=2) + "\n")
+    atomic_write_text(out_dir / f"{stem}.md", markdown)
+    return markdown
+
+
+def load_line() -> str:
+    """The load average now, as benchmark tables print it."""
+    load = os.getloadavg()
+    return f"load average before the run {load[0]:.2f} (1 min), {load[1]:.2f} (5 min)"
+
+
+def table_header(title: str, info: dict, *, command: str, load: str) -> list[str]:
+    """The first lines of a benchmark table: title, command, machine and load."""
+    return [f"# {title}", "", f"- command: `{command}`",
+            f"- machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
+            f"{info['torch_threads']} thread(s); {load}"]

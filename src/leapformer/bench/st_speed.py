@@ -15,6 +15,10 @@ round-robin, ``reps`` times each after one warm-up; medians are reported:
   ``elapsed``: audio read plus compute so far), and their difference, the lag the
   compute adds;
 - the spec's AL_CA over the baseline spec's (the first one) in the same process.
+
+Decoder steps run the compiled fused step (``compile_step``, the agent's default;
+compiled on the agent's untimed warm-up) or, with
+``compile_step=False``, the eager modules.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import statistics
 import numpy as np
 import torch
 
+from leapformer.bench._common import table_header
 from leapformer.eval import computation_aware_scores, latency_scores
 from leapformer.models.seq2seq import SEQ2SEQ_PRESETS, Seq2SeqConfig
 from leapformer.models.speech import SpeechSeq2Seq
@@ -61,7 +66,7 @@ def _once(agent: SpeechSimulAgent, audio: np.ndarray) -> dict:
 
 def measure(specs: dict[str, str], durations: list[float], *, encoders=("incremental",),
             k: int = 5, ratio: int = 7, reps: int = 3, preset: str = "lite",
-            progress=None) -> list[dict]:
+            compile_step: bool = True, progress=None) -> list[dict]:
     """One row per (spec name, duration, encoder mode); see the module docstring.
     ``specs``: display name -> attention spec; the first is the baseline."""
     if not specs or not durations:
@@ -78,8 +83,10 @@ def measure(specs: dict[str, str], durations: list[float], *, encoders=("increme
         audio = (0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
         for mode in encoders:
             agents = {n: SpeechSimulAgent(m, k, ratio=ratio, encoder=mode, max_len_a=0,
-                                          max_len_b=0) for n, m in models.items()}
-            for agent in agents.values():  # warm-up
+                                          max_len_b=0, compile_step=compile_step)
+                      for n, m in models.items()}
+            for agent in agents.values():  # the step's compile (once per model), warm-up
+                agent.warm_up()
                 agent.translate(audio[: SAMPLE_RATE])
             samples: dict[str, list[dict]] = {n: [] for n in agents}
             for _ in range(reps):
@@ -89,7 +96,10 @@ def measure(specs: dict[str, str], durations: list[float], *, encoders=("increme
             base = None
             for name in agents:
                 row = {"spec": name, "attention": specs[name], "preset": preset,
-                       "audio_s": seconds, "encoder": mode, "k": k, "ratio": ratio, "reps": reps}
+                       "audio_s": seconds, "encoder": mode, "k": k, "ratio": ratio, "reps": reps,
+                       "compile_step": compile_step,
+                       "compiled": bool(agents[name].step is not None
+                                        and agents[name].step.compiled_once)}
                 for key in samples[name][0]:
                     row[key] = statistics.median(s[key] for s in samples[name])
                 row["compute_lag_ms"] = row["AL_CA"] - row["AL"]
@@ -107,23 +117,25 @@ def render_markdown(rows: list[dict], info: dict, *, command: str, load: str) ->
     if not rows:
         raise ValueError("rows is empty: nothing was measured")
     base = rows[0]["spec"]
-    lines = ["# Simultaneous speech translation speed (CPU)", "",
-             f"- command: `{command}`",
-             f"- machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
-             f"{info['torch_threads']} thread(s); {load}",
+    lines = [*table_header("Simultaneous speech translation speed (CPU)", info, command=command, load=load),
              f"- method: untrained `{rows[0]['preset']}`-size speech models (causal encoder), "
              f"wait-k on chunks of {rows[0]['ratio']} encoder states, noise audio; the tokens "
              "written while reading (+1), the same for every spec; median of "
              f"{rows[0]['reps']} runs, specs interleaved; baseline: {base}",
+             "- decoder step: " + ("the compiled fused step" if rows[0].get("compile_step")
+                                   else "the eager modules") + " (see "
+             "`leapformer.models.fused_step`); compiled column: whether the spec's step ran "
+             "compiled",
              "- AL and AL_CA in ms of source audio (SimulEval definitions); compute lag = "
              "AL_CA - AL", "",
              "| spec | k | audio s | encoder | tokens | encoder ms per s audio | decoder ms/step | "
-             "compute ms per s audio | AL | AL_CA | compute lag | AL_CA / baseline |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "compute ms per s audio | AL | AL_CA | compute lag | AL_CA / baseline | compiled |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['spec']} | {r['k']} | {r['audio_s']:g} | {r['encoder']} | "
                      f"{r['tokens']:.0f} | "
                      f"{r['encoder_ms_per_s']:.1f} | {r['decoder_ms_per_step']:.2f} | "
                      f"{r['compute_ms_per_s']:.1f} | {r['AL']:.0f} | {r['AL_CA']:.0f} | "
-                     f"{r['compute_lag_ms']:.0f} | {r['AL_CA_vs_baseline']:.3f} |")
+                     f"{r['compute_lag_ms']:.0f} | {r['AL_CA_vs_baseline']:.3f} | "
+                     f"{'yes' if r.get('compiled') else 'no'} |")
     return "\n".join(lines) + "\n"

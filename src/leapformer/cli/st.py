@@ -95,7 +95,7 @@ def run_st_simul_command(args: argparse.Namespace) -> int:
                            max_utterances=args.max_utterances, max_len_a=args.max_len_a,
                            max_len_b=args.max_len_b, checkpoint=args.checkpoint,
                            concat=args.concat, out=args.out, device=args.device,
-                           progress=bar.update)
+                           compile_step=not args.no_compile_step, progress=bar.update)
     print(json.dumps(_summary(res), indent=2, ensure_ascii=False))
     return 0
 
@@ -196,8 +196,12 @@ def register(commands) -> argparse.ArgumentParser:
     si.add_argument("--concat", type=parse_positive, default=1, metavar="N",
                     help="join every N consecutive utterances into one long input "
                     "(audio and references; --max-utterances counts joined ones)")
+    si.add_argument("--no-compile-step", action="store_true",
+                    help="decode with the eager modules (default: the compiled fused decoder "
+                         "step, eager where compiling fails or a mechanism is not covered)")
     si.add_argument("--out", type=Path, help="output folder (default "
-                    "RUN/simul-SPLIT-kK-rRATIO-ENCODER)")
+                    "RUN/simul-SPLIT-kK-rRATIO-ENCODER, then -cN, -sMS and -eager when "
+                    "given)")
     si.set_defaults(func=run_st_simul_command)
 
     rep = sub.add_parser("report", help="markdown tables of 'st eval' and 'st simul' results "

@@ -91,7 +91,7 @@ def run_tts_eval_command(args: argparse.Namespace) -> int:
                        rtf_seconds=tuple(args.rtf_seconds), rtf_repeats=args.rtf_repeats,
                        max_seconds=args.max_seconds,
                        griffin_lim_iters=args.griffin_lim_iters, save_wavs=args.save_wavs,
-                       out=args.out, seed=args.seed)
+                       out=args.out, seed=args.seed, compile_step=not args.no_compile_step)
     mcd = ", ".join(f"{k} {v:.2f}" for k, v in res["mcd"].items())
     err = ", ".join(f"{k} {100 * v['rel']:.1f}%" for k, v in res["length_error"].items())
     print(f"tts eval {res['spec']} ({res['utterances']} {res['split']} utterances): MCD dB "
@@ -187,6 +187,9 @@ def register(commands) -> None:
                    metavar="S", help="forced output lengths for the RTF (default 1 5 20)")
     p.add_argument("--rtf-repeats", type=parse_positive, default=1,
                    help="best of N timings (default 1)")
+    p.add_argument("--no-compile-step", action="store_true",
+                   help="synthesise with the eager modules (default: the compiled fused decoder "
+                        "step, eager for cosFormer or where compiling fails)")
     p.add_argument("--max-seconds", type=_positive_float, default=30.0,
                    help="stop after this much audio if the stop token never fires (default 30)")
     p.add_argument("--griffin-lim-iters", type=parse_positive, default=32,

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from leapformer.models.fused_step import shared_step
+from leapformer.models.fused_step import FusedDecoderStep, shared_step, warm_up_step
 from leapformer.models.lm import sinusoidal_embedding
 from leapformer.models.search import max_lengths
 from leapformer.models.seq2seq import Seq2Seq, Seq2SeqCache
@@ -73,7 +73,8 @@ from leapformer.nn.mechanisms import CosFormer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ENCODER_MODES", "SimulAgent", "SimulResult", "simultaneous_greedy"]
+__all__ = ["ENCODER_MODES", "SimulAgent", "SimulResult", "decode_next", "decoder_step",
+           "simultaneous_greedy"]
 
 ENCODER_MODES = ("incremental", "reencode")
 
@@ -137,6 +138,37 @@ def _last_logits(model: Seq2Seq, hidden: Tensor) -> Tensor:
     return model.project(hidden[:, -1])
 
 
+def decoder_step(model: Seq2Seq, compile_step: bool) -> FusedDecoderStep | None:
+    """The model's shared compiled decoder step (:func:`~leapformer.models.fused_step.
+    shared_step`, target embedding and last-position logits traced in), or None for
+    ``compile_step=False`` (eager only)."""
+    if not isinstance(compile_step, bool):
+        raise TypeError(f"compile_step must be a bool, got {compile_step!r}")
+    return shared_step(model, model.decoder, embed=_embed_target, head=_last_logits) \
+        if compile_step else None
+
+
+def decode_next(model: Seq2Seq, step: FusedDecoderStep | None, last: Tensor,
+                cache: Seq2SeqCache) -> Tensor:
+    """Logits ``[B, V]`` of one decoder step on ``last [B, 1]`` (``cache`` updated in
+    place), through ``step`` (:func:`decoder_step`) or, for None, the model's own
+    :meth:`~Seq2Seq.decode_step`. The text and speech agents' decoder call."""
+    if step is None:
+        return model.decode_step(last, cache)[:, -1]
+    position = cache.length + 1
+    if model.tgt_pos is not None and position > model.cfg.max_positions:
+        raise ValueError(f"position {position} is past the learned position table "
+                         f"(max_positions={model.cfg.max_positions})")
+    positions = torch.full_like(last, position)
+    return step(last, cache.decoder, positions, owner=model, target_length=cache.target_length)
+
+
+def _dummy_ids(cfg, n: int) -> list[int]:
+    special = {cfg.pad_id, cfg.bos_id, cfg.eos_id}
+    ids = [t for t in range(min(cfg.src_vocab_size, 64)) if t not in special]
+    return [ids[i % len(ids)] for i in range(n)]
+
+
 class SimulAgent:
     """A wait-k agent around a :class:`Seq2Seq` (see the module docstring).
 
@@ -167,15 +199,19 @@ class SimulAgent:
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
         if max_len_a < 0:
             raise ValueError(f"max_len_a must be >= 0, got {max_len_a!r}")
-        if not isinstance(compile_step, bool):
-            raise TypeError(f"compile_step must be a bool, got {compile_step!r}")
+        self.step = decoder_step(model, compile_step)
         self.model, self.encoder = model, encoder
-        self.step = shared_step(model, model.decoder, embed=_embed_target, head=_last_logits) \
-            if compile_step else None
         self.max_len_a, self.max_len_b = max_len_a, max_len_b
         self.cos_source = _cosformer_in(model.encoder) or any(
             _cosformer_in(layer.cross_attn) for layer in model.decoder.layers
             if layer.cross_attn is not None)
+
+    def warm_up(self, tokens: int = 12) -> bool:
+        """Compile the decoder step now, on an untimed dummy translation of ``tokens``
+        source tokens, so that no timed sentence pays for the compile (evaluations call
+        it before their loop). Returns whether the step is compiled; a no-op without
+        ``compile_step`` or once compiled."""
+        return warm_up_step(self.step, lambda: self.translate(_dummy_ids(self.model.cfg, tokens)))
 
     # -- pieces ------------------------------------------------------------------
     def _source(self, src_ids) -> Tensor:
@@ -217,16 +253,7 @@ class SimulAgent:
 
     def decode(self, last: Tensor, cache: Seq2SeqCache) -> Tensor:
         """Logits ``[B, V]`` of one decoder step on ``last [B, 1]`` (cache updated)."""
-        model = self.model
-        if self.step is None:
-            return model.decode_step(last, cache)[:, -1]
-        position = cache.length + 1
-        if model.tgt_pos is not None and position > model.cfg.max_positions:
-            raise ValueError(f"position {position} is past the learned position table "
-                             f"(max_positions={model.cfg.max_positions})")
-        positions = torch.full_like(last, position)
-        return self.step(last, cache.decoder, positions, owner=model,
-                         target_length=cache.target_length)
+        return decode_next(self.model, self.step, last, cache)
 
     # -- the policy ----------------------------------------------------------------
     @torch.no_grad()

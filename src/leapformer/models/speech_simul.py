@@ -53,7 +53,8 @@ from torch import Tensor
 from leapformer.data.speech.cmvn import GlobalCMVN
 from leapformer.data.speech.features import kaldi_fbank, n_fbank_frames
 from leapformer.models.seq2seq_cache import Seq2SeqCache
-from leapformer.models.simul import ENCODER_MODES
+from leapformer.models.fused_step import warm_up_step
+from leapformer.models.simul import ENCODER_MODES, decode_next, decoder_step
 from leapformer.models.speech import SpeechSeq2Seq
 from leapformer.nn.mechanisms import CosFormer
 
@@ -98,14 +99,19 @@ class SpeechSimulAgent:
     """Wait-``k`` agent on pre-decision chunks of ``ratio`` encoder states (module
     docstring). ``cmvn``: the run's global CMVN (None: raw features);
     ``sample_rate``: of the audio given; ``segment_ms``: audio per read of
-    :meth:`translate` (default one pre-decision chunk, ``40 * ratio`` ms)."""
+    :meth:`translate` (default one pre-decision chunk, ``40 * ratio`` ms).
+    ``compile_step`` (default on): decoder steps run the model's compiled
+    :class:`~leapformer.models.fused_step.FusedDecoderStep`, as in the text agent
+    (compiled after the model's first ``COMPILE_AFTER`` steps; eager where
+    compiling fails or a mechanism is not covered); ``False``: eager only."""
 
     def __init__(self, model: SpeechSeq2Seq, k: int, *, ratio: int = 7,
                  encoder: str = "incremental", cmvn: GlobalCMVN | None = None,
                  sample_rate: int = 16000, segment_ms: float | None = None,
-                 max_len_a: float = 0.5, max_len_b: float = 10):
+                 max_len_a: float = 0.5, max_len_b: float = 10, compile_step: bool = True):
         if not isinstance(model, SpeechSeq2Seq):
             raise TypeError(f"model must be a SpeechSeq2Seq, got {type(model).__name__}")
+        self.step = decoder_step(model, compile_step)
         self.k, self.ratio = _positive_int("k", k), _positive_int("ratio", ratio)
         self.sample_rate = _positive_int("sample_rate", sample_rate)
         if encoder not in ENCODER_MODES:
@@ -133,6 +139,14 @@ class SpeechSimulAgent:
         self.model, self.encoder, self.cmvn = model, encoder, cmvn
         self.segment_ms = float(segment_ms)
         self.max_len_a, self.max_len_b = float(max_len_a), float(max_len_b)
+
+    def warm_up(self, seconds: float = 10.0) -> bool:
+        """Compile the decoder step now, on an untimed translation of ``seconds`` of
+        noise, so that no timed utterance pays for the compile (evaluations call it
+        before their loop). Returns whether the step is compiled; a no-op without
+        ``compile_step`` or once compiled."""
+        noise = np.random.default_rng(0).standard_normal(int(seconds * self.sample_rate))
+        return warm_up_step(self.step, lambda: self.translate((0.1 * noise).astype(np.float32)))
 
     def session(self) -> SpeechSimulSession:
         """A fresh per-utterance state (model put in eval mode until the session ends:
@@ -307,7 +321,7 @@ class SpeechSimulSession:
         self._sync()
         model, cfg = self.model, self.model.cfg
         t0 = time.perf_counter()
-        logits = model.decode_step(self.last, self.cache)[:, -1]
+        logits = decode_next(model, self.agent.step, self.last, self.cache)
         lp = F.log_softmax(logits.double(), dim=-1)
         lp[:, [cfg.bos_id, cfg.pad_id]] = -math.inf
         if not self.source_finished:

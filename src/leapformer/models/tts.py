@@ -36,8 +36,10 @@ cosFormer's ``M`` counts groups (``ceil(frames / r)``). ``r = 1`` is the model a
 **Decoding** is autoregressive, frame by frame (group by group), on the decoder cache
 (:meth:`new_decoder_cache`, :meth:`decode_step`): a constant-size state for
 the linear family, keys and values for softmax. :meth:`synthesize` runs the
-whole loop and the post-net. The pre-net's dropout stays on while decoding
-(Tacotron 2's rule) unless ``model.decoder_prenet.always_dropout = False``.
+whole loop and the post-net; its steps run the model's compiled fused decoder step
+(:mod:`leapformer.models.fused_step`: pre-net, positions, decoder and both heads in
+one compiled function; eager for cosFormer, or with ``compile_step=False``). The
+pre-net's dropout stays on while decoding (Tacotron 2's rule) unless ``model.decoder_prenet.always_dropout = False``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from leapformer.models.fused_step import FusedDecoderStep, shared_step, warm_up_step
 from leapformer.models.seq2seq_cache import EncoderOutput, Seq2SeqCache
 from leapformer.models.target_length import (
     build_length_predictor,
@@ -399,15 +402,38 @@ class TransformerTTS(nn.Module):
         return self._heads(self.decoder(y, cache=cache.decoder,
                                         target_length=cache.target_length))
 
+    def fused_step(self) -> FusedDecoderStep:
+        """The model's shared compiled decoding step (:func:`~leapformer.models.fused_step.
+        shared_step`): one group of frames through the pre-net, positions, decoder and
+        both heads, ``step(frames [B,1,r*n_mels], cache.decoder, positions [B,1],
+        owner=model, target_length=cache.target_length) -> (mel, stop)`` as
+        :meth:`decode_step`. Compiled after its first ``COMPILE_AFTER`` steps."""
+        return shared_step(self, self.decoder, embed=_step_input, head=_step_heads)
+
+    def warm_up(self, groups: int = 4) -> bool:
+        """Compile :meth:`fused_step` now, on an untimed synthesis of ``groups`` groups
+        from a short dummy text (evaluations call it before timing). Returns whether
+        the step is compiled (False for cosFormer decoders)."""
+        token = (self.cfg.pad_id + 1) % self.cfg.vocab_size
+        text = torch.full((1, 4), token, dtype=torch.long, device=self.stop_linear.weight.device)
+        n = groups * self.cfg.frames_per_step
+        return warm_up_step(self.fused_step(), lambda: self.synthesize(
+            text, None, max_frames=n, min_frames=n, target_length=n))
+
     @torch.no_grad()
     def synthesize(self, text: Tensor, text_mask: Tensor | None = None, *, max_frames: int,
                    stop_threshold: float = 0.5, min_frames: int = 1,
                    target_length: Tensor | int | None = None,
-                   enc: EncoderOutput | None = None) -> tuple[Tensor, Tensor]:
+                   enc: EncoderOutput | None = None,
+                   compile_step: bool = True) -> tuple[Tensor, Tensor]:
         """``(mel_post [B, T, n_mels], lengths [B])``: frame-by-frame (group-by-group)
         decoding until ``sigmoid(stop) > stop_threshold`` (from frame ``min_frames`` on)
         or ``max_frames``; the post-net runs once at the end over each item's frames.
-        With ``frames_per_step = r`` the stop logits of a group are read frame by frame."""
+        With ``frames_per_step = r`` the stop logits of a group are read frame by frame.
+        ``compile_step``: decode on :meth:`fused_step` (default) or, ``False``, the eager
+        :meth:`decode_step`."""
+        if not isinstance(compile_step, bool):
+            raise TypeError(f"compile_step must be a bool, got {compile_step!r}")
         if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
             raise ValueError(f"max_frames must be a positive int, got {max_frames!r}")
         if (isinstance(min_frames, bool) or not isinstance(min_frames, int)
@@ -422,9 +448,16 @@ class TransformerTTS(nn.Module):
         frame = enc.memory.new_zeros(B, 1, self.cfg.n_mels * r)
         lengths = torch.full((B,), max_frames, dtype=torch.long, device=frame.device)
         done = torch.zeros(B, dtype=torch.bool, device=frame.device)
+        step = self.fused_step() if compile_step else None
         out = []
         for t in range(self.steps(max_frames)):
-            frame, stop = self.decode_step(frame, cache)
+            if step is None:
+                frame, stop = self.decode_step(frame, cache)
+            else:
+                positions = torch.full((B, 1), cache.length + 1, dtype=torch.long,
+                                       device=frame.device)
+                frame, stop = step(frame, cache.decoder, positions, owner=self,
+                                   target_length=cache.target_length)
             out.append(frame)
             for f in range(r):
                 n = t * r + f + 1
@@ -443,6 +476,16 @@ class TransformerTTS(nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.spec}, params={sum(p.numel() for p in self.parameters()):,}"
+
+
+def _step_input(model: TransformerTTS, frames: Tensor, positions: Tensor) -> Tensor:
+    """The decoder input of one group at ``positions [B, 1]``: what
+    :meth:`TransformerTTS.decode_step` computes, with positions as a tensor."""
+    return model.dropout(model.decoder_pos.at(model.decoder_prenet(frames), positions))
+
+
+def _step_heads(model: TransformerTTS, h: Tensor) -> tuple[Tensor, Tensor]:
+    return model._heads(h)
 
 
 def frames_for_seconds(seconds: float, sample_rate: int = 22050, hop: int = 256) -> int:

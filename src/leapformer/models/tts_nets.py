@@ -113,4 +113,9 @@ class ScaledPositions(nn.Module):
 
     def forward(self, x: Tensor, start: int = 0) -> Tensor:
         pos = torch.arange(start + 1, start + x.shape[1] + 1, device=x.device)
-        return x + self.alpha * sinusoidal_embedding(pos, self.d_model).to(x.dtype)
+        return self.at(x, pos)
+
+    def at(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``x [B, T, d] + alpha * PE(positions)`` at 1-based ``positions`` (``[T]`` or
+        ``[B, T]``, long): a tensor, so a compiled decoding step serves every position."""
+        return x + self.alpha * sinusoidal_embedding(positions, self.d_model).to(x.dtype)

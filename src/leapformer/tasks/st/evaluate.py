@@ -211,9 +211,11 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
                  max_utterances: int | None = None, max_len_a: float = 0.5,
                  max_len_b: float = 10, checkpoint: str = "best", concat: int = 1,
                  out: str | Path | None = None, device: str | torch.device = "cpu",
-                 progress=None) -> dict:
+                 compile_step: bool = True, progress=None) -> dict:
     """Simultaneous wait-``k`` decoding of ``split`` from the audio (one utterance at a
-    time); ``ratio``: encoder states per read (default: the run's). ``concat``: join
+    time); ``ratio``: encoder states per read (default: the run's). ``compile_step``:
+    the compiled fused decoder step (default; ``False``: the eager modules, and the
+    folder name gets ``-eager``). ``concat``: join
     each ``concat`` consecutive utterances (audio and references) into one, for long
     inputs (``max_utterances`` counts the joined ones; :func:`simul_groups`). Writes
     ``out`` (default ``run/simul-<split>-k<k>-r<ratio>-<encoder>``, plus ``-c<concat>``
@@ -229,7 +231,8 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
     ratio = config["ratio"] if ratio is None else ratio
     agent = SpeechSimulAgent(model, k, ratio=ratio, encoder=encoder, cmvn=data.cmvn,
                              sample_rate=SAMPLE_RATE, segment_ms=segment_ms,
-                             max_len_a=max_len_a, max_len_b=max_len_b)
+                             max_len_a=max_len_a, max_len_b=max_len_b,
+                             compile_step=compile_step)
     _split(data, split, max_utterances)  # checks both
     groups = simul_groups(len(data.items[split]), concat)[:max_utterances]
     n = len(groups)
@@ -237,7 +240,9 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
     refs = [sep.join(data.refs[split][i] for i in g) for g in groups]
     seg = "" if segment_ms is None else f"-s{segment_ms:g}"
     out = Path(out) if out is not None else Path(run) / (
-        f"simul-{split}-k{k}-r{ratio}-{encoder}" + (f"-c{concat}" if concat > 1 else "") + seg)
+        f"simul-{split}-k{k}-r{ratio}-{encoder}" + (f"-c{concat}" if concat > 1 else "") + seg
+        + ("" if compile_step else "-eager"))
+    agent.warm_up()  # the step's compile, untimed (no utterance's latency pays for it)
     records, hyps = [], []
     enc_s = dec_s = feat_s = 0.0
     tokens = 0
@@ -268,6 +273,8 @@ def run_st_simul(run: str | Path, *, k: int, ratio: int | None = None, split: st
            "checkpoint_step": config.get("checkpoint_step"),
            "utterances": n, "concat": concat, "k": k, "ratio": ratio, "encoder": encoder,
            "segment_ms": agent.segment_ms, "max_len_a": max_len_a, "max_len_b": max_len_b,
+           "compile_step": compile_step,
+           "decoder_compiled": bool(agent.step is not None and agent.step.compiled_once),
            "spec": config["spec"],
            "waitk_trained": config["waitk"], "causal_encoder": config["causal_encoder"],
            **quality, **scores, "latency_unit": "ms of source audio (delays); spm (|Y*|)",

@@ -7,10 +7,12 @@ training minutes of its run, split, beam, and the quality: ASR word error rate
 (normalised) or ST BLEU, each with a 95% bootstrap interval over utterances. One row
 per simultaneous evaluation (``simul-*/results.json``): wait-k, utterances (joined
 ``concat`` at a time), seconds of audio per utterance, quality, AL, LAAL and the
-computation-aware AL (ms of source audio), decoder ms per token.
+computation-aware AL (ms of source audio), decoder ms per token, and the decoder
+step (compiled, or eager: ``--no-compile-step`` and results from before session 8).
 
 With ``paired=RUN`` (a run folder's name, or a list of them): that run minus every other run evaluated the
-same way on the same utterances (task, kind, split, beam or k/ratio/encoder/concat), under
+same way on the same utterances (task, kind, split, beam or k/ratio/encoder/concat, and
+the same decoder step), under
 the same bootstrap resamples of the utterances: the WER
 (:func:`~leapformer.report.intervals.ratio_bootstrap`), the BLEU
 (:func:`~leapformer.tasks.st.evaluate.bleu_interval`) and, for wait-k, the computation-aware AL (mean
@@ -63,8 +65,10 @@ def _quality(e: dict) -> str:
 def _same_test(a: dict, b: dict) -> bool:
     keys = ("task", "_kind", "split", "utterances", "beam", "k", "ratio", "encoder",
             "segment_ms", "max_len_a", "max_len_b")
+    # results from before the compiled speech step decoded eagerly
     return all(a.get(k) == b.get(k) for k in keys) and \
-        a.get("concat", 1) == b.get("concat", 1)
+        a.get("concat", 1) == b.get("concat", 1) and \
+        a.get("compile_step", False) == b.get("compile_step", False)
 
 
 def _verdict(low: float, high: float, mean: float, a: str, b: str, lower_better: bool) -> str:
@@ -156,15 +160,15 @@ def _ms(value) -> str:
 
 
 def _simul_table(evals: list[dict]) -> list[str]:
-    lines = ["| run | spec | trained k | k | ratio | encoder | split | utterances | joined | "
-             "audio s each | quality | AL ms | LAAL ms | AL_CA ms | decoder ms/token |",
-             "|---|---|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    lines = ["| run | spec | trained k | k | ratio | encoder | step | split | utterances | "
+             "joined | audio s each | quality | AL ms | LAAL ms | AL_CA ms | decoder ms/token |",
+             "|---|---|---:|---:|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for e in sorted(evals, key=_order):
         each = e["audio_s"] / e["utterances"] if e.get("audio_s") else None
         per_tok = e.get("decoder_ms_per_token")
         lines.append(f"| {e['_name']} | `{e['spec']}` | {e.get('waitk_trained') or 'offline'} | "
                      f"{e['k']} | {e.get('ratio', '-')} | {e.get('encoder', '-')} | "
-                     f"{e['split']} | {e['utterances']} | {e.get('concat', 1)} | "
+                     f"{'compiled' if e.get('decoder_compiled') else 'eager'} | {e['split']} | {e['utterances']} | {e.get('concat', 1)} | "
                      f"{'-' if each is None else f'{each:.1f}'} | {_quality(e)} | "
                      f"{_ms(e.get('AL'))} | {_ms(e.get('LAAL'))} | {_ms(e.get('AL_CA'))} | "
                      f"{'-' if per_tok is None else f'{per_tok:.1f}'} |")

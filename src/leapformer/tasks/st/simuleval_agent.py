@@ -53,7 +53,9 @@ class LeapformerSpeechAgent(SpeechToTextAgent):
         self.tok = data.tok
         self.sim = SpeechSimulAgent(model, args.waitk, ratio=ratio, encoder=args.encoder,
                                     cmvn=data.cmvn, sample_rate=SAMPLE_RATE,
-                                    max_len_a=args.max_len_a, max_len_b=args.max_len_b)
+                                    max_len_a=args.max_len_a, max_len_b=args.max_len_b,
+                                    compile_step=not getattr(args, "no_compile_step", False))
+        self.sim.warm_up()  # compiled before SimulEval's clock starts
         self.session = None
         self.consumed = 0
         super().__init__(args)
@@ -68,6 +70,8 @@ class LeapformerSpeechAgent(SpeechToTextAgent):
         parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
         parser.add_argument("--max-len-a", type=float, default=0.5)
         parser.add_argument("--max-len-b", type=float, default=10)
+        parser.add_argument("--no-compile-step", action="store_true",
+                            help="eager decoder steps (default: the compiled fused step)")
 
     def reset(self) -> None:
         super().reset()

@@ -184,6 +184,7 @@ def run_translate_simul(run: str | Path, *, k: int, split: str = "test",
     tokens = steps = 0
     oracle: set[str] = set()
     r = float(source_ms_per_token)
+    agent.warm_up()  # the step's compile, untimed (no sentence's latency pays for it)
     results = []
     for start in range(0, n, batch_size):
         rows = list(range(start, min(start + batch_size, n)))

@@ -31,6 +31,7 @@ from leapformer.models.seq2seq_cache import EncoderOutput
 from leapformer.models.tts import TransformerTTS, frames_for_seconds
 from leapformer.nn.length import ConvLength
 from leapformer._io import read_json_object
+from leapformer.report.intervals import bootstrap_interval
 from leapformer.tasks._skeleton import write_json
 from leapformer.tasks.tts.data import (
     SAMPLE_RATE,
@@ -100,8 +101,9 @@ def run_tts_synth(run: str | Path, text: str, out: str | Path, *,
         _fitted(model, length_predictor, read_json_object(run / "length_stats.json"))
     text_ids, mask = _encode_text_ids(front.encode(text))
     t0 = time.perf_counter()
+    # one synthesis does not earn back a compile (tens of seconds on a CPU): eager
     mel, lengths = model.synthesize(text_ids, mask, max_frames=frames_for_seconds(max_seconds),
-                                    stop_threshold=stop_threshold)
+                                    stop_threshold=stop_threshold, compile_step=False)
     decode_s = time.perf_counter() - t0
     wav = griffin_lim(mel[0, :int(lengths[0])], cmvn, n_iter=griffin_lim_iters)
     write_wav(out, wav)
@@ -111,17 +113,24 @@ def run_tts_synth(run: str | Path, text: str, out: str | Path, *,
 
 @torch.no_grad()
 def decoder_rtf(model: TransformerTTS, text: torch.Tensor, mask: torch.Tensor,
-                seconds: tuple[float, ...], repeats: int = 1) -> dict:
+                seconds: tuple[float, ...], repeats: int = 1, *,
+                compile_step: bool = True) -> dict:
     """``{"S": {"frames", "decode_s", "rtf", "ms_per_frame"}}``: the best of ``repeats``
     timings of :meth:`TransformerTTS.synthesize` forced to ``S`` seconds of frames
-    (the stop token ignored, cosFormer's ``M`` the forced length), batch of ``text``."""
+    (the stop token ignored, cosFormer's ``M`` the forced length), batch of ``text``.
+    With ``compile_step`` the step is compiled first (:meth:`TransformerTTS.warm_up`),
+    so that its compile is not timed. The time includes the text encoder and the
+    post-net, not the vocoder."""
+    if compile_step:
+        model.warm_up()
     out = {}
     for s in seconds:
         n = frames_for_seconds(s)
         best = math.inf
         for _ in range(repeats):
             t0 = time.perf_counter()
-            model.synthesize(text, mask, max_frames=n, min_frames=n, target_length=n)
+            model.synthesize(text, mask, max_frames=n, min_frames=n, target_length=n,
+                             compile_step=compile_step)
             best = min(best, time.perf_counter() - t0)
         out[f"{s:g}"] = {"frames": n, "decode_s": best, "rtf": best / s,
                          "ms_per_frame": 1e3 * best / n}
@@ -133,10 +142,14 @@ def run_tts_eval(run: str | Path, *, split: str = "test", max_items: int = 20,
                  data: str | Path | None = None, predictors: tuple[str, ...] | None = None,
                  rtf_seconds: tuple[float, ...] = RTF_SECONDS, rtf_repeats: int = 1,
                  max_seconds: float = 30.0, griffin_lim_iters: int = 32, save_wavs: int = 2,
-                 out: str | Path | None = None, seed: int = 0) -> dict:
+                 out: str | Path | None = None, seed: int = 0,
+                 compile_step: bool = True) -> dict:
     """Evaluate the run's best model on ``max_items`` utterances of ``split``; writes
-    ``out`` (default ``RUN/eval_{split}.json``) and the first ``save_wavs`` syntheses
-    (with their references and a mel figure, ``<id>.png``) under ``RUN/synth/``."""
+    ``out`` (default ``RUN/eval_{split}.json``, ``eval_{split}-eager.json`` without
+    ``compile_step``) and the first ``save_wavs`` syntheses
+    (with their references and a mel figure, ``<id>.png``) under ``RUN/synth/``.
+    ``compile_step``: synthesise on the compiled fused decoder step (default) or the
+    eager modules (``False``)."""
     from leapformer.eval import mcd
 
     torch.manual_seed(seed)
@@ -180,6 +193,8 @@ def run_tts_eval(run: str | Path, *, split: str = "test", max_items: int = 20,
     mcds: dict[str, list[float]] = {r: [] for r in runs}
     stop_lengths: dict[str, list[int]] = {r: [] for r in runs}
     decode_s, audio_s = 0.0, 0.0
+    if compile_step:
+        model.warm_up()  # the step's compile, untimed
     for i, (enc, ref) in enumerate(zip(encs, refs, strict=True)):
         for r in runs:
             target = None
@@ -190,7 +205,7 @@ def run_tts_eval(run: str | Path, *, split: str = "test", max_items: int = 20,
             t0 = time.perf_counter()
             mel, lengths = model.synthesize(enc.src_tokens, enc.padding_mask,
                                             max_frames=max_frames, target_length=target,
-                                            enc=enc)
+                                            enc=enc, compile_step=compile_step)
             decode_s += time.perf_counter() - t0
             n = int(lengths[0])
             audio_s += n * 256 / SAMPLE_RATE
@@ -215,13 +230,18 @@ def run_tts_eval(run: str | Path, *, split: str = "test", max_items: int = 20,
         "spec": str(model.spec), "frames_per_step": model.cfg.frames_per_step,
         "split": split, "utterances": len(items),
         "mcd": {r: float(np.mean(v)) for r, v in mcds.items()},
+        "mcd_interval": {r: list(_interval(v)) for r, v in mcds.items()},
+        "mcd_per_utterance": mcds, "utterance_ids": [it.id for it in items],
+        "true_frames": true, "frames_per_utterance": predicted,
         "length_error": length_errors(predicted, true),
         "decoder_rtf": decode_s / max(audio_s, 1e-9),
-        "rtf_vs_length": decoder_rtf(model, t, m, tuple(rtf_seconds), rtf_repeats) if rtf_seconds
-        else {},
+        "rtf_vs_length": decoder_rtf(model, t, m, tuple(rtf_seconds), rtf_repeats,
+                                     compile_step=compile_step) if rtf_seconds else {},
+        "compile_step": compile_step, "decoder_compiled": model.fused_step().compiled_once,
         "griffin_lim_iters": griffin_lim_iters, "threads": torch.get_num_threads(),
     }
-    write_json(Path(out) if out else run / f"eval_{split}.json", result)
+    default = f"eval_{split}.json" if compile_step else f"eval_{split}-eager.json"
+    write_json(Path(out) if out else run / default, result)
     return result
 
 
@@ -249,12 +269,39 @@ def find_tts_evals(paths: list[Path]) -> list[Path]:
     return list(unique.values())
 
 
+def _interval(values) -> tuple[float, float]:
+    iv = bootstrap_interval(np.asarray(values, dtype=np.float64))
+    return iv.low, iv.high
+
+
+def _paired_mcd(results: list[dict]) -> list[list]:
+    """Rows ``[a, b, split, length from, utterances, a - b, interval, verdict]``: each
+    pair of evaluations of the same utterances with per-utterance MCDs, paired by
+    utterance under the same bootstrap resamples."""
+    rows = []
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            ids = a.get("utterance_ids")
+            if not ids or ids != b.get("utterance_ids") or a.get("split") != b.get("split"):
+                continue
+            for key in a.get("mcd_per_utterance", {}):
+                if key not in b.get("mcd_per_utterance", {}):
+                    continue
+                d = np.subtract(a["mcd_per_utterance"][key], b["mcd_per_utterance"][key])
+                iv = bootstrap_interval(d)
+                verdict = "not separated" if iv.low <= 0 <= iv.high else \
+                    f"separated, {a['_label'] if iv.mean < 0 else b['_label']} lower"
+                rows.append([a["_label"], b["_label"], a["split"], key, len(ids),
+                             f"{iv.mean:+.2f}", f"{iv.low:+.2f} to {iv.high:+.2f}", verdict])
+    return rows
+
+
 def run_tts_report(evals: list[Path]) -> str:
     """Markdown tables (MCD, length error, real-time factor) over tts eval result files
     (:func:`find_tts_evals`), one row per evaluation, split and length source."""
     if not evals:
         raise ValueError("no TTS eval results given (run leapformer tts eval first)")
-    rows_mcd, rows_len, rows_rtf = [], [], []
+    rows_mcd, rows_len, rows_rtf, results = [], [], [], []
     for path in evals:
         r = read_json_object(path)
         for key in _EVAL_KEYS:
@@ -263,19 +310,30 @@ def run_tts_report(evals: list[Path]) -> str:
         split = r.get("split", "?")
         fps = r.get("frames_per_step", 1)
         spec = r["spec"] + (f" ({fps} frames/step)" if fps > 1 else "")
+        results.append({**r, "_label": spec})
         for name, v in r["mcd"].items():
-            rows_mcd.append([spec, split, name, f"{v:.2f}", r["utterances"]])
+            iv = r.get("mcd_interval", {}).get(name)
+            rows_mcd.append([spec, split, name, f"{v:.2f}",
+                             "-" if iv is None else f"{iv[0]:.2f}-{iv[1]:.2f}", r["utterances"]])
         for name, v in r["length_error"].items():
             rows_len.append([spec, split, name, f"{100 * v['rel']:.1f}",
                              f"{v['abs_frames']:.1f}", f"{100 * v['bias']:+.1f}"])
+        step = "compiled" if r.get("decoder_compiled") else "eager"  # older results: eager
         for s, v in r["rtf_vs_length"].items():
-            rows_rtf.append([spec, s, v["frames"], f"{v['rtf']:.3f}",
+            rows_rtf.append([spec, step, s, v["frames"], f"{v['rtf']:.3f}",
                              f"{v['ms_per_frame']:.2f}"])
+    paired = _paired_mcd(results)
     return "\n".join([
         "## MCD (dB, Griffin-Lim, DTW)", "",
-        markdown_table(["spec", "split", "length from", "MCD", "utterances"], rows_mcd), "",
+        markdown_table(["spec", "split", "length from", "MCD", "95% interval", "utterances"],
+                       rows_mcd), "",
+        "## Paired MCD differences (same utterances, bootstrap over them)", "",
+        markdown_table(["a", "b", "split", "length from", "utterances", "a - b dB",
+                        "95% interval", "verdict"], paired)
+        if paired else "(no two evaluations of the same utterances)", "",
         "## Length error", "",
         markdown_table(["spec", "split", "predictor", "rel. error %", "abs. frames", "bias %"],
                        rows_len), "",
         "## Decoder real-time factor (batch 1)", "",
-        markdown_table(["spec", "audio s", "frames", "RTF", "ms / frame"], rows_rtf), ""])
+        markdown_table(["spec", "decoder step", "audio s", "frames", "RTF", "ms / frame"],
+                       rows_rtf), ""])
