@@ -162,7 +162,8 @@ def test_agent_incremental_and_reencode_agree_on_a_causal_model(spec):
 
 
 @pytest.mark.parametrize("encoder", ["incremental", "reencode"])
-@pytest.mark.parametrize("spec", ["softmax", "leap", "enc=leap,dec=leap,cross=softmax,dec.0=linear"])
+@pytest.mark.parametrize("spec", ["softmax", "leap",
+                                  "enc=leap,dec=leap,cross=softmax,dec.0=linear"])
 def test_agent_fused_step_writes_what_the_eager_step_writes(monkeypatch, spec, encoder):
     # the compiled decoder step (traced by dynamo and run by its eager backend in the
     # suite: tests/conftest.py), two decoder layers, the cross-attention memory growing

@@ -117,7 +117,8 @@ def render_markdown(rows: list[dict], info: dict, *, command: str, load: str) ->
     if not rows:
         raise ValueError("rows is empty: nothing was measured")
     base = rows[0]["spec"]
-    lines = [*table_header("Simultaneous speech translation speed (CPU)", info, command=command, load=load),
+    lines = [*table_header("Simultaneous speech translation speed (CPU)", info,
+                           command=command, load=load),
              f"- method: untrained `{rows[0]['preset']}`-size speech models (causal encoder), "
              f"wait-k on chunks of {rows[0]['ratio']} encoder states, noise audio; the tokens "
              "written while reading (+1), the same for every spec; median of "

@@ -145,8 +145,11 @@ class SpeechSimulAgent:
         noise, so that no timed utterance pays for the compile (evaluations call it
         before their loop). Returns whether the step is compiled; a no-op without
         ``compile_step`` or once compiled."""
-        noise = np.random.default_rng(0).standard_normal(int(seconds * self.sample_rate))
-        return warm_up_step(self.step, lambda: self.translate((0.1 * noise).astype(np.float32)))
+        def run():
+            noise = np.random.default_rng(0).standard_normal(int(seconds * self.sample_rate))
+            self.translate((0.1 * noise).astype(np.float32))
+
+        return warm_up_step(self.step, run)
 
     def session(self) -> SpeechSimulSession:
         """A fresh per-utterance state (model put in eval mode until the session ends:

@@ -39,7 +39,8 @@ the linear family, keys and values for softmax. :meth:`synthesize` runs the
 whole loop and the post-net; its steps run the model's compiled fused decoder step
 (:mod:`leapformer.models.fused_step`: pre-net, positions, decoder and both heads in
 one compiled function; eager for cosFormer, or with ``compile_step=False``). The
-pre-net's dropout stays on while decoding (Tacotron 2's rule) unless ``model.decoder_prenet.always_dropout = False``.
+pre-net's dropout stays on while decoding (Tacotron 2's rule) unless
+``model.decoder_prenet.always_dropout = False``.
 """
 
 from __future__ import annotations

@@ -146,7 +146,8 @@ def _quality(config: dict, hyps: list[str], refs: list[str]) -> dict:
     bleu = corpus_bleu(hyps, refs, lang)
     stats = sentence_bleu_stats(hyps, refs, lang)
     iv = bleu_interval(stats)
-    return {"BLEU": bleu.score, "BLEU_interval": [iv.low, iv.high], "bleu_tokenizer": bleu.tokenizer,
+    return {"BLEU": bleu.score, "BLEU_interval": [iv.low, iv.high],
+            "bleu_tokenizer": bleu.tokenizer,
             "bleu_signature": bleu.signature, "bleu_stats_per_utterance": stats.tolist()}
 
 

@@ -10,13 +10,13 @@ per simultaneous evaluation (``simul-*/results.json``): wait-k, utterances (join
 computation-aware AL (ms of source audio), decoder ms per token, and the decoder
 step (compiled, or eager: ``--no-compile-step`` and results from before session 8).
 
-With ``paired=RUN`` (a run folder's name, or a list of them): that run minus every other run evaluated the
-same way on the same utterances (task, kind, split, beam or k/ratio/encoder/concat, and
-the same decoder step), under
-the same bootstrap resamples of the utterances: the WER
+With ``paired=RUN`` (a run folder's name, or a list of them): that run minus every other
+run evaluated the same way on the same utterances (task, kind, split, beam or
+k/ratio/encoder/concat, and the same decoder step), under the same bootstrap resamples
+of the utterances: the WER
 (:func:`~leapformer.report.intervals.ratio_bootstrap`), the BLEU
-(:func:`~leapformer.tasks.st.evaluate.bleu_interval`) and, for wait-k, the computation-aware AL (mean
-of per-utterance differences). "Separated" when the interval excludes 0.
+(:func:`~leapformer.tasks.st.evaluate.bleu_interval`) and, for wait-k, the computation-aware AL
+(mean of per-utterance differences). "Separated" when the interval excludes 0.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ def _simul_table(evals: list[dict]) -> list[str]:
         per_tok = e.get("decoder_ms_per_token")
         lines.append(f"| {e['_name']} | `{e['spec']}` | {e.get('waitk_trained') or 'offline'} | "
                      f"{e['k']} | {e.get('ratio', '-')} | {e.get('encoder', '-')} | "
-                     f"{'compiled' if e.get('decoder_compiled') else 'eager'} | {e['split']} | {e['utterances']} | {e.get('concat', 1)} | "
+                     f"{'compiled' if e.get('decoder_compiled') else 'eager'} | {e['split']} | "
+                     f"{e['utterances']} | {e.get('concat', 1)} | "
                      f"{'-' if each is None else f'{each:.1f}'} | {_quality(e)} | "
                      f"{_ms(e.get('AL'))} | {_ms(e.get('LAAL'))} | {_ms(e.get('AL_CA'))} | "
                      f"{'-' if per_tok is None else f'{per_tok:.1f}'} |")
